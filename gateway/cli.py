@@ -1,0 +1,138 @@
+"""The ``gateway`` command: run the roles, the demo, and operator commands.
+
+Every sub-command takes ``--config FILE``; ``GATEWAY_*`` environment variables override it.
+Errors the operator can fix end the command with exit status 2 and one line saying what
+to do, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.errors import GatewayError
+from gateway.logs import configure_logging
+from gateway.masking import mask_value
+from gateway.settings import ALL_ROLES, Role, Settings, load_settings
+from gateway.store import ApplicationStatus, open_store
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        configure_logging(settings.log_format,
+                          level=20 if getattr(args, "verbose", True) else 30)
+        return int(args.func(args, settings) or 0)
+    except GatewayError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    sub = parser.add_subparsers(required=True, metavar="command")
+
+    run = sub.add_parser("run", help="run gateway roles until SIGTERM")
+    run.add_argument("--role", action="append", choices=ALL_ROLES, dest="roles",
+                     help="role to run (repeatable); all roles by default")
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="submit the sample envelopes and show them accepted")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show the gateway's log")
+    demo.set_defaults(func=_cmd_demo, verbose=False)
+
+    apps = sub.add_parser("apps", help="find applications (personal data masked)")
+    apps_sub = apps.add_subparsers(required=True, metavar="action")
+    apps_list = apps_sub.add_parser("list", help="list applications, newest first")
+    apps_list.add_argument("--status", choices=[s.value for s in ApplicationStatus])
+    apps_list.add_argument("--matter")
+    apps_list.add_argument("--portal")
+    apps_list.add_argument("--limit", type=int, default=50)
+    apps_list.set_defaults(func=_cmd_apps_list)
+    apps_show = apps_sub.add_parser("show", help="one application, envelope masked")
+    apps_show.add_argument("application_id")
+    apps_show.set_defaults(func=_cmd_apps_show)
+
+    contracts = sub.add_parser("contracts", help="contract artefacts generated from the code")
+    c_sub = contracts.add_subparsers(required=True, metavar="action")
+    export = c_sub.add_parser("export", help="write the envelope schema and definitions.json")
+    export.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
+    export.set_defaults(func=_cmd_contracts_export)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.runtime import serve
+
+    roles: list[Role] = args.roles or list(ALL_ROLES)
+    asyncio.run(serve(settings, roles))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.demo import run_demo
+
+    return asyncio.run(run_demo(settings))
+
+
+def _cmd_apps_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> None:
+        store = await open_store(settings.database_url)
+        try:
+            rows = await store.list_applications(
+                status=ApplicationStatus(args.status) if args.status else None,
+                matter=args.matter, portal_id=args.portal, limit=args.limit,
+            )
+        finally:
+            await store.close()
+        print(f"{'application id':<38} {'portal':<12} {'matter':<14} {'status':<22} received")
+        for r in rows:
+            when = dt.datetime.fromtimestamp(r.created_at, dt.UTC).isoformat(timespec="seconds")
+            print(f"{r.id:<38} {r.portal_id:<12} {r.matter:<14} {r.status.value:<22} {when}")
+
+    asyncio.run(go())
+    return 0
+
+
+def _cmd_apps_show(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        store = await open_store(settings.database_url)
+        try:
+            record = await store.get_application(args.application_id)
+        finally:
+            await store.close()
+        if record is None:
+            print(f"gateway: no application {args.application_id}", file=sys.stderr)
+            return 1
+        view = {
+            "application_id": record.id, "portal_id": record.portal_id,
+            "matter": record.matter, "status": record.status.value,
+            "channel": record.channel, "version": record.version,
+            "envelope": mask_value(json.loads(record.envelope_json)),
+        }
+        print(json.dumps(view, ensure_ascii=False, indent=2))
+        return 0
+
+    return asyncio.run(go())
+
+
+def _cmd_contracts_export(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.exports import export_all
+
+    for path in export_all(args.root, settings):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""Events to portals on ``gw.events`` (routing key ``<portal_id>.<matter>.<event>``).
+
+Delivery is at least once, so every event carries a stable ``event_id``: the same event
+about the same thing always has the same id, and a consumer dedupes on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.broker.messages import Message, new_traceparent
+from gateway.broker.topology import HEADER_ATTEMPT, HEADER_TASK_ID, HEADER_TRACEPARENT
+
+_NAMESPACE = uuid.UUID("0f6c6a52-8f5e-4c1e-9c4e-3b7f3b1a9d20")
+
+EVENT_NAMES = (
+    "application.accepted",
+    "application.correction_requested",
+    "application.blocked",
+    "application.completed",
+    "application.delivered",
+    "application.rejected",
+    "application.withdrawn",
+    "task.dispatched",
+    "task.completed",
+    "task.due_soon",
+    "task.overdue",
+    "task.dead_lettered",
+)
+
+
+def event_id(event: str, *subject: str) -> str:
+    """Stable id: the same event about the same subject always gets the same id."""
+    return str(uuid.uuid5(_NAMESPACE, "|".join((event, *subject))))
+
+
+def routing_key(portal_id: str, matter: str, event: str) -> str:
+    return f"{portal_id}.{matter}.{event}"
+
+
+def event_message(
+    event: str,
+    *,
+    portal_id: str,
+    matter: str,
+    subject: tuple[str, ...],
+    application_id: str | None,
+    data: Mapping[str, Any],
+    occurred_at: float,
+    traceparent: str | None = None,
+) -> Message:
+    if event not in EVENT_NAMES:
+        raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENT_NAMES)}")
+    eid = event_id(event, *subject)
+    body = {
+        "event_id": eid,
+        "event": event,
+        "portal_id": portal_id,
+        "matter": matter,
+        "application_id": application_id,
+        "occurred_at": dt.datetime.fromtimestamp(occurred_at, dt.UTC).isoformat(),
+        "data": dict(data),
+    }
+    return Message(
+        body=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
+        correlation_id=application_id,
+        type=event,
+        headers={
+            "event_id": eid,
+            HEADER_TASK_ID: "",
+            HEADER_ATTEMPT: 1,
+            HEADER_TRACEPARENT: traceparent or new_traceparent(),
+        },
+    )

@@ -1,0 +1,157 @@
+"""Intake over AMQP: portals publish envelopes to ``gw.intake``.
+
+The portal is the broker-validated ``user_id`` (mapped by ``[portals.<id>] amqp_user``), the
+idempotency key is the ``message_id``; validation and idempotency are intake's own. A message
+that cannot be accepted is parked in ``gw.dlx`` with its reason and answered with
+``application.rejected`` on the portal's ``gw.events`` key, then acked. Garbage never stops
+the consumer: anything unexpected requeues the delivery and the queue's delivery limit
+dead-letters a message that keeps failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway import events
+from gateway.broker.messages import Delivery, Message, header_str
+from gateway.broker.topology import (
+    DLX,
+    EVENTS,
+    HEADER_ATTEMPT,
+    HEADER_ERROR_KIND,
+    HEADER_FIRST_FAILED_AT,
+    HEADER_ORIGINAL_EXCHANGE,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_PORTAL,
+    HEADER_REASON,
+    HEADER_TRACEPARENT,
+)
+from gateway.intake.http import MAX_KEY_LENGTH
+from gateway.intake.service import IntakeService, Outcome
+from gateway.logs import get_logger
+from gateway.matters import routing_segment
+from gateway.settings import Settings
+
+log = get_logger(__name__)
+
+Publish = Callable[[str, str, Message], Awaitable[None]]
+BUSY_PAUSE_SECONDS = 1.0
+
+
+class AmqpIntake:
+    def __init__(
+        self,
+        service: IntakeService,
+        settings: Settings,
+        publish: Publish,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._service = service
+        self._settings = settings
+        self._publish = publish
+        self._clock = clock
+
+    async def handle(self, delivery: Delivery) -> None:
+        portal_id = self._settings.portal_for_amqp_user(delivery.user_id or "")
+        if portal_id is None:
+            await self._park(delivery, None, _no_portal_reason(delivery.user_id), [])
+            return
+        key = delivery.message_id or ""
+        if not key or len(key) > MAX_KEY_LENGTH:
+            await self._park(delivery, portal_id,
+                             "message_id missing or longer than 128 characters; it is the "
+                             "idempotency key: set a unique message_id per application", [])
+            return
+        outcome = await self._service.submit(
+            portal_id, key, delivery.body, channel="amqp",
+            traceparent=header_str(delivery.header(HEADER_TRACEPARENT)),
+        )
+        if outcome.status == 202:
+            delivery.ack()
+        elif outcome.status in (409, 503):
+            await asyncio.sleep(BUSY_PAUSE_SECONDS)  # in flight elsewhere, or a dependency down
+            delivery.reject(requeue=True)
+        else:
+            await self._park(delivery, portal_id, _reason(outcome), _errors(outcome), key)
+
+    async def _park(
+        self,
+        delivery: Delivery,
+        portal_id: str | None,
+        reason: str,
+        errors: list[dict[str, Any]],
+        key: str | None = None,
+    ) -> None:
+        """Dead-letter a copy with its reason, tell the portal, then ack the original."""
+        now = self._clock()
+        headers = dict(delivery.headers)
+        headers.update({
+            HEADER_REASON: reason,
+            HEADER_ERROR_KIND: "permanent",
+            HEADER_ORIGINAL_EXCHANGE: delivery.exchange,
+            HEADER_ORIGINAL_ROUTING_KEY: delivery.routing_key,
+            HEADER_ATTEMPT: int(headers.get(HEADER_ATTEMPT) or 1),
+            HEADER_FIRST_FAILED_AT: int(now * 1000),  # AMQP tables carry no floats
+        })
+        if portal_id:
+            headers[HEADER_PORTAL] = portal_id
+        # A deterministic id: a redelivered message parks as the same dead letter.
+        dedupe = f"intake:{portal_id or delivery.user_id or '-'}:{key or delivery.message_id or now}"
+        await self._publish(DLX, delivery.routing_key, Message(
+            body=delivery.body, message_id=dedupe, headers=headers,
+            content_type=delivery.content_type or "application/octet-stream",
+        ))
+        matter = routing_segment(_matter_of(delivery.body))
+        if portal_id:
+            await self._publish(EVENTS, events.routing_key(portal_id, matter,
+                                                           "application.rejected"),
+                                events.event_message(
+                "application.rejected", portal_id=portal_id, matter=matter,
+                subject=(portal_id, key or dedupe), application_id=None, occurred_at=now,
+                data={"idempotency_key": key, "reason": reason, "errors": errors},
+            ))
+        log.info("intake_parked", portal_id=portal_id, reason=reason, errors=len(errors))
+        delivery.ack()
+
+
+def _no_portal_reason(user: str | None) -> str:
+    if not user:
+        return ("message has no user_id; publish with the user_id property set to your broker "
+                "user so the gateway knows which portal sent it")
+    return (f"broker user {user[:64]!r} is not a configured portal; add amqp_user to "
+            "[portals.<id>] in the gateway config")
+
+
+def _reason(outcome: Outcome) -> str:
+    if outcome.problem is not None:
+        fields = "; ".join(f"{e['loc']}: {e['msg']}" for e in outcome.problem.errors)
+        reason = f"{outcome.problem.title}: {outcome.problem.detail}"
+        return f"{reason} — {fields}"[:1000] if fields else reason
+    try:
+        body = json.loads(outcome.body)
+        return f"{body.get('title', 'rejected')}: {body.get('detail', '')}"
+    except (ValueError, AttributeError):
+        return f"rejected with status {outcome.status}"
+
+
+def _errors(outcome: Outcome) -> list[dict[str, Any]]:
+    if outcome.problem is not None:
+        return [dict(e) for e in outcome.problem.errors]
+    try:
+        errors = json.loads(outcome.body).get("errors", [])
+        return [e for e in errors if isinstance(e, dict)]
+    except (ValueError, AttributeError):
+        return []
+
+
+def _matter_of(body: bytes) -> object:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data.get("matter") if isinstance(data, dict) else None

@@ -1,0 +1,218 @@
+"""Intake: one door behind both the HTTP route and the AMQP queue.
+
+The dual write, exactly as DESIGN states it: claim the portal's idempotency key; validate;
+store the application as ``received`` (the outbox row); publish it to ``gw.accepted``; on
+the broker's confirm mark it ``accepted``; only then answer 202. If the broker is down the
+portal gets 503 and the key is released, so the same key succeeds later and finds the
+application already stored (never a second one). A crash between store and confirm leaves a
+``received`` row that the relay republishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.broker.messages import Message, new_traceparent, uuid7
+from gateway.broker.topology import ACCEPTED, HEADER_ATTEMPT, HEADER_PORTAL, HEADER_TASK_ID
+from gateway.broker.topology import HEADER_TRACEPARENT
+from gateway.envelope import ENVELOPE_ADAPTER, parse_envelope, personal_values
+from gateway.errors import BrokerUnavailable, InvalidEnvelope, StoreUnavailable
+from gateway.logs import get_logger
+from gateway.masking import register_personal_data
+from gateway.metrics import Metrics
+from gateway.problems import CONTENT_TYPE as PROBLEM_JSON
+from gateway.problems import Problem
+from gateway.store import (
+    ApplicationRecord,
+    ApplicationStatus,
+    Fresh,
+    InFlight,
+    Mismatch,
+    NewApplication,
+    Replay,
+    Store,
+)
+
+log = get_logger(__name__)
+
+Publish = Callable[[str, str, Message], Any]  # (exchange, routing key, message) -> awaitable
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What intake answers; HTTP turns it into a response, AMQP into ack or dead letter."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    application_id: str | None = None
+    replayed: bool = False
+    problem: Problem | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def outcome_label(self) -> str:
+        return "replayed" if self.replayed else str(self.status)
+
+
+def fingerprint(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def accepted_message(app: ApplicationRecord, traceparent: str | None = None) -> Message:
+    """The ``gw.accepted`` message for an application: envelope plus gateway metadata."""
+    body = {
+        "application_id": app.id,
+        "portal_id": app.portal_id,
+        "matter": app.matter,
+        "schema_version": app.schema_version,
+        "channel": app.channel,
+        "received_at": app.created_at,
+        "envelope": json.loads(app.envelope_json),
+    }
+    return Message(
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        correlation_id=app.id,
+        headers={
+            HEADER_TASK_ID: "",  # application-level message: no task yet
+            HEADER_ATTEMPT: 1,
+            HEADER_TRACEPARENT: traceparent or new_traceparent(),
+            HEADER_PORTAL: app.portal_id,
+        },
+    )
+
+
+class IntakeService:
+    def __init__(
+        self,
+        store: Store,
+        publish: Publish,
+        metrics: Metrics,
+        *,
+        lease_seconds: float = 30.0,
+        location_prefix: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._publish = publish
+        self._metrics = metrics
+        self._lease = lease_seconds
+        self._prefix = location_prefix.rstrip("/")
+        self._clock = clock
+
+    async def submit(
+        self, portal_id: str, key: str, body: bytes, *, channel: str, traceparent: str | None = None
+    ) -> Outcome:
+        started = time.perf_counter()
+        outcome = await self._submit(portal_id, key, body, channel, traceparent)
+        self._metrics.intake.labels(channel, outcome.outcome_label).inc()
+        self._metrics.intake_seconds.labels(channel).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _submit(
+        self, portal_id: str, key: str, body: bytes, channel: str, traceparent: str | None
+    ) -> Outcome:
+        try:
+            claim = await self._store.claim_idempotency(
+                portal_id, key, fingerprint(body), self._clock(), self._lease
+            )
+        except StoreUnavailable as exc:
+            return _unavailable(str(exc))
+        if isinstance(claim, Replay):
+            headers = {}
+            if claim.status_code == 202 and claim.application_id:
+                headers["Location"] = self._location(claim.application_id)
+            return Outcome(claim.status_code, claim.body, claim.content_type,
+                           claim.application_id, replayed=True, headers=headers)
+        if isinstance(claim, InFlight):
+            return _problem(Problem(409, "request-in-flight", "Request in flight",
+                                    "a request with this Idempotency-Key is still being "
+                                    "processed; retry after it finishes"),
+                            headers={"Retry-After": str(max(1, int(claim.lease_until - self._clock())))})
+        if isinstance(claim, Mismatch):
+            return _problem(Problem(422, "idempotency-key-reused", "Idempotency-Key reused",
+                                    "this Idempotency-Key was used before with a different "
+                                    "body; use a new key for a new application"))
+        assert isinstance(claim, Fresh)
+        try:
+            return await self._accept(portal_id, key, body, channel, claim, traceparent)
+        except (BrokerUnavailable, StoreUnavailable) as exc:
+            log.warning("intake_unavailable", portal_id=portal_id, error=str(exc))
+            try:
+                await self._store.release_idempotency(portal_id, key)
+            except StoreUnavailable:
+                pass  # the lease expires by itself
+            return _unavailable(str(exc))
+
+    async def _accept(
+        self, portal_id: str, key: str, body: bytes, channel: str, claim: Fresh,
+        traceparent: str | None,
+    ) -> Outcome:
+        app: ApplicationRecord | None = None
+        if claim.application_id is not None:
+            app = await self._store.get_application(claim.application_id)
+        if app is None:
+            try:
+                envelope = parse_envelope(body)
+            except InvalidEnvelope as exc:
+                outcome = _problem(Problem(
+                    422, "invalid-envelope", "Invalid application envelope",
+                    f"{len(exc.errors)} field(s) are wrong; every one is listed in 'errors'",
+                    errors=exc.as_dicts(),
+                ))
+                await self._store.complete_idempotency(
+                    portal_id, key, outcome.status, outcome.body, outcome.content_type)
+                log.info("intake_rejected", portal_id=portal_id, errors=len(exc.errors))
+                return outcome
+            register_personal_data(personal_values(envelope))
+            now = self._clock()
+            new = NewApplication(
+                id=uuid7(), portal_id=portal_id, idempotency_key=key, channel=channel,
+                matter=envelope.matter, schema_version=envelope.schema_version,
+                envelope_json=ENVELOPE_ADAPTER.dump_json(envelope).decode(),
+                fingerprint=fingerprint(body), created_at=now,
+            )
+            await self._store.create_application(new)
+            app = await self._store.get_application(new.id)
+            assert app is not None
+        if app.status is ApplicationStatus.RECEIVED:
+            await self._publish(ACCEPTED, app.matter, accepted_message(app, traceparent))
+            self._metrics.published.labels(ACCEPTED).inc()
+            await self._store.mark_accepted(app.id, self._clock())
+        outcome = self._accepted(app.id)
+        await self._store.complete_idempotency(portal_id, key, outcome.status, outcome.body,
+                                               outcome.content_type)
+        log.info("intake_accepted", portal_id=portal_id, application_id=app.id, matter=app.matter)
+        return outcome
+
+    def _accepted(self, application_id: str) -> Outcome:
+        location = self._location(application_id)
+        body = json.dumps(
+            {"application_id": application_id, "status": "accepted", "location": location},
+            sort_keys=True,
+        ).encode()
+        return Outcome(202, body, application_id=application_id,
+                       headers={"Location": location})
+
+
+    def _location(self, application_id: str) -> str:
+        return f"{self._prefix}/v1/applications/{application_id}"
+
+
+def _problem(problem: Problem, headers: Mapping[str, str] | None = None) -> Outcome:
+    return Outcome(problem.status, problem.to_bytes(), PROBLEM_JSON, problem=problem,
+                   headers=dict(headers or {}))
+
+
+def _unavailable(detail: str) -> Outcome:
+    return _problem(
+        Problem(503, "temporarily-unavailable", "Temporarily unavailable",
+                f"{detail}. Nothing was lost: send the same request with the same "
+                "Idempotency-Key again later"),
+        headers={"Retry-After": "5"},
+    )

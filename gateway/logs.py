@@ -1,0 +1,77 @@
+"""structlog configured once: JSON lines in deployment, readable lines in a terminal.
+
+Standard-library loggers (aiohttp, pika) go through the same processors, so the masking
+processor sees every line, tracebacks included. Context (application id, portal, task,
+system) is bound per request or message with ``structlog.contextvars``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Literal, TextIO
+
+import structlog
+
+from gateway import masking
+
+
+def _pre_chain() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def configure_logging(
+    fmt: Literal["auto", "json", "console"] = "auto",
+    *,
+    stream: TextIO | None = None,
+    level: int = logging.INFO,
+) -> logging.Handler:
+    """Route structlog and stdlib logging to ``stream`` (stderr); return the handler."""
+    out = stream if stream is not None else sys.stderr
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False, sort_keys=True)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=_plain)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_pre_chain(),
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            masking.structlog_processor,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_gateway", False):
+            root.removeHandler(old)
+    handler._gateway = True  # type: ignore[attr-defined]  # marks our handler for reconfiguration
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*_pre_chain(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    return handler
+
+
+def _plain(sio: TextIO, exc_info: Any) -> None:
+    """Tracebacks are already rendered (and masked) by ``format_exc_info``."""
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

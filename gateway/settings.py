@@ -1,0 +1,187 @@
+"""The one settings object, read once at the edge.
+
+Sources, strongest first: ``GATEWAY_*`` environment variables (nested keys joined with
+``__``, e.g. ``GATEWAY_SYSTEMS__HUKOU__URL``), then the TOML file given with ``--config``
+(or ``GATEWAY_CONFIG``), then the defaults below. Nothing else in the package reads the
+environment; everything else receives a typed ``Settings`` (or a part of it).
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gateway.errors import ConfigurationError
+
+SystemKind = Literal["soap", "rest", "filedrop", "amqp"]
+OperatorRole = Literal["view", "replay", "edit", "purge", "unmask"]
+Role = Literal["intake", "relay", "deadletters"]
+ALL_ROLES: tuple[Role, ...] = ("intake", "relay", "deadletters")
+"""Roles this release can run; later issues add orchestrator, connector:<system>, scheduler."""
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PortalConfig(_Section):
+    """``[portals.<id>]``: an upstream portal allowed to submit applications."""
+
+    secret: SecretStr = Field(min_length=16)
+    previous_secret: SecretStr | None = None  # accepted too while a rotation is under way
+    amqp_user: str | None = None  # the broker user this portal publishes to gw.intake as
+    webhook_url: str | None = None
+
+
+class OperatorConfig(_Section):
+    """``[operators.<name>]``: a person or tool using the admin API and CLI."""
+
+    token: SecretStr = Field(min_length=16)
+    roles: frozenset[OperatorRole] = frozenset({"view"})
+    systems: frozenset[str] = frozenset()  # empty: every system
+
+
+class RetryPolicy(_Section):
+    attempts: int = Field(default=5, ge=1, le=100)
+    initial_seconds: float = Field(default=1.0, gt=0)
+    max_seconds: float = Field(default=300.0, gt=0)
+
+
+class SystemConfig(_Section):
+    """``[systems.<name>]``: one department system and how to reach it."""
+
+    kind: SystemKind
+    url: str | None = None
+    wsdl: str | None = None
+    secret: SecretStr | None = None
+    outbox: Path | None = None
+    inbox: Path | None = None
+    archive: Path | None = None
+    error: Path | None = None
+    inbox_queue: str | None = None
+    reply_queue: str | None = None
+    concurrency: int = Field(default=4, ge=1, le=256)
+    rate_per_second: float = Field(default=20.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    retry: RetryPolicy = RetryPolicy()
+    maintenance: tuple[str, ...] = ()  # "Mon-Fri 22:00-23:30" style windows, used by later issues
+
+
+class BrokerTuning(_Section):
+    """How the gateway uses RabbitMQ; defaults fit one host (DESIGN "Measured")."""
+
+    delivery_limit: int = Field(default=5, ge=1, le=1000)
+    max_queue_length: int = Field(default=1_000_000, ge=1000)
+    confirm_window: int = Field(default=1000, ge=1, le=65535)
+    publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    prefetch_intake: int = Field(default=64, ge=1, le=65535)
+    prefetch_deadletters: int = Field(default=32, ge=1, le=65535)
+    reconnect_max_seconds: float = Field(default=15.0, gt=0)
+
+
+class IntakeTuning(_Section):
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    clock_skew_seconds: int = Field(default=300, ge=1)
+    idempotency_lease_seconds: float = Field(default=30.0, gt=0)
+    relay_interval_seconds: float = Field(default=2.0, gt=0)
+    relay_grace_seconds: float = Field(default=10.0, ge=0)
+
+
+_config_file: ContextVar[Path | None] = ContextVar("gateway_config_file", default=None)
+
+
+class Settings(BaseSettings):
+    """Everything the gateway can be told. Names are fixed by DESIGN.md "Configuration"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    amqp_url: str = "amqp://guest:guest@localhost:5672/"
+    database_url: str = "sqlite:///var/gateway.sqlite3"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    timezone: str = "Asia/Shanghai"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    public_base_url: str | None = None  # prefix for Location headers; relative when unset
+
+    portals: dict[Identifier, PortalConfig] = {}
+    operators: dict[Identifier, OperatorConfig] = {}
+    systems: dict[Identifier, SystemConfig] = {}
+    broker: BrokerTuning = BrokerTuning()
+    intake: IntakeTuning = IntakeTuning()
+
+    @model_validator(mode="after")
+    def _amqp_users_unique(self) -> Settings:
+        seen: dict[str, str] = {}
+        for portal_id, portal in self.portals.items():
+            if portal.amqp_user is None:
+                continue
+            if portal.amqp_user in seen:
+                raise ValueError(
+                    f"portals {seen[portal.amqp_user]!r} and {portal_id!r} share amqp_user "
+                    f"{portal.amqp_user!r}; each portal needs its own broker user"
+                )
+            seen[portal.amqp_user] = portal_id
+        return self
+
+    def portal_for_amqp_user(self, user: str) -> str | None:
+        for portal_id, portal in self.portals.items():
+            if portal.amqp_user == user:
+                return portal_id
+        return None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(config: Path | None = None, **overrides: object) -> Settings:
+    """Read the TOML file (``config``, else ``GATEWAY_CONFIG``, else none) and the environment.
+
+    Raises ``ConfigurationError`` naming every wrong key at once.
+    """
+    if config is None and os.environ.get("GATEWAY_CONFIG"):
+        config = Path(os.environ["GATEWAY_CONFIG"])
+    if config is not None and not config.is_file():
+        raise ConfigurationError(f"config file {config} does not exist or is not a file")
+    token = _config_file.set(config)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # keys are checked by the model
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors(include_input=False)
+        ]
+        source = f" in {config}" if config else ""
+        raise ConfigurationError(
+            f"invalid gateway settings{source} or GATEWAY_* environment: " + "; ".join(lines)
+        ) from None
+    finally:
+        _config_file.reset(token)

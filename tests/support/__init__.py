@@ -1,0 +1,1 @@
+"""Test support: real-service fixtures shared by the integration tests."""
