@@ -14,6 +14,7 @@ import pytest
 from gateway.logs import configure_logging
 from gateway.runtime import Gateway
 from gateway.settings import PortalConfig, Settings
+from tests.support.postgres import fresh_schema
 from tests.support.proxy import TcpProxy
 from tests.support.rabbit import Rabbit, create_vhost, rabbitmqctl, with_port
 
@@ -21,6 +22,23 @@ BASE_AMQP_URL = os.environ.get("GATEWAY_TEST_BROKER_URL", "amqp://guest:guest@12
 WINDOW_SECRET = "window-secret-0123456789"
 ONLINE_SECRET = "online-secret-0123456789"
 ONLINE_OLD_SECRET = "online-old-secret-0123456789"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database, once per dialect. PostgreSQL tests get a schema of their own in
+    ``GATEWAY_TEST_POSTGRES_URL``; deselect them with ``-m "not postgres"``."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gw.sqlite3'}"
+        return
+    with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +79,10 @@ def make_settings(amqp_url: str, database_url: str, **overrides: Any) -> Setting
         "log_format": "json",
         "portals": {
             "window": PortalConfig(secret=WINDOW_SECRET, amqp_user="guest"),  # type: ignore[arg-type]
-            "online": PortalConfig(secret=ONLINE_SECRET,  # type: ignore[arg-type]
-                                   previous_secret=ONLINE_OLD_SECRET),  # type: ignore[arg-type]
+            "online": PortalConfig(
+                secret=ONLINE_SECRET,  # type: ignore[arg-type]
+                previous_secret=ONLINE_OLD_SECRET,
+            ),  # type: ignore[arg-type]
         },
     }
     base.update(overrides)
@@ -71,11 +91,14 @@ def make_settings(amqp_url: str, database_url: str, **overrides: Any) -> Setting
 
 @pytest.fixture
 def settings_for(rabbit: Rabbit, tmp_path: Path) -> Callable[..., Settings]:
-    def build(database_url: str | None = None, *, via: TcpProxy | None = None,
-              **overrides: Any) -> Settings:
+    def build(
+        database_url: str | None = None, *, via: TcpProxy | None = None, **overrides: Any
+    ) -> Settings:
         url = with_port(rabbit.url, via.port) if via is not None else rabbit.url
-        return make_settings(url, database_url or f"sqlite:///{tmp_path / 'gw.sqlite3'}",
-                             **overrides)
+        return make_settings(
+            url, database_url or f"sqlite:///{tmp_path / 'gw.sqlite3'}", **overrides
+        )
+
     return build
 
 

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import time
 import uuid
-
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -27,8 +26,10 @@ from gateway.broker.topology import build_topology
 def rabbitmqctl(*args: str) -> str:
     exe = shutil.which("rabbitmqctl")
     if exe is None:
-        pytest.fail("rabbitmqctl not found; the broker tests need a local RabbitMQ "
-                    "(or set GATEWAY_TEST_AMQP_URL to a vhost of your own)")
+        pytest.fail(
+            "rabbitmqctl not found; the broker tests need a local RabbitMQ "
+            "(or set GATEWAY_TEST_AMQP_URL to a vhost of your own)"
+        )
     done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60, check=False)
     if done.returncode != 0:
         pytest.fail(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
@@ -74,16 +75,20 @@ class Rabbit:
 
     def reset(self) -> None:
         """Delete the gateway's queues (and test queues) so each test starts empty."""
+
         def go(ch: Any) -> None:
             for q in build_topology().queues:
                 ch.queue_delete(q.name)
+
         self._run(go)
 
     def publish(self, exchange: str, routing_key: str, body: bytes, **props: Any) -> None:
         def go(ch: Any) -> None:
             ch.confirm_delivery()
-            ch.basic_publish(exchange, routing_key, body,
-                             pika.BasicProperties(delivery_mode=2, **props))
+            ch.basic_publish(
+                exchange, routing_key, body, pika.BasicProperties(delivery_mode=2, **props)
+            )
+
         self._run(go)
 
     def bind_test_queue(self, exchange: str, routing_key: str) -> str:
@@ -92,6 +97,7 @@ class Rabbit:
         def go(ch: Any) -> None:
             ch.queue_declare(name, durable=False, auto_delete=False)
             ch.queue_bind(name, exchange, routing_key)
+
         self._run(go)
         return name
 
@@ -109,6 +115,7 @@ class Rabbit:
                 if len(got) >= at_least or time.monotonic() > deadline:
                     return
                 time.sleep(0.05)
+
         self._run(go)
         return got
 
@@ -120,5 +127,3 @@ class Rabbit:
 
     async def apublish(self, exchange: str, routing_key: str, body: bytes, **props: Any) -> None:
         await asyncio.to_thread(self.publish, exchange, routing_key, body, **props)
-
-

@@ -1,0 +1,441 @@
+"""The one ``Store`` implementation, written once over a tiny database seam.
+
+    SqlStore ── Database.transaction() ──▶ Tx.execute / Tx.fetchone / Tx.fetchall
+                    ├── SqliteDatabase    gateway/store/sqlite.py
+                    └── PostgresDatabase  gateway/store/postgres.py
+
+SQL is written here with ``?`` placeholders; the PostgreSQL seam turns them into ``%s``.
+What differs between the dialects is data on ``Dialect``: two type tokens in the migration
+files, the row-lock suffixes, and the statement that serialises migrations. Each seam
+translates its driver's exceptions into ``StoreUnavailable`` (try again) or ``Permanent``
+(a constraint or SQL error: a bug, retrying cannot help), so nothing here catches them.
+"""
+
+# ruff: noqa: S608 -- statements here are assembled only from this module's literals and
+# ``Dialect`` constants; every value is a bound ``?`` parameter, never text in the SQL.
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+from gateway.errors import ConfigurationError, StoreUnavailable
+from gateway.store.records import (
+    ApplicationRecord,
+    ApplicationStatus,
+    Claim,
+    DeadLetter,
+    DeadLetterRecord,
+    Fresh,
+    InFlight,
+    Mismatch,
+    NewApplication,
+    Replay,
+)
+
+Row = tuple[Any, ...]
+Params = Sequence[object]
+
+NONCE_PURGE_INTERVAL = 60.0  # seconds between opportunistic purges of expired nonces
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: str  # "sqlite" | "postgresql"
+    tokens: Mapping[str, str]  # {{TOKEN}} substitutions in migration files
+    lock_rows: str  # appended to a SELECT whose rows the transaction will change
+    skip_locked: str  # appended to a SELECT that claims rows other workers may hold
+    migration_lock: str | None  # run first in the migration transaction, if needed
+
+
+class Tx(Protocol):
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+
+class Database(Protocol):
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_TOKEN = re.compile(r"\{\{(\w+)\}\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self, dialect: Dialect) -> list[str]:
+        """The file's statements, tokens substituted; ``--`` comment lines dropped."""
+
+        def substitute(match: re.Match[str]) -> str:
+            try:
+                return dialect.tokens[match[1]]
+            except KeyError:
+                raise ConfigurationError(
+                    f"migration {self.name} uses unknown token {match[0]}", system="store"
+                ) from None
+
+        lines = [ln for ln in self.sql.splitlines() if not ln.lstrip().startswith("--")]
+        text = _TOKEN.sub(substitute, "\n".join(lines))
+        return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def load_migrations() -> list[Migration]:
+    """The packaged ``migrations/NNNN_name.sql`` files, in version order."""
+    folder = resources.files("gateway.store").joinpath("migrations")
+    found: dict[int, Migration] = {}
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is None:
+            continue
+        version = int(match[1])
+        if version in found:
+            raise ConfigurationError(
+                f"two migrations share version {version}: {found[version].name}, {entry.name}",
+                system="store",
+            )
+        found[version] = Migration(version, entry.name, entry.read_text("utf-8"))
+    return [found[v] for v in sorted(found)]
+
+
+async def apply_migrations(db: Database, now: float) -> list[int]:
+    """Apply the migrations this database lacks, in one transaction; the versions applied.
+
+    Safe when several processes start at once: PostgreSQL takes a transaction-scoped
+    advisory lock first, SQLite's ``BEGIN IMMEDIATE`` already holds the write lock.
+    """
+    migrations = load_migrations()
+    async with db.transaction() as tx:
+        if db.dialect.migration_lock:
+            await tx.execute(db.dialect.migration_lock)
+        await tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        done = {int(r[0]) for r in await tx.fetchall("SELECT version FROM schema_migrations")}
+        known = max((m.version for m in migrations), default=0)
+        if done and max(done) > known:
+            raise ConfigurationError(
+                f"the database schema is at version {max(done)}, newer than this gateway's "
+                f"{known}: run a gateway release that knows it",
+                system="store",
+            )
+        applied: list[int] = []
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            for statement in migration.statements(db.dialect):
+                await tx.execute(statement)
+            await tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                (migration.version, now),
+            )
+            applied.append(migration.version)
+    return applied
+
+
+# --- the store ----------------------------------------------------------------------------
+
+_APP_COLUMNS = (
+    "id, portal_id, idempotency_key, channel, matter, schema_version, status, "
+    "envelope_json, created_at, updated_at, accepted_at, version"
+)
+_LETTER_COLUMNS = (
+    "message_id, exchange, routing_key, headers_json, body, reason, error_kind, system, "
+    "matter, application_id, portal_id, attempts, first_failed_at, last_failed_at"
+)
+_RECEIVED = ApplicationStatus.RECEIVED.value
+
+
+def _application(row: Row) -> ApplicationRecord:
+    return ApplicationRecord(
+        id=row[0],
+        portal_id=row[1],
+        idempotency_key=row[2],
+        channel=row[3],
+        matter=row[4],
+        schema_version=row[5],
+        status=ApplicationStatus(row[6]),
+        envelope_json=row[7],
+        created_at=float(row[8]),
+        updated_at=float(row[9]),
+        accepted_at=None if row[10] is None else float(row[10]),
+        version=int(row[11]),
+    )
+
+
+def _dead_letter(row: Row) -> DeadLetterRecord:
+    letter = DeadLetter(
+        message_id=row[1],
+        exchange=row[2],
+        routing_key=row[3],
+        headers_json=row[4],
+        body=bytes(row[5]),
+        reason=row[6],
+        error_kind=row[7],
+        system=row[8],
+        matter=row[9],
+        application_id=row[10],
+        portal_id=row[11],
+        attempts=int(row[12]),
+        first_failed_at=float(row[13]),
+        last_failed_at=float(row[14]),
+    )
+    return DeadLetterRecord(id=int(row[0]), letter=letter, stored_at=float(row[15]))
+
+
+class SqlStore:
+    """``Store`` over any ``Database``; every method is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._next_nonce_purge = float("-inf")  # a throttle only: no other process needs it
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect.name
+
+    async def ping(self) -> None:
+        async with self._db.transaction() as tx:
+            await tx.fetchone("SELECT 1")
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def remember_nonce(self, portal_id: str, nonce: str, now: float, ttl: float) -> bool:
+        async with self._db.transaction() as tx:
+            if now >= self._next_nonce_purge:
+                await tx.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
+                self._next_nonce_purge = now + NONCE_PURGE_INTERVAL
+            # A row comes back only when it is new or its earlier use has expired.
+            changed = await tx.execute(
+                "INSERT INTO nonces (portal_id, nonce, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (portal_id, nonce) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE nonces.expires_at <= ?",
+                (portal_id, nonce, float(now + ttl), float(now)),
+            )
+        return changed == 1
+
+    async def claim_idempotency(
+        self, portal_id: str, key: str, fingerprint: str, now: float, lease_seconds: float
+    ) -> Claim:
+        lease_until = float(now + lease_seconds)
+        async with self._db.transaction() as tx:
+            inserted = await tx.execute(
+                "INSERT INTO idempotency (portal_id, key, fingerprint, lease_until, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (portal_id, key) DO NOTHING",
+                (portal_id, key, fingerprint, lease_until, float(now)),
+            )
+            if inserted:
+                return Fresh(None)
+            row = await tx.fetchone(
+                "SELECT fingerprint, application_id, status_code, response_body, content_type, "
+                "lease_until FROM idempotency WHERE portal_id = ? AND key = ?"
+                + self._db.dialect.lock_rows,
+                (portal_id, key),
+            )
+            if row is None:  # only if a purge removed it between the two statements
+                raise StoreUnavailable("idempotency record vanished during claim", system="store")
+            stored_fingerprint, application_id, status_code, body, content_type, held = row
+            if stored_fingerprint != fingerprint:
+                return Mismatch()
+            if status_code is not None:
+                return Replay(int(status_code), bytes(body), content_type, application_id)
+            if held is not None and float(held) > now:
+                return InFlight(float(held))
+            await tx.execute(
+                "UPDATE idempotency SET lease_until = ? WHERE portal_id = ? AND key = ?",
+                (lease_until, portal_id, key),
+            )
+            return Fresh(application_id)
+
+    async def complete_idempotency(
+        self, portal_id: str, key: str, status_code: int, body: bytes, content_type: str
+    ) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE idempotency SET status_code = ?, response_body = ?, content_type = ?, "
+                "lease_until = NULL WHERE portal_id = ? AND key = ?",
+                (status_code, bytes(body), content_type, portal_id, key),
+            )
+
+    async def release_idempotency(self, portal_id: str, key: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE idempotency SET lease_until = NULL "
+                "WHERE portal_id = ? AND key = ? AND status_code IS NULL",
+                (portal_id, key),
+            )
+
+    async def create_application(self, app: NewApplication) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO applications (id, portal_id, idempotency_key, channel, matter, "
+                "schema_version, status, envelope_json, fingerprint, created_at, updated_at, "
+                "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                (
+                    app.id,
+                    app.portal_id,
+                    app.idempotency_key,
+                    app.channel,
+                    app.matter,
+                    app.schema_version,
+                    _RECEIVED,
+                    app.envelope_json,
+                    app.fingerprint,
+                    float(app.created_at),
+                    float(app.created_at),
+                ),
+            )
+            await tx.execute(
+                "UPDATE idempotency SET application_id = ? WHERE portal_id = ? AND key = ?",
+                (app.id, app.portal_id, app.idempotency_key),
+            )
+
+    async def mark_accepted(self, application_id: str, now: float) -> bool:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE applications SET status = ?, accepted_at = ?, updated_at = ?, "
+                "version = version + 1, relay_lease_until = NULL WHERE id = ? AND status = ?",
+                (
+                    ApplicationStatus.ACCEPTED.value,
+                    float(now),
+                    float(now),
+                    application_id,
+                    _RECEIVED,
+                ),
+            )
+        return changed == 1
+
+    async def get_application(self, application_id: str) -> ApplicationRecord | None:
+        return await self._one_application("id = ?", (application_id,))
+
+    async def find_application(self, portal_id: str, key: str) -> ApplicationRecord | None:
+        return await self._one_application(
+            "portal_id = ? AND idempotency_key = ?", (portal_id, key)
+        )
+
+    async def _one_application(self, where: str, params: Params) -> ApplicationRecord | None:
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(
+                f"SELECT {_APP_COLUMNS} FROM applications WHERE {where}", params
+            )
+        return None if row is None else _application(row)
+
+    async def list_applications(
+        self,
+        *,
+        status: ApplicationStatus | None = None,
+        matter: str | None = None,
+        portal_id: str | None = None,
+        created_from: float | None = None,
+        created_to: float | None = None,
+        limit: int = 100,
+    ) -> Sequence[ApplicationRecord]:
+        """Newest first; ``created_from`` is inclusive, ``created_to`` exclusive."""
+        conditions: list[str] = []
+        params: list[object] = []
+        for condition, value in (
+            ("status = ?", None if status is None else ApplicationStatus(status).value),
+            ("matter = ?", matter),
+            ("portal_id = ?", portal_id),
+            ("created_at >= ?", None if created_from is None else float(created_from)),
+            ("created_at < ?", None if created_to is None else float(created_to)),
+        ):
+            if value is not None:
+                conditions.append(condition)
+                params.append(value)
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                f"SELECT {_APP_COLUMNS} FROM applications {where}"
+                "ORDER BY created_at DESC, id DESC LIMIT ?",
+                (*params, int(limit)),
+            )
+        return [_application(r) for r in rows]
+
+    async def claim_unpublished(
+        self, now: float, older_than: float, lease_seconds: float, limit: int
+    ) -> Sequence[ApplicationRecord]:
+        """Oldest first. On PostgreSQL rows another relay is claiming are skipped, not
+        waited for; on SQLite ``BEGIN IMMEDIATE`` makes the whole claim exclusive."""
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE applications SET relay_lease_until = ? WHERE id IN ("
+                "SELECT id FROM applications WHERE status = ? AND updated_at < ? "
+                "AND (relay_lease_until IS NULL OR relay_lease_until <= ?) "
+                f"ORDER BY updated_at, id LIMIT ?{self._db.dialect.skip_locked}"
+                f") RETURNING {_APP_COLUMNS}",
+                (
+                    float(now + lease_seconds),
+                    _RECEIVED,
+                    float(now - older_than),
+                    float(now),
+                    int(limit),
+                ),
+            )
+        return sorted((_application(r) for r in rows), key=lambda a: (a.updated_at, a.id))
+
+    async def add_dead_letter(self, letter: DeadLetter, now: float) -> int | None:
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(
+                f"INSERT INTO dead_letters ({_LETTER_COLUMNS}, stored_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (message_id) DO NOTHING RETURNING id",
+                (
+                    letter.message_id,
+                    letter.exchange,
+                    letter.routing_key,
+                    letter.headers_json,
+                    bytes(letter.body),
+                    letter.reason,
+                    letter.error_kind,
+                    letter.system,
+                    letter.matter,
+                    letter.application_id,
+                    letter.portal_id,
+                    int(letter.attempts),
+                    float(letter.first_failed_at),
+                    float(letter.last_failed_at),
+                    float(now),
+                ),
+            )
+        return None if row is None else int(row[0])
+
+    async def list_dead_letters(
+        self, *, system: str | None = None, limit: int = 100
+    ) -> Sequence[DeadLetterRecord]:
+        """Newest first."""
+        where, params = ("WHERE system = ? ", (system,)) if system is not None else ("", ())
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                f"SELECT id, {_LETTER_COLUMNS}, stored_at FROM dead_letters {where}"
+                "ORDER BY id DESC LIMIT ?",
+                (*params, int(limit)),
+            )
+        return [_dead_letter(r) for r in rows]
