@@ -27,8 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
-        configure_logging(settings.log_format,
-                          level=20 if getattr(args, "verbose", True) else 30)
+        configure_logging(settings.log_format, level=20 if getattr(args, "verbose", True) else 30)
         return int(args.func(args, settings) or 0)
     except GatewayError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
@@ -43,8 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="command")
 
     run = sub.add_parser("run", help="run gateway roles until SIGTERM")
-    run.add_argument("--role", action="append", choices=ALL_ROLES, dest="roles",
-                     help="role to run (repeatable); all roles by default")
+    run.add_argument(
+        "--role",
+        action="append",
+        choices=ALL_ROLES,
+        dest="roles",
+        help="role to run (repeatable); all roles by default",
+    )
     run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="submit the sample envelopes and show them accepted")
@@ -91,7 +95,9 @@ def _cmd_apps_list(args: argparse.Namespace, settings: Settings) -> int:
         try:
             rows = await store.list_applications(
                 status=ApplicationStatus(args.status) if args.status else None,
-                matter=args.matter, portal_id=args.portal, limit=args.limit,
+                matter=args.matter,
+                portal_id=args.portal,
+                limit=args.limit,
             )
         finally:
             await store.close()
@@ -115,9 +121,12 @@ def _cmd_apps_show(args: argparse.Namespace, settings: Settings) -> int:
             print(f"gateway: no application {args.application_id}", file=sys.stderr)
             return 1
         view = {
-            "application_id": record.id, "portal_id": record.portal_id,
-            "matter": record.matter, "status": record.status.value,
-            "channel": record.channel, "version": record.version,
+            "application_id": record.id,
+            "portal_id": record.portal_id,
+            "matter": record.matter,
+            "status": record.status.value,
+            "channel": record.channel,
+            "version": record.version,
             "envelope": mask_value(json.loads(record.envelope_json)),
         }
         print(json.dumps(view, ensure_ascii=False, indent=2))

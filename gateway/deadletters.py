@@ -46,10 +46,16 @@ def dead_letter_from(delivery: Delivery, now: float) -> DeadLetter:
         broker_reason = header_str(death.get("reason")) or "unknown"
         reason = f"dead-lettered by RabbitMQ: {broker_reason}"
         kind = broker_reason if broker_reason in ("delivery_limit", "rejected") else "broker"
-    exchange = header_str(headers.get(HEADER_ORIGINAL_EXCHANGE)) or header_str(
-        death.get("exchange")) or delivery.exchange
-    routing_key = header_str(headers.get(HEADER_ORIGINAL_ROUTING_KEY)) or _first(
-        death.get("routing-keys")) or delivery.routing_key
+    exchange = (
+        header_str(headers.get(HEADER_ORIGINAL_EXCHANGE))
+        or header_str(death.get("exchange"))
+        or delivery.exchange
+    )
+    routing_key = (
+        header_str(headers.get(HEADER_ORIGINAL_ROUTING_KEY))
+        or _first(death.get("routing-keys"))
+        or delivery.routing_key
+    )
     system, matter = _system_and_matter(exchange, routing_key)
     first = headers.get(HEADER_FIRST_FAILED_AT)
     return DeadLetter(
@@ -89,9 +95,14 @@ class DeadLetterSink:
             return
         if stored is not None:
             self._metrics.dead_letters.labels(letter.error_kind).inc()
-            log.warning("dead_letter_stored", dead_letter_id=stored, reason=letter.reason,
-                        kind=letter.error_kind, system=letter.system,
-                        application_id=letter.application_id)
+            log.warning(
+                "dead_letter_stored",
+                dead_letter_id=stored,
+                reason=letter.reason,
+                kind=letter.error_kind,
+                system=letter.system,
+                application_id=letter.application_id,
+            )
         delivery.ack()
 
 

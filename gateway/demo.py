@@ -46,11 +46,13 @@ def demo_settings(settings: Settings) -> Settings:
     portals.setdefault(WINDOW, PortalConfig(secret=os.urandom(16).hex(), amqp_user=amqp_user))
     run_dir = Path("var") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    return settings.model_copy(update={
-        "portals": portals,
-        "database_url": f"sqlite:///{run_dir / 'gateway.sqlite3'}",
-        "http_port": 0,
-    })
+    return settings.model_copy(
+        update={
+            "portals": portals,
+            "database_url": f"sqlite:///{run_dir / 'gateway.sqlite3'}",
+            "http_port": 0,
+        }
+    )
 
 
 async def run_demo(base: Settings) -> int:
@@ -58,8 +60,11 @@ async def run_demo(base: Settings) -> int:
     secret = settings.portals[WINDOW].secret.get_secret_value()
     print(f"store: {settings.database_url}")
     async with Gateway(settings, name="gateway-demo") as gw:
-        assert gw.broker is not None and gw.store is not None
-        print(f"broker: RabbitMQ {gw.broker.server_version}   intake: http://127.0.0.1:{gw.http_port}")
+        assert gw.broker is not None
+        assert gw.store is not None
+        print(
+            f"broker: RabbitMQ {gw.broker.server_version}   intake: http://127.0.0.1:{gw.http_port}"
+        )
         seen: list[str] = []
 
         async def orchestrator_stand_in(delivery: Delivery) -> None:
@@ -76,8 +81,10 @@ async def run_demo(base: Settings) -> int:
                 key = f"demo-{uuid7()}"
                 status, answer = await _post(http, base_url, secret, key, body)
                 accepted[name] = answer.get("application_id", "?")
-                print(f"  {name:<28} → {status} {answer.get('status', answer.get('title'))}"
-                      f"  id={accepted[name]}")
+                print(
+                    f"  {name:<28} → {status} {answer.get('status', answer.get('title'))}"
+                    f"  id={accepted[name]}"
+                )
                 if name == _examples("valid")[0][0]:
                     again, replay = await _post(http, base_url, secret, key, body)
                     same = replay.get("application_id") == accepted[name]
@@ -94,8 +101,10 @@ async def run_demo(base: Settings) -> int:
             key = f"demo-amqp-{uuid7()}"
             await _publish_intake(settings, key, body)
             app = await _wait_for(lambda: _accepted_app(gw, key))
-            print(f"  {name:<28} → {app.status.value if app else 'not seen'}"
-                  f"  id={app.id if app else '-'}")
+            print(
+                f"  {name:<28} → {app.status.value if app else 'not seen'}"
+                f"  id={app.id if app else '-'}"
+            )
             bad_key = f"demo-amqp-bad-{uuid7()}"
             await _publish_intake(settings, bad_key, b'{"matter": "newborn", "oops": true}')
             letters = await _wait_for(lambda: _letters_for(gw, bad_key))
@@ -114,8 +123,10 @@ async def run_demo(base: Settings) -> int:
 
             await _wait_for(lambda: _all_seen(seen, accepted.values()))
             _section("5. What the orchestrator receives on gw.accepted")
-            print(f"  {len(set(seen) & set(accepted.values()))} of {len(accepted)} accepted "
-                  "applications delivered to gw.accepted (the internal push starts here)")
+            print(
+                f"  {len(set(seen) & set(accepted.values()))} of {len(accepted)} accepted "
+                "applications delivered to gw.accepted (the internal push starts here)"
+            )
     return 0
 
 
@@ -141,9 +152,17 @@ async def _publish_intake(settings: Settings, key: str, body: bytes) -> None:
         with pika.BlockingConnection(params) as conn:
             channel = conn.channel()
             channel.confirm_delivery()
-            channel.basic_publish(INTAKE, WINDOW, body, pika.BasicProperties(
-                message_id=key, user_id=params.credentials.username,
-                content_type="application/json", delivery_mode=2))
+            channel.basic_publish(
+                INTAKE,
+                WINDOW,
+                body,
+                pika.BasicProperties(
+                    message_id=key,
+                    user_id=params.credentials.username,
+                    content_type="application/json",
+                    delivery_mode=2,
+                ),
+            )
 
     await asyncio.to_thread(publish)
 

@@ -28,15 +28,18 @@ def rabbit_password_hash(password: str, salt: bytes = _FIXED_SALT) -> str:
 
 
 def broker_definitions(settings: Settings) -> dict[str, Any]:
-    topology = build_topology(delivery_limit=settings.broker.delivery_limit,
-                              max_length=settings.broker.max_queue_length)
+    topology = build_topology(
+        delivery_limit=settings.broker.delivery_limit, max_length=settings.broker.max_queue_length
+    )
     defs = definitions(topology)
-    defs["users"] = [{
-        "name": "guest",
-        "password_hash": rabbit_password_hash("guest"),
-        "hashing_algorithm": "rabbit_password_hashing_sha256",
-        "tags": ["administrator"],
-    }]
+    defs["users"] = [
+        {
+            "name": "guest",
+            "password_hash": rabbit_password_hash("guest"),
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": ["administrator"],
+        }
+    ]
     defs["permissions"] = [
         {"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}
     ]

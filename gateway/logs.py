@@ -58,7 +58,9 @@ def configure_logging(
     handler._gateway = True  # type: ignore[attr-defined]  # marks our handler for reconfiguration
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every lost connection as a series of ERRORs; the broker client reports the
+    # same events once, as broker_connection_lost / broker_ready with the retry delay.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     structlog.configure(
         processors=[*_pre_chain(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -15,7 +15,7 @@ their first character (``张*``). Three nets, because each alone leaks:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -65,9 +65,10 @@ def _mask_for_key(key: str, value: str) -> str | None:
     return None
 
 
-def mask_text(text: str, known: Iterable[str] = ()) -> str:
-    """Mask citizen IDs and phones by pattern, then every known personal value."""
-    for value in sorted(known, key=len, reverse=True):
+def mask_text(text: str, known: Iterable[str] | None = None) -> str:
+    """Mask every known personal value (default: this context's), then IDs and phones."""
+    values = _known.get() if known is None else known
+    for value in sorted(values, key=len, reverse=True):
         if len(value) >= 2 and value in text:
             text = text.replace(value, _mask_known(value))
     text = _CITIZEN_ID.sub(lambda m: mask_id(m.group(0)), text)
@@ -79,12 +80,14 @@ def _mask_known(value: str) -> str:
         return mask_id(value)
     if _PHONE.fullmatch(value):
         return mask_phone(value)
-    return mask_name(value) if len(value) <= 20 else mask_id(value)
+    if any(ch.isdigit() for ch in value):
+        return mask_id(value)  # a document or account number
+    return mask_name(value)
 
 
-def mask_value(value: Any, key: str | None = None, known: Iterable[str] = ()) -> Any:
+def mask_value(value: Any, key: str | None = None, known: Iterable[str] | None = None) -> Any:
     """Mask a JSON-like value recursively (dicts, lists, strings)."""
-    known = tuple(known)
+    known = tuple(_known.get() if known is None else known)
     if isinstance(value, str):
         if key is not None and (masked := _mask_for_key(key, value)) is not None:
             return masked
@@ -115,7 +118,9 @@ def register_personal_data(values: Iterable[str]) -> None:
     _known.set(_known.get() | frozenset(v for v in values if v))
 
 
-def structlog_processor(_logger: object, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def structlog_processor(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> dict[str, Any]:
     """structlog processor: masks every field of the event, the rendered traceback included."""
     known = _known.get()
     return {k: mask_value(v, k, known) for k, v in event_dict.items()}

@@ -60,7 +60,9 @@ class Gateway:
             max_length=s.broker.max_queue_length,
         )
         self.broker = BrokerClient(
-            s.amqp_url, topology, name=f"{self.name}[{','.join(sorted(roles))}]",
+            s.amqp_url,
+            topology,
+            name=f"{self.name}[{','.join(sorted(roles))}]",
             confirm_window=s.broker.confirm_window,
             reconnect_max_seconds=s.broker.reconnect_max_seconds,
         )
@@ -72,43 +74,63 @@ class Gateway:
             await self.store.close()
             raise
         service = IntakeService(
-            self.store, self.publish, self.metrics,
+            self.store,
+            self.publish,
+            self.metrics,
             lease_seconds=s.intake.idempotency_lease_seconds,
-            location_prefix=s.public_base_url or "", clock=self.clock,
+            location_prefix=s.public_base_url or "",
+            clock=self.clock,
         )
         if "intake" in roles:
-            auth = PortalAuth(s.portals, self.store, skew_seconds=s.intake.clock_skew_seconds,
-                              clock=self.clock)
-            api = IntakeApi(service, auth, self.store, self.metrics,
-                            Readiness(lambda: self.broker is not None and self.broker.connected),
-                            timezone=zoneinfo.ZoneInfo(s.timezone))
+            auth = PortalAuth(
+                s.portals, self.store, skew_seconds=s.intake.clock_skew_seconds, clock=self.clock
+            )
+            api = IntakeApi(
+                service,
+                auth,
+                self.store,
+                self.metrics,
+                Readiness(lambda: self.broker is not None and self.broker.connected),
+                timezone=zoneinfo.ZoneInfo(s.timezone),
+            )
             app = build_app(api, max_body_bytes=s.intake.max_body_bytes)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, s.http_host, s.http_port)
             await site.start()
-            sockets = site._server.sockets if site._server else ()  # noqa: SLF001  # the bound port, for port 0
-            self.http_port = sockets[0].getsockname()[1] if sockets else s.http_port
+            self.http_port = int(self._runner.addresses[0][1])  # the bound port, for port 0
             amqp = AmqpIntake(service, s, self.publish, clock=self.clock)
             await self.broker.consume(INTAKE, amqp.handle, prefetch=s.broker.prefetch_intake)
             log.info("http_listening", host=s.http_host, port=self.http_port)
         if "relay" in roles:
-            relay = Relay(self.store, self.publish, self.metrics,
-                          grace_seconds=s.intake.relay_grace_seconds,
-                          lease_seconds=s.intake.idempotency_lease_seconds, clock=self.clock)
-            self._background.append(asyncio.create_task(
-                relay.run(s.intake.relay_interval_seconds, self._stop)))
+            relay = Relay(
+                self.store,
+                self.publish,
+                self.metrics,
+                grace_seconds=s.intake.relay_grace_seconds,
+                lease_seconds=s.intake.idempotency_lease_seconds,
+                clock=self.clock,
+            )
+            self._background.append(
+                asyncio.create_task(relay.run(s.intake.relay_interval_seconds, self._stop))
+            )
         if "deadletters" in roles:
             sink = DeadLetterSink(self.store, self.metrics, clock=self.clock)
-            await self.broker.consume(DEAD_LETTERS, sink.handle,
-                                      prefetch=s.broker.prefetch_deadletters)
-        log.info("gateway_started", roles=sorted(roles), broker_version=self.broker.server_version,
-                 store=self.store.dialect)
+            await self.broker.consume(
+                DEAD_LETTERS, sink.handle, prefetch=s.broker.prefetch_deadletters
+            )
+        log.info(
+            "gateway_started",
+            roles=sorted(roles),
+            broker_version=self.broker.server_version,
+            store=self.store.dialect,
+        )
 
     async def publish(self, exchange: str, routing_key: str, message: Message) -> None:
         assert self.broker is not None, "start() the gateway first"
-        await self.broker.publish(exchange, routing_key, message,
-                                  timeout=self.settings.broker.publish_timeout_seconds)
+        await self.broker.publish(
+            exchange, routing_key, message, timeout=self.settings.broker.publish_timeout_seconds
+        )
 
     async def stop(self, drain_seconds: float = 10.0) -> None:
         self._stop.set()

@@ -31,8 +31,11 @@ def string_to_sign(
 def sign(
     secret: str, timestamp: str, nonce: str, method: str, path_qs: str, key: str, body: bytes
 ) -> str:
-    mac = hmac.new(secret.encode(), string_to_sign(timestamp, nonce, method, path_qs, key, body),
-                   hashlib.sha256)
+    mac = hmac.new(
+        secret.encode(),
+        string_to_sign(timestamp, nonce, method, path_qs, key, body),
+        hashlib.sha256,
+    )
     return PREFIX + mac.hexdigest()
 
 

@@ -103,8 +103,11 @@ def settings_for(rabbit: Rabbit, tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-async def gateway(settings_for: Callable[..., Settings]) -> AsyncIterator[Gateway]:
-    gw = Gateway(settings_for())
+async def gateway(
+    settings_for: Callable[..., Settings], database_url: str
+) -> AsyncIterator[Gateway]:
+    """A running gateway (all roles) on the test vhost, once per store dialect."""
+    gw = Gateway(settings_for(database_url))
     await gw.start()
     yield gw
     await gw.stop(drain_seconds=2)

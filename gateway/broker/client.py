@@ -25,44 +25,13 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 
 from gateway.broker.messages import Delivery, Message
 from gateway.broker.topology import Topology
+from gateway.broker.version import check_server
 from gateway.errors import BrokerTooOld, BrokerUnavailable, ConfigurationError
 from gateway.logs import get_logger
 
 log = get_logger(__name__)
 
-MIN_VERSION = (3, 10)
 Handler = Callable[[Delivery], Awaitable[None]]
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    parts: list[int] = []
-    for piece in text.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
-
-
-def check_server(properties: dict[str, Any] | None) -> str:
-    """Return the broker version, or raise ``BrokerTooOld`` for anything but RabbitMQ ≥ 3.10."""
-    props = properties or {}
-    product = _text(props.get("product")) or "unknown"
-    version = _text(props.get("version")) or "0"
-    if product != "RabbitMQ" or parse_version(version) < MIN_VERSION:
-        raise BrokerTooOld(
-            f"the broker is {product} {version}; the gateway needs RabbitMQ 3.10 or newer "
-            "(quorum-queue delivery limits and at-least-once dead-lettering). Upgrade it, or "
-            "start the pinned one with `docker compose -f deploy/compose.yaml up -d`",
-            code="broker_too_old",
-        )
-    return version
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return None if value is None else str(value)
 
 
 @dataclass(slots=True)
@@ -280,7 +249,9 @@ class BrokerClient:
         consumer.channel = channel
         consumer.tag = channel.basic_consume(
             consumer.queue,
-            lambda ch, method, props, body: self._on_message(link, consumer, ch, method, props, body),
+            lambda ch, method, props, body: self._on_message(
+                link, consumer, ch, method, props, body
+            ),
         )
 
     def _on_message(
@@ -370,18 +341,25 @@ class BrokerClient:
                 self._send(pending)
         self._ready.set()
         _resolve(self._first_open, None)
-        log.info("broker_ready", broker=self._where, version=self.server_version,
-                 resent=len(resend), reconnects=self.reconnects)
+        log.info(
+            "broker_ready",
+            broker=self._where,
+            version=self.server_version,
+            resent=len(resend),
+            reconnects=self.reconnects,
+        )
 
     async def _declare(self, link: _Link) -> None:
         channel = await self._open_channel(link)
         for ex in self._topology.exchanges:
-            await self._call(channel.exchange_declare, exchange=ex.name, exchange_type=ex.type,
-                             durable=True)
+            await self._call(
+                channel.exchange_declare, exchange=ex.name, exchange_type=ex.type, durable=True
+            )
         for q in self._topology.queues:
             try:
-                await self._call(channel.queue_declare, queue=q.name, durable=True,
-                                 arguments=dict(q.arguments))
+                await self._call(
+                    channel.queue_declare, queue=q.name, durable=True, arguments=dict(q.arguments)
+                )
             except _ChannelClosed as exc:
                 if exc.code == 406:
                     raise ConfigurationError(
@@ -392,8 +370,9 @@ class BrokerClient:
                     ) from None
                 raise
         for b in self._topology.bindings:
-            await self._call(channel.queue_bind, queue=b.queue, exchange=b.exchange,
-                             routing_key=b.routing_key)
+            await self._call(
+                channel.queue_bind, queue=b.queue, exchange=b.exchange, routing_key=b.routing_key
+            )
         channel.close()
 
     async def _open_channel(self, link: _Link) -> Any:
@@ -429,8 +408,13 @@ class BrokerClient:
         self.reconnects += 1
         delay = min(self._reconnect_max, 0.25 * 2 ** min(self._failures, 10))
         delay *= random.uniform(0.5, 1.0)  # noqa: S311  # jitter, not cryptography
-        log.warning("broker_connection_lost", broker=self._where, error=repr(error),
-                    retry_in=round(delay, 2), attempt=self._failures)
+        log.warning(
+            "broker_connection_lost",
+            broker=self._where,
+            error=repr(error),
+            retry_in=round(delay, 2),
+            attempt=self._failures,
+        )
         asyncio.get_running_loop().call_later(delay, self._reconnect)
 
     def _reconnect(self) -> None:
@@ -457,8 +441,11 @@ class BrokerClient:
 
     def _fail_rpcs(self, error: BaseException, channel: Any = None) -> None:
         """Fail the calls waiting on ``channel``, or on anything when it is None."""
-        groups = [self._rpcs.get(id(channel), set())] if channel is not None else list(
-            self._rpcs.values())
+        groups = (
+            [self._rpcs.get(id(channel), set())]
+            if channel is not None
+            else list(self._rpcs.values())
+        )
         for waiting in groups:
             for future in list(waiting):
                 _reject(future, error)

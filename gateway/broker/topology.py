@@ -101,8 +101,10 @@ def build_topology(
         Queue(RESULTS, work),
         *(Queue(f"{TASKS}.{s}", work) for s in systems),
         # The end of the line: no dead-lettering out of it, so nothing is ever dropped.
-        Queue(DEAD_LETTERS, {"x-queue-type": "quorum", "x-max-length": max_length,
-                             "x-overflow": "reject-publish"}),
+        Queue(
+            DEAD_LETTERS,
+            {"x-queue-type": "quorum", "x-max-length": max_length, "x-overflow": "reject-publish"},
+        ),
     ]
     for s in systems:
         if s in QUEUE_DEPARTMENTS:

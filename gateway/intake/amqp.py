@@ -63,12 +63,19 @@ class AmqpIntake:
             return
         key = delivery.message_id or ""
         if not key or len(key) > MAX_KEY_LENGTH:
-            await self._park(delivery, portal_id,
-                             "message_id missing or longer than 128 characters; it is the "
-                             "idempotency key: set a unique message_id per application", [])
+            await self._park(
+                delivery,
+                portal_id,
+                "message_id missing or longer than 128 characters; it is the "
+                "idempotency key: set a unique message_id per application",
+                [],
+            )
             return
         outcome = await self._service.submit(
-            portal_id, key, delivery.body, channel="amqp",
+            portal_id,
+            key,
+            delivery.body,
+            channel="amqp",
             traceparent=header_str(delivery.header(HEADER_TRACEPARENT)),
         )
         if outcome.status == 202:
@@ -90,41 +97,61 @@ class AmqpIntake:
         """Dead-letter a copy with its reason, tell the portal, then ack the original."""
         now = self._clock()
         headers = dict(delivery.headers)
-        headers.update({
-            HEADER_REASON: reason,
-            HEADER_ERROR_KIND: "permanent",
-            HEADER_ORIGINAL_EXCHANGE: delivery.exchange,
-            HEADER_ORIGINAL_ROUTING_KEY: delivery.routing_key,
-            HEADER_ATTEMPT: int(headers.get(HEADER_ATTEMPT) or 1),
-            HEADER_FIRST_FAILED_AT: int(now * 1000),  # AMQP tables carry no floats
-        })
+        headers.update(
+            {
+                HEADER_REASON: reason,
+                HEADER_ERROR_KIND: "permanent",
+                HEADER_ORIGINAL_EXCHANGE: delivery.exchange,
+                HEADER_ORIGINAL_ROUTING_KEY: delivery.routing_key,
+                HEADER_ATTEMPT: int(headers.get(HEADER_ATTEMPT) or 1),
+                HEADER_FIRST_FAILED_AT: int(now * 1000),  # AMQP tables carry no floats
+            }
+        )
         if portal_id:
             headers[HEADER_PORTAL] = portal_id
         # A deterministic id: a redelivered message parks as the same dead letter.
-        dedupe = f"intake:{portal_id or delivery.user_id or '-'}:{key or delivery.message_id or now}"
-        await self._publish(DLX, delivery.routing_key, Message(
-            body=delivery.body, message_id=dedupe, headers=headers,
-            content_type=delivery.content_type or "application/octet-stream",
-        ))
+        dedupe = (
+            f"intake:{portal_id or delivery.user_id or '-'}:{key or delivery.message_id or now}"
+        )
+        await self._publish(
+            DLX,
+            delivery.routing_key,
+            Message(
+                body=delivery.body,
+                message_id=dedupe,
+                headers=headers,
+                content_type=delivery.content_type or "application/octet-stream",
+            ),
+        )
         matter = routing_segment(_matter_of(delivery.body))
         if portal_id:
-            await self._publish(EVENTS, events.routing_key(portal_id, matter,
-                                                           "application.rejected"),
-                                events.event_message(
-                "application.rejected", portal_id=portal_id, matter=matter,
-                subject=(portal_id, key or dedupe), application_id=None, occurred_at=now,
-                data={"idempotency_key": key, "reason": reason, "errors": errors},
-            ))
+            await self._publish(
+                EVENTS,
+                events.routing_key(portal_id, matter, "application.rejected"),
+                events.event_message(
+                    "application.rejected",
+                    portal_id=portal_id,
+                    matter=matter,
+                    subject=(portal_id, key or dedupe),
+                    application_id=None,
+                    occurred_at=now,
+                    data={"idempotency_key": key, "reason": reason, "errors": errors},
+                ),
+            )
         log.info("intake_parked", portal_id=portal_id, reason=reason, errors=len(errors))
         delivery.ack()
 
 
 def _no_portal_reason(user: str | None) -> str:
     if not user:
-        return ("message has no user_id; publish with the user_id property set to your broker "
-                "user so the gateway knows which portal sent it")
-    return (f"broker user {user[:64]!r} is not a configured portal; add amqp_user to "
-            "[portals.<id>] in the gateway config")
+        return (
+            "message has no user_id; publish with the user_id property set to your broker "
+            "user so the gateway knows which portal sent it"
+        )
+    return (
+        f"broker user {user[:64]!r} is not a configured portal; add amqp_user to "
+        "[portals.<id>] in the gateway config"
+    )
 
 
 def _reason(outcome: Outcome) -> str:

@@ -48,8 +48,12 @@ class PortalAuth:
         """Return the authenticated portal id or raise ``AuthError``."""
         missing = [
             h
-            for h in (signing.HEADER_PORTAL, signing.HEADER_TIMESTAMP, signing.HEADER_NONCE,
-                      signing.HEADER_SIGNATURE)
+            for h in (
+                signing.HEADER_PORTAL,
+                signing.HEADER_TIMESTAMP,
+                signing.HEADER_NONCE,
+                signing.HEADER_SIGNATURE,
+            )
             if not headers.get(h)
         ]
         if missing:
@@ -75,8 +79,9 @@ class PortalAuth:
             secrets.append(portal.previous_secret.get_secret_value())
         key = headers.get(signing.HEADER_IDEMPOTENCY_KEY, "")
         signature = headers[signing.HEADER_SIGNATURE]
-        if not signing.matches(signature, secrets, timestamp, nonce, method, path_qs, key,
-                               body=body):
+        if not signing.matches(
+            signature, secrets, timestamp, nonce, method, path_qs, key, body=body
+        ):
             raise AuthError(
                 "X-Signature does not match: sign timestamp, nonce, method, path with query, "
                 "Idempotency-Key and the body's SHA-256 as DESIGN describes"

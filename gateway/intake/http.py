@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from gateway.errors import StoreUnavailable
 from gateway.intake.auth import AuthError, PortalAuth
 from gateway.intake.service import IntakeService, Outcome
 from gateway.logs import get_logger
@@ -16,11 +17,11 @@ from gateway.metrics import Metrics
 from gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from gateway.problems import Problem
 from gateway.signing import HEADER_IDEMPOTENCY_KEY
-from gateway.errors import StoreUnavailable
 from gateway.store import ApplicationRecord, Store
 
 log = get_logger(__name__)
 MAX_KEY_LENGTH = 128
+MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,9 @@ class Readiness:
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        status=problem.status, body=problem.to_bytes(), content_type=PROBLEM_JSON,
+        status=problem.status,
+        body=problem.to_bytes(),
+        content_type=PROBLEM_JSON,
         headers=headers,
     )
 
@@ -48,18 +51,29 @@ async def problem_middleware(
     except AuthError as exc:
         log.info("auth_failed", reason=exc.detail)
         return problem_response(Problem(401, "unauthenticated", "Unauthenticated", exc.detail))
-    except web.HTTPRequestEntityTooLarge as exc:
-        return problem_response(Problem(413, "body-too-large", "Body too large",
-                                        f"the body exceeds {exc.max_size} bytes"))
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[MAX_BODY_BYTES]
+        return problem_response(
+            Problem(
+                413,
+                "body-too-large",
+                "Body too large",
+                f"the body exceeds the limit of {limit} bytes",
+            )
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem_response(Problem(exc.status, f"http-{exc.status}", exc.reason,
-                                        exc.text or exc.reason))
+        return problem_response(
+            Problem(exc.status, f"http-{exc.status}", exc.reason, exc.text or exc.reason)
+        )
     except Exception:
         log.exception("request_failed")
-        return problem_response(Problem(500, "internal-error", "Internal error",
-                                        "the gateway failed; the error is logged"))
+        return problem_response(
+            Problem(
+                500, "internal-error", "Internal error", "the gateway failed; the error is logged"
+            )
+        )
 
 
 class IntakeApi:
@@ -90,29 +104,46 @@ class IntakeApi:
     async def submit(self, request: web.Request) -> web.Response:
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
-            return problem_response(Problem(
-                415, "content-encoding-unsupported", "Compressed bodies are not accepted",
-                f"Content-Encoding {encoding[:32]!r} is not accepted; send the body uncompressed",
-            ))
+            return problem_response(
+                Problem(
+                    415,
+                    "content-encoding-unsupported",
+                    "Compressed bodies are not accepted",
+                    f"Content-Encoding {encoding[:32]!r} is not accepted; "
+                    "send the body uncompressed",
+                )
+            )
         if request.content_type != "application/json":
-            return problem_response(Problem(
-                415, "content-type-unsupported", "Unsupported media type",
-                "send the envelope as application/json",
-            ))
+            return problem_response(
+                Problem(
+                    415,
+                    "content-type-unsupported",
+                    "Unsupported media type",
+                    "send the envelope as application/json",
+                )
+            )
         body = await request.read()
-        portal_id = await self._auth.verify(request.headers, request.method, request.raw_path,
-                                            body)
+        portal_id = await self._auth.verify(request.headers, request.method, request.raw_path, body)
         structlog.contextvars.bind_contextvars(portal_id=portal_id)
         key = request.headers.get(HEADER_IDEMPOTENCY_KEY, "")
         if not key:
-            return problem_response(Problem(400, "idempotency-key-missing",
-                                            "Idempotency-Key required",
-                                            "send an Idempotency-Key header (≤ 128 characters)"))
+            return problem_response(
+                Problem(
+                    400,
+                    "idempotency-key-missing",
+                    "Idempotency-Key required",
+                    "send an Idempotency-Key header (≤ 128 characters)",
+                )
+            )
         if len(key) > MAX_KEY_LENGTH or not key.isprintable():
-            return problem_response(Problem(400, "idempotency-key-invalid",
-                                            "Idempotency-Key invalid",
-                                            "the Idempotency-Key must be at most 128 printable "
-                                            "characters"))
+            return problem_response(
+                Problem(
+                    400,
+                    "idempotency-key-invalid",
+                    "Idempotency-Key invalid",
+                    "the Idempotency-Key must be at most 128 printable characters",
+                )
+            )
         outcome = await self._service.submit(
             portal_id, key, body, channel="http", traceparent=request.headers.get("traceparent")
         )
@@ -121,14 +152,20 @@ class IntakeApi:
         return _response(outcome)
 
     async def show(self, request: web.Request) -> web.Response:
-        portal_id = await self._auth.verify(request.headers, request.method, request.raw_path,
-                                            await request.read())
+        portal_id = await self._auth.verify(
+            request.headers, request.method, request.raw_path, await request.read()
+        )
         app_id = request.match_info["application_id"]
         record = await self._store.get_application(app_id) if len(app_id) <= 64 else None
         if record is None or record.portal_id != portal_id:  # never reveal others' ids exist
-            return problem_response(Problem(404, "application-not-found",
-                                            "Application not found",
-                                            "no application with this id for this portal"))
+            return problem_response(
+                Problem(
+                    404,
+                    "application-not-found",
+                    "Application not found",
+                    "no application with this id for this portal",
+                )
+            )
         return web.json_response(self._view(record))
 
     def _view(self, record: ApplicationRecord) -> dict[str, object]:
@@ -164,19 +201,24 @@ class IntakeApi:
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.render(),
-                            headers={"Content-Type": "text/plain; version=0.0.4"})
+        return web.Response(
+            body=self._metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+        )
 
 
 def _response(outcome: Outcome) -> web.Response:
     return web.Response(
-        status=outcome.status, body=outcome.body, headers={
-            "Content-Type": outcome.content_type, **outcome.headers,
+        status=outcome.status,
+        body=outcome.body,
+        headers={
+            "Content-Type": outcome.content_type,
+            **outcome.headers,
         },
     )
 
 
 def build_app(api: IntakeApi, *, max_body_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[problem_middleware])
+    app[MAX_BODY_BYTES] = max_body_bytes
     api.add_routes(app)
     return app

@@ -7,6 +7,7 @@ one relay at a time (a lease on the row), so any number of relays may run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -45,8 +46,9 @@ class Relay:
 
     async def run_once(self) -> int:
         """Republish every stale ``received`` row this relay could claim; return how many."""
-        rows = await self._store.claim_unpublished(self._clock(), self._grace, self._lease,
-                                                   self._batch)
+        rows = await self._store.claim_unpublished(
+            self._clock(), self._grace, self._lease, self._batch
+        )
         done = 0
         for app in rows:
             await self._publish(ACCEPTED, app.matter, accepted_message(app))
@@ -64,7 +66,5 @@ class Relay:
                 log.warning("relay_deferred", error=str(exc))
             except Exception:
                 log.exception("relay_failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                pass

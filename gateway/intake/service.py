@@ -10,6 +10,7 @@ application already stored (never a second one). A crash between store and confi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -18,8 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.broker.messages import Message, new_traceparent, uuid7
-from gateway.broker.topology import ACCEPTED, HEADER_ATTEMPT, HEADER_PORTAL, HEADER_TASK_ID
-from gateway.broker.topology import HEADER_TRACEPARENT
+from gateway.broker.topology import (
+    ACCEPTED,
+    HEADER_ATTEMPT,
+    HEADER_PORTAL,
+    HEADER_TASK_ID,
+    HEADER_TRACEPARENT,
+)
 from gateway.envelope import ENVELOPE_ADAPTER, parse_envelope, personal_values
 from gateway.errors import BrokerUnavailable, InvalidEnvelope, StoreUnavailable
 from gateway.logs import get_logger
@@ -127,30 +133,51 @@ class IntakeService:
             headers = {}
             if claim.status_code == 202 and claim.application_id:
                 headers["Location"] = self._location(claim.application_id)
-            return Outcome(claim.status_code, claim.body, claim.content_type,
-                           claim.application_id, replayed=True, headers=headers)
+            return Outcome(
+                claim.status_code,
+                claim.body,
+                claim.content_type,
+                claim.application_id,
+                replayed=True,
+                headers=headers,
+            )
         if isinstance(claim, InFlight):
-            return _problem(Problem(409, "request-in-flight", "Request in flight",
-                                    "a request with this Idempotency-Key is still being "
-                                    "processed; retry after it finishes"),
-                            headers={"Retry-After": str(max(1, int(claim.lease_until - self._clock())))})
+            return _problem(
+                Problem(
+                    409,
+                    "request-in-flight",
+                    "Request in flight",
+                    "a request with this Idempotency-Key is still being "
+                    "processed; retry after it finishes",
+                ),
+                headers={"Retry-After": str(max(1, int(claim.lease_until - self._clock())))},
+            )
         if isinstance(claim, Mismatch):
-            return _problem(Problem(422, "idempotency-key-reused", "Idempotency-Key reused",
-                                    "this Idempotency-Key was used before with a different "
-                                    "body; use a new key for a new application"))
+            return _problem(
+                Problem(
+                    422,
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused",
+                    "this Idempotency-Key was used before with a different "
+                    "body; use a new key for a new application",
+                )
+            )
         assert isinstance(claim, Fresh)
         try:
             return await self._accept(portal_id, key, body, channel, claim, traceparent)
         except (BrokerUnavailable, StoreUnavailable) as exc:
             log.warning("intake_unavailable", portal_id=portal_id, error=str(exc))
-            try:
+            with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
                 await self._store.release_idempotency(portal_id, key)
-            except StoreUnavailable:
-                pass  # the lease expires by itself
             return _unavailable(str(exc))
 
     async def _accept(
-        self, portal_id: str, key: str, body: bytes, channel: str, claim: Fresh,
+        self,
+        portal_id: str,
+        key: str,
+        body: bytes,
+        channel: str,
+        claim: Fresh,
         traceparent: str | None,
     ) -> Outcome:
         app: ApplicationRecord | None = None
@@ -160,22 +187,32 @@ class IntakeService:
             try:
                 envelope = parse_envelope(body)
             except InvalidEnvelope as exc:
-                outcome = _problem(Problem(
-                    422, "invalid-envelope", "Invalid application envelope",
-                    f"{len(exc.errors)} field(s) are wrong; every one is listed in 'errors'",
-                    errors=exc.as_dicts(),
-                ))
+                outcome = _problem(
+                    Problem(
+                        422,
+                        "invalid-envelope",
+                        "Invalid application envelope",
+                        f"{len(exc.errors)} field(s) are wrong; every one is listed in 'errors'",
+                        errors=exc.as_dicts(),
+                    )
+                )
                 await self._store.complete_idempotency(
-                    portal_id, key, outcome.status, outcome.body, outcome.content_type)
+                    portal_id, key, outcome.status, outcome.body, outcome.content_type
+                )
                 log.info("intake_rejected", portal_id=portal_id, errors=len(exc.errors))
                 return outcome
             register_personal_data(personal_values(envelope))
             now = self._clock()
             new = NewApplication(
-                id=uuid7(), portal_id=portal_id, idempotency_key=key, channel=channel,
-                matter=envelope.matter, schema_version=envelope.schema_version,
+                id=uuid7(),
+                portal_id=portal_id,
+                idempotency_key=key,
+                channel=channel,
+                matter=envelope.matter,
+                schema_version=envelope.schema_version,
                 envelope_json=ENVELOPE_ADAPTER.dump_json(envelope).decode(),
-                fingerprint=fingerprint(body), created_at=now,
+                fingerprint=fingerprint(body),
+                created_at=now,
             )
             await self._store.create_application(new)
             app = await self._store.get_application(new.id)
@@ -185,8 +222,9 @@ class IntakeService:
             self._metrics.published.labels(ACCEPTED).inc()
             await self._store.mark_accepted(app.id, self._clock())
         outcome = self._accepted(app.id)
-        await self._store.complete_idempotency(portal_id, key, outcome.status, outcome.body,
-                                               outcome.content_type)
+        await self._store.complete_idempotency(
+            portal_id, key, outcome.status, outcome.body, outcome.content_type
+        )
         log.info("intake_accepted", portal_id=portal_id, application_id=app.id, matter=app.matter)
         return outcome
 
@@ -196,23 +234,30 @@ class IntakeService:
             {"application_id": application_id, "status": "accepted", "location": location},
             sort_keys=True,
         ).encode()
-        return Outcome(202, body, application_id=application_id,
-                       headers={"Location": location})
-
+        return Outcome(202, body, application_id=application_id, headers={"Location": location})
 
     def _location(self, application_id: str) -> str:
         return f"{self._prefix}/v1/applications/{application_id}"
 
 
 def _problem(problem: Problem, headers: Mapping[str, str] | None = None) -> Outcome:
-    return Outcome(problem.status, problem.to_bytes(), PROBLEM_JSON, problem=problem,
-                   headers=dict(headers or {}))
+    return Outcome(
+        problem.status,
+        problem.to_bytes(),
+        PROBLEM_JSON,
+        problem=problem,
+        headers=dict(headers or {}),
+    )
 
 
 def _unavailable(detail: str) -> Outcome:
     return _problem(
-        Problem(503, "temporarily-unavailable", "Temporarily unavailable",
-                f"{detail}. Nothing was lost: send the same request with the same "
-                "Idempotency-Key again later"),
+        Problem(
+            503,
+            "temporarily-unavailable",
+            "Temporarily unavailable",
+            f"{detail}. Nothing was lost: send the same request with the same "
+            "Idempotency-Key again later",
+        ),
         headers={"Retry-After": "5"},
     )

@@ -1,0 +1,73 @@
+"""Masking by field name, by pattern and by the values of the message in hand."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import structlog
+
+from gateway import masking
+from gateway.logs import configure_logging
+
+
+def test_masks_by_pattern_in_free_text() -> None:
+    text = "citizen 43102219900708013x called from 13907351234 about 11010519491231002X"
+    out = masking.mask_text(text)
+    assert "4310**********013x" in out and "1101**********002X" in out
+    assert "139****1234" in out
+    assert "1990070801" not in out and "0735" not in out
+
+
+def test_does_not_mask_ordinary_numbers() -> None:
+    text = "application 01a2217c-d1fc-758a took 431022 ms; port 5672; order 12345678901234567890"
+    assert masking.mask_text(text) == text
+
+
+def test_masks_by_field_name_whatever_the_value_looks_like() -> None:
+    masked = masking.mask_value(
+        {
+            "mother_name": "刘芳",
+            "id_number": "E12345678",  # a passport: no ID pattern, masked by its key
+            "phone": "0735-1234567",
+            "system": "hukou",
+            "nested": [{"name": "王子轩", "weight_g": 3350}],
+        }
+    )
+    assert masked == {
+        "mother_name": "刘*",
+        "id_number": "E123*5678",
+        "phone": "073*****4567",
+        "system": "hukou",
+        "nested": [{"name": "王**", "weight_g": 3350}],
+    }
+
+
+def test_masks_known_values_anywhere() -> None:
+    with masking.personal_data(["欧阳娜娜", "E12345678"]):
+        out = masking.mask_text("欧阳娜娜 holds passport E12345678")
+        assert masking.current_personal_values() == {"欧阳娜娜", "E12345678"}
+    assert out == "欧*** holds passport E123*5678"
+    assert masking.current_personal_values() == frozenset()
+
+
+def test_log_lines_and_tracebacks_are_masked() -> None:
+    buffer = io.StringIO()
+    handler = configure_logging("json", stream=buffer, level=logging.INFO)
+    try:
+        log = structlog.get_logger("test")
+        with masking.personal_data(["刘芳"]):
+            try:
+                raise ValueError("bad record for 刘芳 431022199203150421")
+            except ValueError:
+                log.exception("failed", applicant_phone="13907351234")
+            logging.getLogger("stdlib").warning("stdlib line mentions 刘芳")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    text = buffer.getvalue()
+    assert "刘芳" not in text and "431022199203150421" not in text and "13907351234" not in text
+    assert lines[0]["applicant_phone"] == "139****1234"
+    assert "ValueError: bad record for 刘* 4310**********0421" in lines[0]["exception"]
+    assert lines[1]["event"] == "stdlib line mentions 刘*"
