@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
-        configure_logging(settings.log_format, level=20 if getattr(args, "verbose", True) else 30)
+        configure_logging(settings.log_format, level=20 if getattr(args, "verbose", True) else 40)
         return int(args.func(args, settings) or 0)
     except GatewayError as exc:
         print(f"gateway: {exc}", file=sys.stderr)

@@ -63,7 +63,7 @@ class PortalAuth:
         if portal is None:
             raise AuthError(f"unknown portal {portal_id[:64]!r}")
         timestamp = headers[signing.HEADER_TIMESTAMP]
-        if not timestamp.isdigit() or len(timestamp) > 12:
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
             raise AuthError("X-Timestamp must be unix seconds (digits only)")
         now = self._clock()
         if abs(int(timestamp) - now) > self._skew:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.errors import StoreUnavailable
 from gateway.intake.auth import AuthError, PortalAuth
@@ -64,8 +65,10 @@ async def problem_middleware(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        keep = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return problem_response(
-            Problem(exc.status, f"http-{exc.status}", exc.reason, exc.text or exc.reason)
+            Problem(exc.status, f"http-{exc.status}", exc.reason, exc.text or exc.reason),
+            headers=keep,
         )
     except Exception:
         log.exception("request_failed")
@@ -196,13 +199,14 @@ class IntakeApi:
             await self._store.ping()
             checks["store"] = "ok"
         except StoreUnavailable as exc:
-            checks["store"] = f"down: {exc}"
+            log.warning("store_not_ready", error=str(exc))  # details in the log, not to callers
+            checks["store"] = "down"
         ready = all(v == "ok" for v in checks.values())
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(
-            body=self._metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+            body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
 

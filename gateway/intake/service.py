@@ -167,9 +167,15 @@ class IntakeService:
             return await self._accept(portal_id, key, body, channel, claim, traceparent)
         except (BrokerUnavailable, StoreUnavailable) as exc:
             log.warning("intake_unavailable", portal_id=portal_id, error=str(exc))
-            with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
-                await self._store.release_idempotency(portal_id, key)
+            await self._release(portal_id, key)
             return _unavailable(str(exc))
+        except BaseException:
+            await self._release(portal_id, key)  # a crash must not hold the key for 30 s
+            raise
+
+    async def _release(self, portal_id: str, key: str) -> None:
+        with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
+            await self._store.release_idempotency(portal_id, key)
 
     async def _accept(
         self,
