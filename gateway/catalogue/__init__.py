@@ -1,0 +1,1 @@
+"""The matter catalogue: data that says how each combined matter fans out."""
