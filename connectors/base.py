@@ -39,6 +39,7 @@ class DepartmentRequest:
     matter: str
     task: str  # the catalogue step key, e.g. "hukou" or "birth_certificate"
     system: str
+    operation: str  # the catalogue step's operation, e.g. "birth_registration"
     attempt: int
     fields: Mapping[str, Any]
 
