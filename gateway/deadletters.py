@@ -13,11 +13,12 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from gateway.broker.messages import Delivery, header_str
+from gateway.broker.messages import Delivery, Message, header_str, uuid7
 from gateway.broker.topology import (
+    DLX,
     HEADER_ATTEMPT,
     HEADER_ERROR_KIND,
     HEADER_FIRST_FAILED_AT,
@@ -73,6 +74,43 @@ def dead_letter_from(delivery: Delivery, now: float) -> DeadLetter:
         attempts=_int(headers.get(HEADER_ATTEMPT), 1),
         first_failed_at=first / 1000 if isinstance(first, int) else now,  # header in ms
         last_failed_at=now,
+    )
+
+
+async def park(
+    publish: Callable[[str, str, Message], Awaitable[None]],
+    delivery: Delivery,
+    *,
+    reason: str,
+    kind: str = "permanent",
+    message_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    now: float | None = None,
+) -> None:
+    """Dead-letter a copy of ``delivery`` through ``gw.dlx`` with its reason, keeping the
+    original exchange, routing key, headers and body for replay. The caller acks after."""
+    headers = dict(delivery.headers)
+    headers.update(
+        {
+            HEADER_REASON: reason[:2000],
+            HEADER_ERROR_KIND: kind,
+            HEADER_ORIGINAL_EXCHANGE: delivery.exchange,
+            HEADER_ORIGINAL_ROUTING_KEY: delivery.routing_key,
+            HEADER_ATTEMPT: _int(headers.get(HEADER_ATTEMPT), 1),
+            HEADER_FIRST_FAILED_AT: int((time.time() if now is None else now) * 1000),
+            **(extra or {}),
+        }
+    )
+    await publish(
+        DLX,
+        delivery.routing_key,
+        Message(
+            body=delivery.body,
+            message_id=message_id or delivery.message_id or uuid7(),
+            correlation_id=delivery.correlation_id,
+            headers=headers,
+            content_type=delivery.content_type or "application/octet-stream",
+        ),
     )
 
 

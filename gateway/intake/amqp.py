@@ -18,18 +18,8 @@ from typing import Any
 
 from gateway import events
 from gateway.broker.messages import Delivery, Message, header_str
-from gateway.broker.topology import (
-    DLX,
-    EVENTS,
-    HEADER_ATTEMPT,
-    HEADER_ERROR_KIND,
-    HEADER_FIRST_FAILED_AT,
-    HEADER_ORIGINAL_EXCHANGE,
-    HEADER_ORIGINAL_ROUTING_KEY,
-    HEADER_PORTAL,
-    HEADER_REASON,
-    HEADER_TRACEPARENT,
-)
+from gateway.broker.topology import EVENTS, HEADER_PORTAL, HEADER_TRACEPARENT
+from gateway.deadletters import park
 from gateway.intake.http import MAX_KEY_LENGTH
 from gateway.intake.service import IntakeService, Outcome
 from gateway.logs import get_logger
@@ -96,32 +86,15 @@ class AmqpIntake:
     ) -> None:
         """Dead-letter a copy with its reason, tell the portal, then ack the original."""
         now = self._clock()
-        headers = dict(delivery.headers)
-        headers.update(
-            {
-                HEADER_REASON: reason,
-                HEADER_ERROR_KIND: "permanent",
-                HEADER_ORIGINAL_EXCHANGE: delivery.exchange,
-                HEADER_ORIGINAL_ROUTING_KEY: delivery.routing_key,
-                HEADER_ATTEMPT: int(headers.get(HEADER_ATTEMPT) or 1),
-                HEADER_FIRST_FAILED_AT: int(now * 1000),  # AMQP tables carry no floats
-            }
-        )
-        if portal_id:
-            headers[HEADER_PORTAL] = portal_id
         # A deterministic id: a redelivered message parks as the same dead letter.
-        dedupe = (
-            f"intake:{portal_id or delivery.user_id or '-'}:{key or delivery.message_id or now}"
-        )
-        await self._publish(
-            DLX,
-            delivery.routing_key,
-            Message(
-                body=delivery.body,
-                message_id=dedupe,
-                headers=headers,
-                content_type=delivery.content_type or "application/octet-stream",
-            ),
+        dedupe = f"intake:{portal_id or delivery.user_id or '-'}:{key or delivery.message_id}"
+        await park(
+            self._publish,
+            delivery,
+            reason=reason,
+            message_id=dedupe,
+            now=now,
+            extra={HEADER_PORTAL: portal_id} if portal_id else None,
         )
         matter = routing_segment(_matter_of(delivery.body))
         if portal_id:

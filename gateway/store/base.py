@@ -8,7 +8,7 @@ one store (DESIGN "Scale").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.store.records import (
     ApplicationRecord,
@@ -19,6 +19,9 @@ from gateway.store.records import (
     NewApplication,
 )
 
+if TYPE_CHECKING:
+    from gateway.store.cases import CaseStore
+
 
 class Store(Protocol):
     """What the gateway asks of its database. All times are unix seconds (float)."""
@@ -26,6 +29,11 @@ class Store(Protocol):
     @property
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
+        ...
+
+    @property
+    def cases(self) -> CaseStore:
+        """Tasks, timeline, outbox and timers of the internal push."""
         ...
 
     async def ping(self) -> None:

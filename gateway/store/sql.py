@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.errors import ConfigurationError, StoreUnavailable
 from gateway.store.records import (
@@ -36,6 +36,9 @@ from gateway.store.records import (
     NewApplication,
     Replay,
 )
+
+if TYPE_CHECKING:
+    from gateway.store.cases import CaseStore
 
 Row = tuple[Any, ...]
 Params = Sequence[object]
@@ -211,10 +214,20 @@ class SqlStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._next_nonce_purge = float("-inf")  # a throttle only: no other process needs it
+        self._cases: CaseStore | None = None
 
     @property
     def database(self) -> Database:
         return self._db
+
+    @property
+    def cases(self) -> CaseStore:
+        """Tasks, timeline, outbox and timers of the internal push (``cases.py``)."""
+        from gateway.store.cases import CaseStore
+
+        if self._cases is None:
+            self._cases = CaseStore(self._db)
+        return self._cases
 
     @property
     def dialect(self) -> str:

@@ -1,0 +1,74 @@
+"""Publishing what a transition wrote to the outbox: at once by the writer, later by the
+relay for rows a crash left behind. Delivery is at least once; consumers dedupe (task ids,
+event ids)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from gateway.broker.messages import Message
+from gateway.errors import Retryable
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+from gateway.store.cases import CaseStore, OutboxRow
+
+log = get_logger(__name__)
+Publish = Callable[[str, str, Message], Awaitable[None]]
+
+
+class Outbox:
+    def __init__(
+        self,
+        cases: CaseStore,
+        publish: Publish,
+        metrics: Metrics,
+        *,
+        lease_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cases = cases
+        self._publish = publish
+        self._metrics = metrics
+        self._lease = lease_seconds
+        self._clock = clock
+
+    async def flush(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish the rows (confirmed) and delete them. A failure leaves them for the relay."""
+        if not rows:
+            return
+        results = await asyncio.gather(
+            *(
+                self._publish(r.outgoing.exchange, r.outgoing.routing_key, r.outgoing.message)
+                for r in rows
+            ),
+            return_exceptions=True,
+        )
+        sent = [r.id for r, res in zip(rows, results, strict=True) if res is None]
+        for r, res in zip(rows, results, strict=True):
+            if res is None:
+                self._metrics.published.labels(r.outgoing.exchange).inc()
+            elif not isinstance(res, Retryable):
+                log.error("outbox_publish_failed", exchange=r.outgoing.exchange, error=repr(res))
+        await self._cases.delete_outbox(sent)
+        if len(sent) < len(rows):
+            log.warning("outbox_deferred", unsent=len(rows) - len(sent))
+
+    async def relay_once(self) -> int:
+        rows = await self._cases.claim_outbox(self._clock(), self._lease, 500)
+        await self.flush(rows)
+        return len(rows)
+
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if await self.relay_once():
+                    continue
+            except Retryable as exc:
+                log.warning("outbox_relay_deferred", error=str(exc))
+            except Exception:
+                log.exception("outbox_relay_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)

@@ -1,0 +1,484 @@
+"""The process manager as pure functions: (state, event) → transition. No I/O here.
+
+Events: the application was accepted (``start``), a department answered (``on_result``),
+the citizen sent corrections (``on_correction``), withdrew (``on_withdrawal``), or the window
+handed out the results (``on_delivery``). Every function returns an empty transition for a
+duplicate or late event, so redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from connectors.base import DepartmentRequest
+from gateway import deadlines, events
+from gateway.broker.topology import EVENTS, TASKS
+from gateway.catalogue.fields import present, select
+from gateway.catalogue.model import Catalogue, Matter, Step
+from gateway.orchestration.messages import ResultMessage, routing_key, task_message
+from gateway.orchestration.records import (
+    TERMINAL,
+    CaseState,
+    Outgoing,
+    PollTimer,
+    TaskRecord,
+    TaskStatus,
+    TimelineEntry,
+    Transition,
+)
+from gateway.store.records import ApplicationStatus
+
+FINAL_APPLICATION = frozenset(
+    {
+        ApplicationStatus.COMPLETED,
+        ApplicationStatus.DELIVERED,
+        ApplicationStatus.REJECTED,
+        ApplicationStatus.WITHDRAWN,
+    }
+)
+
+
+class NotAllowed(Exception):
+    """The event does not fit the application's state (→ 409 for an HTTP caller)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    catalogue: Catalogue
+    now: float
+    timezone: dt.tzinfo
+    poll_seconds: Mapping[str, float]  # systems whose decisions are polled, and how often
+
+
+def start(state: CaseState, ctx: Context) -> Transition:
+    app = state.application
+    if state.tasks or app.status not in (ApplicationStatus.RECEIVED, ApplicationStatus.ACCEPTED):
+        return Transition()  # a duplicate gw.accepted, or withdrawn before it started
+    matter = ctx.catalogue.matter(app.matter)
+    envelope = json.loads(app.envelope_json)
+    tasks = {}
+    for step in matter.steps:
+        applies = step.when is None or present(envelope, step.when)
+        tasks[step.key] = TaskRecord(
+            id=f"{app.id}.{step.key}",
+            application_id=app.id,
+            matter=app.matter,
+            step=step.key,
+            system=step.system,
+            operation=step.operation,
+            depends_on=step.depends_on,
+            status=TaskStatus.WAITING if applies else TaskStatus.CANCELLED,
+            reason=None if applies else f"not applicable: {step.when} is empty",
+            updated_at=ctx.now,
+        )
+    tr = Transition(
+        status=ApplicationStatus.IN_PROGRESS, catalogue_version=ctx.catalogue.version, provided={}
+    )
+    tr.timeline.append(
+        TimelineEntry(
+            ctx.now, "application.accepted", detail={"catalogue_version": ctx.catalogue.version}
+        )
+    )
+    _event(
+        tr,
+        state,
+        ctx,
+        "application.accepted",
+        (app.id,),
+        {
+            "tasks": [
+                {
+                    "step": s.key,
+                    "title": s.title,
+                    "system": s.system,
+                    "applies": tasks[s.key].status is TaskStatus.WAITING,
+                }
+                for s in matter.steps
+            ]
+        },
+    )
+    _advance(tr, state, ctx, matter, tasks, envelope, {})
+    return tr
+
+
+def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transition:
+    app = state.application
+    tasks = {t.step: t for t in state.tasks}
+    task = next((t for t in state.tasks if t.id == result.task_id), None)
+    if task is None or task.status in TERMINAL or result.attempt != task.attempt:
+        return Transition()  # unknown, already decided, or an answer to an older attempt
+    if app.status in FINAL_APPLICATION:
+        return Transition()
+    matter = ctx.catalogue.matter(app.matter)
+    envelope = json.loads(app.envelope_json)
+    provided = dict(state.provided)
+    tr = Transition()
+    case_number = result.case_number or task.case_number
+    if result.kind == "dead_lettered":
+        tasks[task.step] = replace(
+            task, status=TaskStatus.DEAD_LETTERED, reason=result.reason, updated_at=ctx.now
+        )
+        tr.drop_timers.append(task.id)
+        tr.status = ApplicationStatus.BLOCKED
+        tr.timeline.append(
+            TimelineEntry(ctx.now, "task.dead_lettered", task.id, {"reason": result.reason})
+        )
+        _event(
+            tr,
+            state,
+            ctx,
+            "task.dead_lettered",
+            (task.id, str(task.attempt)),
+            {"step": task.step, "reason": result.reason},
+        )
+        _event(
+            tr,
+            state,
+            ctx,
+            "application.blocked",
+            (app.id, task.id, str(task.attempt)),
+            {"step": task.step, "reason": result.reason},
+        )
+        tr.tasks.append(tasks[task.step])
+        return tr
+    if result.kind == "receipt":
+        if task.status is not TaskStatus.DISPATCHED:
+            return Transition()
+        started = result.accepted_at or task.clock_started_at or ctx.now
+        tasks[task.step] = replace(
+            task,
+            status=TaskStatus.SUBMITTED,
+            case_number=case_number,
+            clock_started_at=started,
+            due_at=_due(matter.step(task.step), started, ctx),
+            updated_at=ctx.now,
+            version=task.version,
+        )
+        tr.timeline.append(
+            TimelineEntry(ctx.now, "task.submitted", task.id, {"case_number": case_number})
+        )
+        if task.system in ctx.poll_seconds:
+            tr.timers.append(
+                PollTimer(task.id, task.system, ctx.now + ctx.poll_seconds[task.system])
+            )
+    else:
+        tasks[task.step] = _decided(tr, state, ctx, task, result, case_number, provided)
+    _advance(tr, state, ctx, matter, tasks, envelope, provided)
+    return tr
+
+
+def _decided(
+    tr: Transition,
+    state: CaseState,
+    ctx: Context,
+    task: TaskRecord,
+    result: ResultMessage,
+    case_number: str | None,
+    provided: dict[str, str],
+) -> TaskRecord:
+    outcome = result.outcome
+    base = replace(task, case_number=case_number, updated_at=ctx.now)
+    detail: dict[str, Any] = {"outcome": outcome, "case_number": case_number}
+    if outcome == "completed":
+        provided.update(result.provides)
+        tr.provided = provided
+        tr.drop_timers.append(task.id)
+        new = replace(
+            base,
+            status=TaskStatus.COMPLETED,
+            provides=dict(result.provides),
+            certificate=result.certificate,
+            finished_at=ctx.now,
+        )
+        _event(
+            tr,
+            state,
+            ctx,
+            "task.completed",
+            (task.id,),
+            {"step": task.step, "case_number": case_number, "certificate": result.certificate},
+        )
+    elif outcome == "denied":
+        tr.drop_timers.append(task.id)
+        new = replace(
+            base,
+            status=TaskStatus.DENIED,
+            finished_at=ctx.now,
+            reason=result.reason or "denied without a reason",
+        )
+        detail["reason"] = new.reason
+    elif outcome == "correction_requested":
+        tr.drop_timers.append(task.id)
+        new = replace(
+            base, status=TaskStatus.CORRECTION_REQUESTED, gaps=result.gaps, reason=result.reason
+        )
+        detail["gaps"] = [dict(g) for g in result.gaps]
+    elif outcome == "suspended":
+        new = replace(base, status=TaskStatus.SUSPENDED, reason=result.reason)
+    else:  # in_progress
+        new = replace(base, status=TaskStatus.IN_PROGRESS)
+    tr.timeline.append(TimelineEntry(ctx.now, f"task.{new.status.value}", task.id, detail))
+    return new
+
+
+def on_correction(
+    state: CaseState, ctx: Context, envelope_json: str, changed: Iterable[str]
+) -> Transition:
+    """Re-run only the tasks waiting for a correction, with the corrected envelope."""
+    app = state.application
+    waiting = [t for t in state.tasks if t.status is TaskStatus.CORRECTION_REQUESTED]
+    if app.status is not ApplicationStatus.CORRECTION_REQUESTED or not waiting:
+        raise NotAllowed(f"application is {app.status.value}: no department asked for a correction")
+    matter = ctx.catalogue.matter(app.matter)
+    tasks = {t.step: t for t in state.tasks}
+    for t in waiting:
+        tasks[t.step] = replace(t, status=TaskStatus.WAITING, gaps=(), updated_at=ctx.now)
+    tr = Transition(envelope_json=envelope_json)
+    tr.timeline.append(
+        TimelineEntry(
+            ctx.now,
+            "application.corrected",
+            detail={"fields": sorted(changed), "rerun": [t.step for t in waiting]},
+        )
+    )
+    _advance(tr, state, ctx, matter, tasks, json.loads(envelope_json), dict(state.provided))
+    return tr
+
+
+def on_withdrawal(state: CaseState, ctx: Context, reason: str) -> Transition:
+    app = state.application
+    if app.status in FINAL_APPLICATION:
+        raise NotAllowed(f"application is already {app.status.value}")
+    tr = Transition(status=ApplicationStatus.WITHDRAWN)
+    for t in state.tasks:
+        if t.status not in TERMINAL:
+            tr.tasks.append(
+                replace(
+                    t,
+                    status=TaskStatus.CANCELLED,
+                    reason="withdrawn",
+                    finished_at=ctx.now,
+                    updated_at=ctx.now,
+                )
+            )
+            tr.drop_timers.append(t.id)
+    tr.timeline.append(TimelineEntry(ctx.now, "application.withdrawn", detail={"reason": reason}))
+    _event(tr, state, ctx, "application.withdrawn", (app.id,), {"reason": reason})
+    return tr
+
+
+def on_delivery(state: CaseState, ctx: Context) -> Transition:
+    app = state.application
+    if app.status is ApplicationStatus.DELIVERED:
+        return Transition()
+    if app.status is not ApplicationStatus.COMPLETED:
+        raise NotAllowed(f"application is {app.status.value}; only a completed one is handed out")
+    tr = Transition(status=ApplicationStatus.DELIVERED)
+    tr.timeline.append(TimelineEntry(ctx.now, "application.delivered"))
+    _event(tr, state, ctx, "application.delivered", (app.id,), {})
+    return tr
+
+
+def results_pack(tasks: Iterable[TaskRecord], matter: Matter) -> list[dict[str, Any]]:
+    """Per department: what the window hands out (certificate and case numbers)."""
+    pack = []
+    for t in tasks:
+        step = matter.step(t.step)
+        pack.append(
+            {
+                "step": t.step,
+                "title": step.title,
+                "department": step.department,
+                "status": t.status.value,
+                "case_number": t.case_number,
+                "certificate": t.certificate,
+                "provides": dict(t.provides),
+            }
+        )
+    return pack
+
+
+# --- internals --------------------------------------------------------------------------
+
+
+def _advance(
+    tr: Transition,
+    state: CaseState,
+    ctx: Context,
+    matter: Matter,
+    tasks: dict[str, TaskRecord],
+    envelope: Mapping[str, Any],
+    provided: Mapping[str, str],
+) -> None:
+    """Cancel what can no longer run, dispatch what became ready, settle the status."""
+    changed = True
+    while changed:
+        changed = False
+        for step in matter.steps:
+            task = tasks[step.key]
+            if task.status is not TaskStatus.WAITING:
+                continue
+            deps = [tasks[d] for d in step.depends_on]
+            blocked = [d for d in deps if d.status in (TaskStatus.DENIED, TaskStatus.CANCELLED)]
+            if blocked:
+                reason = f"cancelled: {blocked[0].step} was {blocked[0].status.value}"
+                tasks[step.key] = replace(
+                    task,
+                    status=TaskStatus.CANCELLED,
+                    reason=reason,
+                    finished_at=ctx.now,
+                    updated_at=ctx.now,
+                )
+                tr.timeline.append(
+                    TimelineEntry(ctx.now, "task.cancelled", task.id, {"reason": reason})
+                )
+                changed = True
+            elif all(d.status is TaskStatus.COMPLETED for d in deps):
+                tasks[step.key] = _dispatch(tr, state, ctx, step, task, envelope, provided)
+    originals = {t.step: t for t in state.tasks}
+    tr.tasks.extend(t for k, t in tasks.items() if originals.get(k) != t)
+    _settle(tr, state, ctx, matter, tasks)
+
+
+def _dispatch(
+    tr: Transition,
+    state: CaseState,
+    ctx: Context,
+    step: Step,
+    task: TaskRecord,
+    envelope: Mapping[str, Any],
+    provided: Mapping[str, str],
+) -> TaskRecord:
+    app = state.application
+    new = replace(
+        task,
+        status=TaskStatus.DISPATCHED,
+        attempt=task.attempt + 1,
+        dispatched_at=ctx.now,
+        clock_started_at=ctx.now,
+        due_at=_due(step, ctx.now, ctx),
+        updated_at=ctx.now,
+    )
+    request = DepartmentRequest(
+        task_id=new.request_id,
+        application_id=app.id,
+        matter=app.matter,
+        task=step.key,
+        system=step.system,
+        operation=step.operation,
+        attempt=new.attempt,
+        fields=select(envelope, step.needs, provided),
+    )
+    version = tr.catalogue_version or state.catalogue_version or ctx.catalogue.version
+    tr.outbox.append(
+        Outgoing(
+            TASKS, routing_key(step.system, app.matter, step.key), task_message(request, version)
+        )
+    )
+    tr.timeline.append(
+        TimelineEntry(
+            ctx.now,
+            "task.dispatched",
+            task.id,
+            {"system": step.system, "attempt": new.attempt, "due_at": new.due_at},
+        )
+    )
+    _event(
+        tr,
+        state,
+        ctx,
+        "task.dispatched",
+        (task.id, str(new.attempt)),
+        {"step": step.key, "system": step.system, "due_at": new.due_at},
+    )
+    return new
+
+
+def _settle(
+    tr: Transition, state: CaseState, ctx: Context, matter: Matter, tasks: Mapping[str, TaskRecord]
+) -> None:
+    app = state.application
+    current = tr.status or app.status
+    all_tasks = list(tasks.values())
+    if all(t.status in TERMINAL for t in all_tasks):
+        not_applicable = {t.step for t in all_tasks if (t.reason or "").startswith("not applic")}
+        failed = [
+            t
+            for t in all_tasks
+            if t.status is not TaskStatus.COMPLETED
+            and t.step not in not_applicable
+            and matter.step(t.step).mandatory
+        ]
+        pack = results_pack(all_tasks, matter)
+        if failed:
+            tr.status = ApplicationStatus.REJECTED
+            reasons = [
+                {"step": t.step, "status": t.status.value, "reason": t.reason} for t in failed
+            ]
+            tr.timeline.append(
+                TimelineEntry(ctx.now, "application.rejected", detail={"reasons": reasons})
+            )
+            _event(
+                tr,
+                state,
+                ctx,
+                "application.rejected",
+                (app.id,),
+                {"reasons": reasons, "results": pack},
+            )
+        else:
+            tr.status = ApplicationStatus.COMPLETED
+            tr.timeline.append(TimelineEntry(ctx.now, "application.completed"))
+            _event(tr, state, ctx, "application.completed", (app.id,), {"results": pack})
+        return
+    if any(t.status is TaskStatus.CORRECTION_REQUESTED for t in all_tasks):
+        if current is not ApplicationStatus.CORRECTION_REQUESTED or tr.timeline:
+            gaps = [{"step": t.step, **g} for t in all_tasks for g in t.gaps]
+            tr.status = ApplicationStatus.CORRECTION_REQUESTED
+            _event(
+                tr,
+                state,
+                ctx,
+                "application.correction_requested",
+                (app.id, str(len(gaps)), *sorted(g["field"] for g in gaps)),
+                {"gaps": gaps},
+            )
+        return
+    if current is not ApplicationStatus.IN_PROGRESS:
+        tr.status = ApplicationStatus.IN_PROGRESS
+
+
+def _due(step: Step, start: float, ctx: Context) -> float:
+    begin = dt.datetime.fromtimestamp(start, ctx.timezone)
+    budget = deadlines.Budget(step.limit.value, step.limit.unit)
+    return deadlines.due_at(begin, budget).timestamp()
+
+
+def _event(
+    tr: Transition,
+    state: CaseState,
+    ctx: Context,
+    name: str,
+    subject: tuple[str, ...],
+    data: Mapping[str, Any],
+) -> None:
+    app = state.application
+    tr.outbox.append(
+        Outgoing(
+            EVENTS,
+            events.routing_key(app.portal_id, app.matter, name),
+            events.event_message(
+                name,
+                portal_id=app.portal_id,
+                matter=app.matter,
+                subject=subject,
+                application_id=app.id,
+                data=data,
+                occurred_at=ctx.now,
+            ),
+        )
+    )

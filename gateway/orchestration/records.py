@@ -1,0 +1,128 @@
+"""What the orchestrator keeps per application: its tasks, timeline and outgoing messages.
+
+The planner (``planner.py``) is a pure function from a ``CaseState`` and an event to a
+``Transition``; the store applies a transition in the same transaction that read the state,
+guarded by the application row, so two orchestrators never both act on one application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from gateway.broker.messages import Message
+from gateway.store.records import ApplicationRecord, ApplicationStatus
+
+
+class TaskStatus(StrEnum):
+    """Task statuses, fixed by DESIGN.md "Public interface"."""
+
+    WAITING = "waiting"
+    DISPATCHED = "dispatched"
+    SUBMITTED = "submitted"
+    IN_PROGRESS = "in_progress"
+    CORRECTION_REQUESTED = "correction_requested"
+    SUSPENDED = "suspended"
+    COMPLETED = "completed"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    DEAD_LETTERED = "dead_lettered"
+
+
+TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.DENIED, TaskStatus.CANCELLED})
+OPEN = frozenset(TaskStatus) - TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    id: str  # "<application id>.<step>"
+    application_id: str
+    matter: str
+    step: str
+    system: str
+    operation: str
+    status: TaskStatus
+    depends_on: tuple[str, ...]
+    attempt: int = 0  # dispatches so far; the department's idempotency key changes per attempt
+    case_number: str | None = None
+    certificate: str | None = None
+    reason: str | None = None
+    gaps: tuple[Mapping[str, str], ...] = ()
+    provides: Mapping[str, str] = field(default_factory=dict)
+    dispatched_at: float | None = None
+    clock_started_at: float | None = None
+    due_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float = 0.0
+    version: int = 0
+
+    @property
+    def request_id(self) -> str:
+        """The idempotency key the department sees for the current attempt."""
+        return self.id if self.attempt <= 1 else f"{self.id}.c{self.attempt - 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: float
+    kind: str  # e.g. "task.dispatched", "application.completed"
+    task_id: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    exchange: str
+    routing_key: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PollTimer:
+    """A timer row: ask ``system`` about ``task_id`` at ``due_at``."""
+
+    task_id: str
+    system: str
+    due_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CaseState:
+    application: ApplicationRecord
+    catalogue_version: str | None
+    provided: Mapping[str, str]
+    tasks: tuple[TaskRecord, ...]
+
+    def task(self, step: str) -> TaskRecord:
+        for t in self.tasks:
+            if t.step == step:
+                return t
+        raise KeyError(step)
+
+
+@dataclass
+class Transition:
+    """What one event changes. Empty (``changed`` False) for a duplicate or late event."""
+
+    status: ApplicationStatus | None = None
+    catalogue_version: str | None = None
+    envelope_json: str | None = None
+    provided: dict[str, str] | None = None
+    tasks: list[TaskRecord] = field(default_factory=list)
+    outbox: list[Outgoing] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    timers: list[PollTimer] = field(default_factory=list)
+    drop_timers: list[str] = field(default_factory=list)  # task ids
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.status
+            or self.tasks
+            or self.outbox
+            or self.timeline
+            or self.envelope_json
+            or self.provided
+        )

@@ -1,0 +1,295 @@
+"""Persistence of the internal push: tasks, timeline, the transactional outbox, timer rows.
+
+``transition`` is the one way state changes: in one transaction it locks the application
+row (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the write lock),
+reads the case, asks the pure planner what changes, and writes the tasks, the timeline, the
+timers and the messages to send (the outbox) before it commits. Messages leave only after
+the commit, so a crash never sends what was not recorded nor loses what was.
+"""
+
+# ruff: noqa: S608 -- statements use only this module's literals and dialect constants;
+# every value is a bound ``?`` parameter.
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.broker.messages import Message
+from gateway.orchestration.records import (
+    CaseState,
+    Outgoing,
+    PollTimer,
+    TaskRecord,
+    TaskStatus,
+    TimelineEntry,
+    Transition,
+)
+from gateway.store.records import ApplicationRecord, ApplicationStatus
+from gateway.store.sql import _APP_COLUMNS, Database, Row, Tx, _application
+
+_TASK_COLUMNS = (
+    "id, application_id, matter, step, system, operation, status, depends_on, attempt, "
+    "case_number, certificate, reason, gaps_json, provides_json, dispatched_at, "
+    "clock_started_at, due_at, finished_at, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    outgoing: Outgoing
+
+
+def _task(row: Row) -> TaskRecord:
+    return TaskRecord(
+        id=row[0],
+        application_id=row[1],
+        matter=row[2],
+        step=row[3],
+        system=row[4],
+        operation=row[5],
+        status=TaskStatus(row[6]),
+        depends_on=tuple(json.loads(row[7])),
+        attempt=int(row[8]),
+        case_number=row[9],
+        certificate=row[10],
+        reason=row[11],
+        gaps=tuple(json.loads(row[12])),
+        provides=json.loads(row[13]),
+        dispatched_at=_f(row[14]),
+        clock_started_at=_f(row[15]),
+        due_at=_f(row[16]),
+        finished_at=_f(row[17]),
+        updated_at=float(row[18]),
+    )
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _task_values(t: TaskRecord) -> tuple[Any, ...]:
+    return (
+        t.id,
+        t.application_id,
+        t.matter,
+        t.step,
+        t.system,
+        t.operation,
+        t.status.value,
+        json.dumps(list(t.depends_on)),
+        t.attempt,
+        t.case_number,
+        t.certificate,
+        t.reason,
+        json.dumps([dict(g) for g in t.gaps], ensure_ascii=False),
+        json.dumps(dict(t.provides), ensure_ascii=False),
+        t.dispatched_at,
+        t.clock_started_at,
+        t.due_at,
+        t.finished_at,
+        t.updated_at,
+    )
+
+
+class CaseStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def load(self, application_id: str) -> CaseState | None:
+        async with self._db.transaction() as tx:
+            return await self._load(tx, application_id, lock=False)
+
+    async def _load(self, tx: Tx, application_id: str, *, lock: bool) -> CaseState | None:
+        suffix = self._db.dialect.lock_rows if lock else ""
+        row = await tx.fetchone(
+            f"SELECT {_APP_COLUMNS}, catalogue_version, provided_json FROM applications "
+            f"WHERE id = ?{suffix}",
+            (application_id,),
+        )
+        if row is None:
+            return None
+        tasks = await tx.fetchall(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE application_id = ? ORDER BY position",
+            (application_id,),
+        )
+        return CaseState(
+            application=_application(row),
+            catalogue_version=row[12],
+            provided=json.loads(row[13]),
+            tasks=tuple(_task(t) for t in tasks),
+        )
+
+    async def transition(
+        self, application_id: str, plan: Callable[[CaseState], Transition], now: float
+    ) -> tuple[Transition, list[OutboxRow]]:
+        """Apply ``plan`` to the locked case; the transition and the outbox rows it wrote.
+
+        Raises ``LookupError`` for an unknown application; whatever ``plan`` raises rolls
+        the transaction back.
+        """
+        async with self._db.transaction() as tx:
+            state = await self._load(tx, application_id, lock=True)
+            if state is None:
+                raise LookupError(application_id)
+            tr = plan(state)
+            if not tr.changed:
+                return tr, []
+            await self._write_application(tx, state.application, tr, now)
+            await self._write_tasks(tx, state, tr)
+            for entry in tr.timeline:
+                await tx.execute(
+                    "INSERT INTO timeline (application_id, task_id, at, kind, detail_json) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        application_id,
+                        entry.task_id,
+                        entry.at,
+                        entry.kind,
+                        json.dumps(dict(entry.detail), ensure_ascii=False, default=str),
+                    ),
+                )
+            for task_id in tr.drop_timers:
+                await tx.execute("DELETE FROM timers WHERE task_id = ?", (task_id,))
+            for timer in tr.timers:
+                await tx.execute(
+                    "INSERT INTO timers (task_id, system, due_at, lease_until) VALUES (?, ?, ?, 0)"
+                    " ON CONFLICT (task_id) DO UPDATE SET due_at = excluded.due_at",
+                    (timer.task_id, timer.system, timer.due_at),
+                )
+            rows = [OutboxRow(await self._enqueue(tx, o, now), o) for o in tr.outbox]
+        return tr, rows
+
+    async def _write_application(
+        self, tx: Tx, app: ApplicationRecord, tr: Transition, now: float
+    ) -> None:
+        sets = ["updated_at = ?", "version = version + 1"]
+        params: list[Any] = [now]
+        if tr.status is not None:
+            sets.append("status = ?")
+            params.append(tr.status.value)
+            if tr.status is ApplicationStatus.IN_PROGRESS and app.accepted_at is None:
+                sets.append("accepted_at = ?")
+                params.append(now)
+        if tr.catalogue_version is not None:
+            sets.append("catalogue_version = ?")
+            params.append(tr.catalogue_version)
+        if tr.provided is not None:
+            sets.append("provided_json = ?")
+            params.append(json.dumps(tr.provided, ensure_ascii=False))
+        if tr.envelope_json is not None:
+            sets.append("envelope_json = ?")
+            params.append(tr.envelope_json)
+        await tx.execute(
+            f"UPDATE applications SET {', '.join(sets)} WHERE id = ?", (*params, app.id)
+        )
+
+    async def _write_tasks(self, tx: Tx, state: CaseState, tr: Transition) -> None:
+        known = {t.id for t in state.tasks}
+        order = {t.id: i for i, t in enumerate(tr.tasks)}
+        for t in tr.tasks:
+            values = _task_values(t)
+            if t.id in known:
+                cols = _TASK_COLUMNS.split(", ")[1:]
+                await tx.execute(
+                    f"UPDATE tasks SET {', '.join(c + ' = ?' for c in cols)} WHERE id = ?",
+                    (*values[1:], t.id),
+                )
+            else:
+                await tx.execute(
+                    f"INSERT INTO tasks ({_TASK_COLUMNS}, position) VALUES ({', '.join('?' * 20)})",
+                    (*values, order[t.id]),
+                )
+
+    async def _enqueue(self, tx: Tx, o: Outgoing, now: float) -> int:
+        m = o.message
+        row = await tx.fetchone(
+            "INSERT INTO outbox (exchange, routing_key, message_id, correlation_id, "
+            "content_type, type, headers_json, body, created_at, lease_until) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                o.exchange,
+                o.routing_key,
+                m.message_id,
+                m.correlation_id,
+                m.content_type,
+                m.type,
+                json.dumps(dict(m.headers), ensure_ascii=False),
+                bytes(m.body),
+                now,
+                now + 30.0,
+            ),
+        )  # the writer publishes it at once; the relay after the lease
+        assert row is not None
+        return int(row[0])
+
+    # -- outbox ------------------------------------------------------------------------
+    async def claim_outbox(self, now: float, lease_seconds: float, limit: int) -> list[OutboxRow]:
+        """Rows whose writer did not publish them in time (it crashed): leased to the caller."""
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE outbox SET lease_until = ? WHERE id IN (SELECT id FROM outbox "
+                f"WHERE lease_until <= ? ORDER BY id LIMIT ?{self._db.dialect.skip_locked}) "
+                "RETURNING id, exchange, routing_key, message_id, correlation_id, "
+                "content_type, type, headers_json, body",
+                (now + lease_seconds, now, limit),
+            )
+        return sorted((_outbox(r) for r in rows), key=lambda r: r.id)
+
+    async def delete_outbox(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids)
+            )
+
+    # -- timers ------------------------------------------------------------------------
+    async def claim_timers(
+        self, system: str, now: float, lease_seconds: float, limit: int
+    ) -> list[PollTimer]:
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE timers SET lease_until = ?, polls = polls + 1 WHERE task_id IN ("
+                "SELECT task_id FROM timers WHERE system = ? AND due_at <= ? AND "
+                f"lease_until <= ? ORDER BY due_at LIMIT ?{self._db.dialect.skip_locked}) "
+                "RETURNING task_id, system, due_at",
+                (now + lease_seconds, system, now, now, limit),
+            )
+        return [PollTimer(r[0], r[1], float(r[2])) for r in rows]
+
+    async def reschedule_timer(self, task_id: str, due_at: float) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE timers SET due_at = ?, lease_until = 0 WHERE task_id = ?", (due_at, task_id)
+            )
+
+    # -- reading -----------------------------------------------------------------------
+    async def timeline(self, application_id: str) -> list[TimelineEntry]:
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "SELECT at, kind, task_id, detail_json FROM timeline WHERE application_id = ? "
+                "ORDER BY seq",
+                (application_id,),
+            )
+        return [TimelineEntry(float(r[0]), r[1], r[2], json.loads(r[3])) for r in rows]
+
+    async def task(self, task_id: str) -> TaskRecord | None:
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return None if row is None else _task(row)
+
+
+def _outbox(row: Row) -> OutboxRow:
+    message = Message(
+        body=bytes(row[8]),
+        message_id=row[3],
+        correlation_id=row[4],
+        content_type=row[5],
+        type=row[6],
+        headers=json.loads(row[7]),
+    )
+    return OutboxRow(int(row[0]), Outgoing(row[1], row[2], message))

@@ -1,0 +1,94 @@
+"""The catalogue is data, checked at load: every problem named with its matter and step."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import pytest
+
+from gateway import deadlines
+from gateway.catalogue.model import check, load, parse
+from gateway.catalogue.paths import envelope_paths
+from gateway.errors import ConfigurationError
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+
+STEP = """
+[[matters.newborn.steps]]
+key = "{key}"
+title = "t"
+department = "d"
+system = "{system}"
+operation = "op"
+needs = [{needs}]
+provides = [{provides}]
+depends_on = [{deps}]
+limit = {{ value = 1, unit = "WORKDAY" }}
+"""
+
+
+def catalogue(*steps: dict[str, str]) -> str:
+    head = (
+        'version = "t"\n[matters.newborn]\ntitle = "x"\npromise = { value = 1, unit = "WORKDAY" }\n'
+    )
+    defaults = {"system": "hospital", "needs": '"subjects.child.name"', "provides": "", "deps": ""}
+    return head + "".join(STEP.format(**{**defaults, **s}) for s in steps)
+
+
+def test_the_shipped_catalogue_loads_and_passes_its_checks() -> None:
+    c = load()
+    assert c.version == "2026.1"
+    assert {"newborn", "retirement", "after_death"} <= set(c.matters)
+    newborn = c.matter("newborn")
+    assert newborn.ancestors("medical_insurance") == {"hukou", "birth_certificate"}
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([{"key": "a", "system": "fax"}], "newborn.a: unknown system 'fax'"),
+        ([{"key": "a", "deps": '"b"'}, {"key": "b", "deps": '"a"'}], "form a cycle"),
+        ([{"key": "a", "deps": '"zz"'}], "newborn.a: depends on unknown step 'zz'"),
+        (
+            [{"key": "a", "needs": '"provided.citizen_id"'}],
+            "newborn.a: needs provided.citizen_id but no earlier step provides it",
+        ),
+        (
+            [{"key": "a", "needs": '"subjects.child.shoe_size"'}],
+            "newborn.a: needs subjects.child.shoe_size, which the newborn envelope lacks",
+        ),
+    ],
+)
+def test_inconsistencies_are_start_up_errors(steps: list[dict[str, str]], message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        check(parse(catalogue(*steps), "test"), envelope_paths())
+    assert message in str(info.value)
+
+
+def test_a_provided_field_from_an_ancestor_is_fine() -> None:
+    text = catalogue(
+        {"key": "a", "provides": '"x"'}, {"key": "b", "deps": '"a"', "needs": '"provided.x"'}
+    )
+    check(parse(text, "test"), envelope_paths())
+
+
+def at(y: int, m: int, d: int, hh: int, mm: int = 0) -> dt.datetime:
+    return dt.datetime(y, m, d, hh, mm, tzinfo=TZ)
+
+
+@pytest.mark.parametrize(
+    ("start", "value", "unit", "due"),
+    [
+        (at(2026, 11, 18, 14), 2, "WORKHOUR", at(2026, 11, 18, 16)),
+        (at(2026, 11, 18, 16), 2, "WORKHOUR", at(2026, 11, 19, 10)),  # over the night
+        (at(2026, 11, 20, 16), 2, "WORKHOUR", at(2026, 11, 23, 10)),  # Friday → Monday
+        (at(2026, 11, 21, 10), 1, "WORKHOUR", at(2026, 11, 23, 10)),  # Saturday start
+        (at(2026, 11, 18, 7), 0.5, "WORKDAY", at(2026, 11, 18, 13)),  # before opening
+        (at(2026, 11, 18, 9), 15, "WORKDAY", at(2026, 12, 8, 17)),
+        (at(2026, 11, 18, 9), 30, "CALENDAR_DAY", at(2026, 12, 18, 9)),
+        (at(2026, 11, 21, 23), 2, "HOUR", at(2026, 11, 22, 1)),
+    ],
+)
+def test_deadline_units(start: dt.datetime, value: float, unit: str, due: dt.datetime) -> None:
+    assert deadlines.due_at(start, deadlines.Budget(value, unit)) == due

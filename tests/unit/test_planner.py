@@ -1,0 +1,289 @@
+"""The process manager's rules, as pure functions over the real catalogue."""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from gateway.catalogue.model import load
+from gateway.orchestration import planner
+from gateway.orchestration.messages import ResultMessage
+from gateway.orchestration.records import CaseState, TaskStatus, Transition
+from gateway.store.records import ApplicationRecord, ApplicationStatus
+from tests.support.portal import example_json
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+NOW = 1_794_981_600.0  # Wednesday 2026-11-18 14:00 in Shanghai
+
+
+def ctx(now: float = NOW) -> planner.Context:
+    return planner.Context(load(), now, TZ, {"hukou": 60.0, "provincial": 300.0})
+
+
+def new_case(example: str = "newborn-yizhang-window", **envelope_changes: Any) -> CaseState:
+    envelope = example_json(example)
+    envelope["subjects"].update(envelope_changes)
+    app = ApplicationRecord(
+        id="app1",
+        portal_id="window",
+        idempotency_key="k",
+        channel="http",
+        matter=envelope["matter"],
+        schema_version="1.0",
+        status=ApplicationStatus.ACCEPTED,
+        envelope_json=json.dumps(envelope, ensure_ascii=False),
+        created_at=NOW,
+        updated_at=NOW,
+        accepted_at=NOW,
+        version=1,
+    )
+    return CaseState(app, None, {}, ())
+
+
+def apply(state: CaseState, tr: Transition) -> CaseState:
+    """What the store does with a transition, in memory."""
+    tasks = {t.id: t for t in state.tasks}
+    tasks.update({t.id: t for t in tr.tasks})
+    app = state.application
+    if tr.status:
+        app = replace(app, status=tr.status)
+    if tr.envelope_json:
+        app = replace(app, envelope_json=tr.envelope_json)
+    order = [t.id for t in state.tasks] + [
+        t.id for t in tr.tasks if t.id not in {x.id for x in state.tasks}
+    ]
+    return CaseState(
+        app,
+        tr.catalogue_version or state.catalogue_version,
+        tr.provided if tr.provided is not None else state.provided,
+        tuple(tasks[i] for i in order),
+    )
+
+
+def dispatched(tr: Transition) -> dict[str, dict[str, Any]]:
+    """step → task message body, for every task the transition sends."""
+    out = {}
+    for o in tr.outbox:
+        if o.exchange == "gw.tasks":
+            body = json.loads(o.message.body)
+            out[body["task"]] = body
+    return out
+
+
+def events(tr: Transition) -> list[str]:
+    return [o.message.type or "" for o in tr.outbox if o.exchange == "gw.events"]
+
+
+def answer(
+    state: CaseState, step: str, outcome: str = "completed", **kw: Any
+) -> tuple[CaseState, Transition]:
+    task = state.task(step)
+    receipt = ResultMessage(
+        task.id, "app1", task.system, "receipt", task.attempt, case_number=f"C-{step}"
+    )
+    state = apply(state, planner.on_result(state, ctx(), receipt))
+    result = ResultMessage(
+        task.id, "app1", task.system, "decision", task.attempt, outcome=outcome, **kw
+    )
+    tr = planner.on_result(state, ctx(), result)
+    return apply(state, tr), tr
+
+
+def test_start_dispatches_only_steps_without_dependencies() -> None:
+    tr = planner.start(new_case(), ctx())
+    assert tr.status is ApplicationStatus.IN_PROGRESS and tr.catalogue_version == "2026.1"
+    assert [t.step for t in tr.tasks] == [
+        "birth_certificate",
+        "vaccination",
+        "hukou",
+        "medical_insurance",
+        "social_security_card",
+    ]
+    sent = dispatched(tr)
+    assert list(sent) == ["birth_certificate"]
+    assert sent["birth_certificate"]["task_id"] == "app1.birth_certificate"
+    assert events(tr) == ["application.accepted", "task.dispatched"]
+
+
+def test_a_department_gets_only_the_fields_its_step_needs() -> None:
+    body = dispatched(planner.start(new_case(), ctx()))["birth_certificate"]
+    assert set(body["fields"]) == {"subjects"}
+    assert set(body["fields"]["subjects"]) == {"child", "mother", "father", "hospital"}
+    assert "applicant" not in json.dumps(body)  # the applicant's phone stays home
+
+
+def test_duplicate_accepted_message_changes_nothing() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    assert not planner.start(state, ctx()).changed
+
+
+def test_dependency_order_and_what_each_step_provides() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, tr = answer(
+        state,
+        "birth_certificate",
+        provides={"birth_certificate_no": "A123456789"},
+        certificate="A123456789",
+    )
+    sent = dispatched(tr)
+    assert set(sent) == {"vaccination", "hukou"}
+    assert sent["hukou"]["fields"]["provided"] == {"birth_certificate_no": "A123456789"}
+    state, tr = answer(state, "hukou", provides={"citizen_id": "43102220261120001X"})
+    sent = dispatched(tr)
+    assert set(sent) == {"medical_insurance", "social_security_card"}
+    assert sent["medical_insurance"]["fields"]["provided"] == {"citizen_id": "43102220261120001X"}
+    for step in ("vaccination", "medical_insurance"):
+        state, tr = answer(state, step)
+        assert tr.status is None or tr.status is ApplicationStatus.IN_PROGRESS
+    state, tr = answer(state, "social_security_card", certificate="SSC-1")
+    assert tr.status is ApplicationStatus.COMPLETED
+    [done] = [o for o in tr.outbox if o.message.type == "application.completed"]
+    pack = json.loads(done.message.body)["data"]["results"]
+    assert {p["step"]: p["case_number"] for p in pack}["hukou"] == "C-hukou"
+    assert {p["step"]: p["certificate"] for p in pack}["birth_certificate"] == "A123456789"
+
+
+def test_receipt_starts_the_clock_and_a_poll_timer_for_polled_systems() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
+    hukou = state.task("hukou")
+    tr = planner.on_result(
+        state,
+        ctx(NOW + 5),
+        ResultMessage(
+            hukou.id, "app1", "hukou", "receipt", 1, case_number="P-1", accepted_at=NOW + 3
+        ),
+    )
+    [task] = tr.tasks
+    assert (task.status, task.case_number, task.clock_started_at) == (
+        TaskStatus.SUBMITTED,
+        "P-1",
+        NOW + 3,
+    )
+    assert task.due_at == NOW + 3 + 2 * 3600  # 2 working hours, inside office hours
+    assert [(t.task_id, t.due_at) for t in tr.timers] == [(hukou.id, NOW + 5 + 60.0)]
+
+
+def test_duplicate_late_and_stale_results_change_nothing() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
+    task = state.task("birth_certificate")
+    again = ResultMessage(task.id, "app1", "hospital", "decision", 1, outcome="denied")
+    assert not planner.on_result(state, ctx(), again).changed
+    hukou = state.task("hukou")
+    stale = ResultMessage(hukou.id, "app1", "hukou", "decision", 0, outcome="completed")
+    assert not planner.on_result(state, ctx(), stale).changed
+    unknown = ResultMessage("app1.nope", "app1", "hukou", "decision", 1, outcome="completed")
+    assert not planner.on_result(state, ctx(), unknown).changed
+
+
+def test_a_denied_step_cancels_its_dependents_with_the_reason() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
+    state, tr = answer(state, "hukou", outcome="denied", reason="household head not found")
+    cancelled = {t.step: t.reason for t in tr.tasks if t.status is TaskStatus.CANCELLED}
+    assert cancelled == {
+        "medical_insurance": "cancelled: hukou was denied",
+        "social_security_card": "cancelled: hukou was denied",
+    }
+    state, tr = answer(state, "vaccination")
+    assert tr.status is ApplicationStatus.REJECTED
+    [rejected] = [o for o in tr.outbox if o.message.type == "application.rejected"]
+    reasons = json.loads(rejected.message.body)["data"]["reasons"]
+    assert reasons[0] == {"step": "hukou", "status": "denied", "reason": "household head not found"}
+
+
+def test_corrections_gather_every_gap_in_one_notice_and_rerun_only_those_tasks() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
+    state, tr = answer(
+        state,
+        "hukou",
+        outcome="correction_requested",
+        gaps=({"field": "subjects.household.address_detail", "message": "house number missing"},),
+    )
+    assert tr.status is ApplicationStatus.CORRECTION_REQUESTED
+    state, tr = answer(
+        state,
+        "vaccination",
+        outcome="correction_requested",
+        gaps=({"field": "subjects.vaccination.bcg_at", "message": "no BCG date"},),
+    )
+    [notice] = [o for o in tr.outbox if o.message.type == "application.correction_requested"]
+    gaps = json.loads(notice.message.body)["data"]["gaps"]
+    assert {g["field"] for g in gaps} == {
+        "subjects.household.address_detail",
+        "subjects.vaccination.bcg_at",
+    }
+
+    corrected = json.loads(state.application.envelope_json)
+    corrected["subjects"]["household"]["address_detail"] = "人民路 58 号 2 栋"
+    tr = planner.on_correction(
+        state,
+        ctx(),
+        json.dumps(corrected, ensure_ascii=False),
+        ["subjects.household.address_detail"],
+    )
+    sent = dispatched(tr)
+    assert set(sent) == {"hukou", "vaccination"}  # only the tasks that asked
+    assert sent["hukou"]["task_id"] == "app1.hukou.c1" and sent["hukou"]["attempt"] == 2
+    assert sent["hukou"]["fields"]["subjects"]["household"]["address_detail"].endswith("2 栋")
+    assert tr.status is ApplicationStatus.IN_PROGRESS
+
+
+def test_correction_is_refused_when_nobody_asked() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    with pytest.raises(planner.NotAllowed, match="no department asked"):
+        planner.on_correction(state, ctx(), state.application.envelope_json, [])
+
+
+def test_steps_that_do_not_apply_are_cancelled_at_start() -> None:
+    state = new_case(
+        "after-death-mobile",
+        heirs=[],
+        vehicle_licence_no=None,
+        property_certificate_nos=[],
+        provident_fund_account=None,
+    )
+    tr = planner.start(state, ctx())
+    skipped = {t.step for t in tr.tasks if t.status is TaskStatus.CANCELLED}
+    assert skipped == {"kinship", "driving_licence", "property_inheritance", "provident_fund"}
+    assert list(dispatched(tr)) == ["death_certificate"]
+
+
+def test_withdrawal_and_delivery() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    with pytest.raises(planner.NotAllowed, match="only a completed one"):
+        planner.on_delivery(state, ctx())
+    tr = planner.on_withdrawal(state, ctx(), "citizen changed their mind")
+    assert tr.status is ApplicationStatus.WITHDRAWN
+    assert {t.status for t in tr.tasks} == {TaskStatus.CANCELLED}
+    state = apply(state, tr)
+    with pytest.raises(planner.NotAllowed):
+        planner.on_withdrawal(state, ctx(), "again")
+    late = ResultMessage(
+        "app1.birth_certificate", "app1", "hospital", "decision", 1, outcome="completed"
+    )
+    assert not planner.on_result(state, ctx(), late).changed
+
+
+def test_a_dead_lettered_task_blocks_the_application_with_its_reason() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    tr = planner.on_result(
+        state,
+        ctx(),
+        ResultMessage(
+            "app1.birth_certificate",
+            "app1",
+            "hospital",
+            "dead_lettered",
+            1,
+            reason="hospital refused the request: missing mother's ID",
+        ),
+    )
+    assert tr.status is ApplicationStatus.BLOCKED
+    assert events(tr) == ["task.dead_lettered", "application.blocked"]
