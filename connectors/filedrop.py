@@ -1,0 +1,353 @@
+"""File-drop transport: requests as files in the department's in-tray, answers as files in ours.
+
+The protocol (``contracts/hospital/README.md`` specifies it for the hospital):
+
+    gateway ─ <task id>.req.xml ─────────────▶ outbox   the department's in-tray, atomic files
+    inbox ◀─ <task id>.ack.xml    + .sha256 ── department: taken in, case number, accepted at
+    inbox ◀─ <task id>.result.xml + .sha256 ── department: the decision
+    inbox ─▶ archive (reported, or a duplicate) │ error (+ <name>.reason.txt)
+
+``FileDropConnector`` (``polls = False``) drops requests. ``FileDropResultSource`` scans the inbox,
+takes only files whose checksum sidecar matches, and reports them: an acknowledgement as an
+``in_progress`` decision carrying the case number and acceptance time (the task clock starts
+there), a result as the decision. Every file operation runs in ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from connectors.base import Decision, DepartmentRequest, Receipt, Report
+from connectors.dropfolder import (
+    CHECKSUM_SUFFIX,
+    checksum_matches,
+    move_into,
+    park,
+    read_regular,
+    safe_name,
+    same_content,
+    sha256_hex,
+    translate,
+    versions,
+    write_atomic,
+)
+from connectors.filedrop_codecs import Codec, codec_for
+from connectors.limits import Limiter
+from gateway.errors import ConfigurationError, GatewayError, Permanent, Retryable
+from gateway.logs import get_logger
+from gateway.settings import SystemConfig
+
+log = get_logger(__name__)
+
+REQUEST_SUFFIX = ".req.xml"
+ANSWER_NAME = re.compile(r"(?P<task>[A-Za-z0-9][A-Za-z0-9._-]{0,199})\.(?P<kind>ack|result)\.xml")
+T = TypeVar("T")
+
+
+def _folder(config: SystemConfig, key: str, system: str) -> Path:
+    value = getattr(config, key)
+    if value is None:
+        raise ConfigurationError(
+            f"[systems.{system}] needs `{key}` (a folder) for a filedrop system", system=system
+        )
+    return Path(value)
+
+
+class FileDropConnector:
+    """Drops one request file per task into ``config.outbox``; answers come through
+    ``FileDropResultSource``.
+
+    ``send`` is idempotent on the task id and the request's content: a request already in the
+    outbox, or sent before (a copy of each is kept as ``archive/<task id>.req.xml``), or already
+    acknowledged or answered, is not written again. The same task id with other content (the
+    request re-run after a correction) is written again, replacing a copy the department has not
+    read yet.
+    """
+
+    polls = False
+
+    def __init__(self, system: str, config: SystemConfig, *, codec: Codec | None = None) -> None:
+        self.system = system
+        self._outbox = _folder(config, "outbox", system)
+        self._inbox = _folder(config, "inbox", system)
+        self._archive = _folder(config, "archive", system)
+        self._timeout = config.timeout_seconds
+        self._codec = codec if codec is not None else codec_for(system)
+        self._limiter = Limiter(config.concurrency, config.rate_per_second)
+
+    async def send(self, request: DepartmentRequest) -> Receipt:
+        name = safe_name(request.task_id, REQUEST_SUFFIX, system=self.system)
+        async with self._limiter.slot():
+            try:
+                done = await asyncio.wait_for(
+                    asyncio.to_thread(self._drop, request, name), self._timeout
+                )
+            except TimeoutError:
+                raise Retryable(
+                    f"dropping {name} into {self._outbox} took over {self._timeout} s",
+                    system=self.system,
+                    code="timeout",
+                ) from None
+        log.info("filedrop_request_sent", system=self.system, task_id=request.task_id, done=done)
+        return Receipt()  # no synchronous answer: the ack file brings case number and time
+
+    def _drop(self, request: DepartmentRequest, name: str) -> str:
+        data = self._codec.request_file(request)  # Permanent when the contract says no
+        try:
+            return self._place(name, data)
+        except OSError as exc:
+            raise translate(
+                exc, self._outbox, system=self.system, action="dropping a request"
+            ) from None
+
+    def _place(self, name: str, data: bytes) -> str:
+        """ "dropped", "corrected" or "already_sent"."""
+        pending, copy = self._outbox / name, self._archive / name
+        if same_content(pending, data) or same_content(copy, data):
+            return "already_sent"
+        if os.path.lexists(pending) or os.path.lexists(copy):
+            done = "corrected"
+            write_atomic(self._outbox, name, data, replace=True)
+        elif self._answered(name.removesuffix(REQUEST_SUFFIX)):
+            return "already_sent"  # answered before this gateway kept copies
+        elif write_atomic(self._outbox, name, data):
+            done = "dropped"
+        else:
+            return "already_sent"  # another connector process dropped it a moment ago
+        self._archive.mkdir(parents=True, exist_ok=True)
+        write_atomic(self._archive, name, data, replace=True)
+        return done
+
+    def _answered(self, task: str) -> bool:
+        return any(
+            os.path.lexists(folder / f"{task}.{kind}.xml")
+            for folder in (self._inbox, self._archive)
+            for kind in ("ack", "result")
+        )
+
+    async def check(self, request: DepartmentRequest, case_number: str | None) -> Decision | None:
+        return None  # answers arrive as files: FileDropResultSource reports them
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class ScanCounts:
+    """What one scan of the inbox did."""
+
+    reported: int = 0
+    duplicates: int = 0  # complete files whose name and content were archived already
+    parked: int = 0  # moved to the error folder with a reason
+    waiting: int = 0  # incomplete files left for a later scan (within the grace period)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    path: Path
+    sidecar: Path
+    task: str
+    kind: str  # "ack" | "result"
+    data: bytes
+    digest: str
+    mtime: float
+
+
+class FileDropResultSource:
+    """Reports what a file-drop system writes into ``config.inbox`` (a ``ResultSource``).
+
+    A file is taken only when its ``<name>.sha256`` sidecar matches; a file left incomplete for
+    longer than ``grace_seconds`` (a writer that died), a file with an unexpected name, and a
+    file that breaks the contract go to ``config.error`` with ``<name>.reason.txt``. A file is
+    archived only after ``report`` returned; a file whose name and content the archive holds
+    already is archived as ``<name>.duplicate-<n>`` and not reported again. Folders, symbolic
+    links and dot-files (writers' temp files) in the inbox are never touched.
+    """
+
+    def __init__(
+        self,
+        system: str,
+        config: SystemConfig,
+        scan_seconds: float = 1.0,
+        *,
+        grace_seconds: float = 300.0,
+        max_bytes: int = 1 << 20,
+        codec: Codec | None = None,
+    ) -> None:
+        self.system = system
+        self._inbox = _folder(config, "inbox", system)
+        self._archive = _folder(config, "archive", system)
+        self._error = _folder(config, "error", system)
+        self._scan_seconds = scan_seconds
+        self._grace = grace_seconds
+        self._max_bytes = max_bytes
+        self._codec = codec if codec is not None else codec_for(system)
+
+    async def run(self, report: Report) -> None:
+        """Scan every ``scan_seconds`` until cancelled. A failed scan (the inbox not there yet,
+        a full disk, a report that could not be recorded) is logged, once per distinct error,
+        and tried again at the next one: the source never stops on its own."""
+        last: str | None = None
+        while True:
+            try:
+                await self._io(self._prepare)
+                await self.scan(report)
+                last = None
+            except GatewayError as exc:
+                if str(exc) != last:
+                    log.warning("filedrop_scan_failed", system=self.system, error=str(exc))
+                last = str(exc)
+            except Exception:
+                log.exception("filedrop_scan_failed", system=self.system)
+            await asyncio.sleep(self._scan_seconds)
+
+    async def scan(self, report: Report) -> ScanCounts:
+        """One pass over the inbox: acknowledgements first, then results, oldest first."""
+        counts = ScanCounts()
+        for answer in await self._io(self._survey, counts):
+            decision = await self._io(self._vet, answer, counts)
+            if decision is None:
+                continue
+            await report(decision)
+            counts.reported += 1
+            log.info(
+                "filedrop_answer_reported",
+                system=self.system,
+                task_id=decision.task_id,
+                outcome=decision.outcome,
+            )
+            await self._io(self._archive_answer, answer)
+        return counts
+
+    async def _io(self, fn: Callable[..., T], *args: object) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except OSError as exc:
+            raise translate(
+                exc, self._inbox, system=self.system, action="reading answers"
+            ) from None
+
+    def _prepare(self) -> None:
+        if not self._inbox.is_dir():
+            raise ConfigurationError(
+                f"inbox {self._inbox} of [systems.{self.system}] is not a folder",
+                system=self.system,
+            )
+        self._archive.mkdir(parents=True, exist_ok=True)
+        self._error.mkdir(parents=True, exist_ok=True)
+
+    def _stale(self, now: float, *mtimes: float) -> bool:
+        return now - max(mtimes) > self._grace
+
+    def _park(
+        self, path: Path, reason: str, counts: ScanCounts, sidecar: Path | None = None
+    ) -> None:
+        if park(path, self._error, reason, sidecar) is not None:
+            counts.parked += 1
+            log.warning("filedrop_file_parked", system=self.system, file=path.name, reason=reason)
+
+    def _survey(self, counts: ScanCounts) -> list[_Answer]:
+        now = time.time()
+        files: dict[str, os.stat_result] = {}
+        with os.scandir(self._inbox) as entries:
+            for entry in entries:
+                if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+                    files[entry.name] = entry.stat(follow_symlinks=False)
+        found: list[_Answer] = []
+        for name, stat in files.items():
+            try:
+                answer = self._look_at(name, stat, files, now, counts)
+            except FileNotFoundError:
+                continue  # another reader took it meanwhile
+            if answer is not None:
+                found.append(answer)
+        found.sort(key=lambda a: (a.kind != "ack", a.mtime, a.path.name))
+        return found
+
+    def _look_at(
+        self,
+        name: str,
+        stat: os.stat_result,
+        files: dict[str, os.stat_result],
+        now: float,
+        counts: ScanCounts,
+    ) -> _Answer | None:
+        path = self._inbox / name
+        if name.endswith(CHECKSUM_SUFFIX):
+            if name.removesuffix(CHECKSUM_SUFFIX) not in files and self._stale(now, stat.st_mtime):
+                self._park(path, "checksum file without its data file", counts)
+            return None
+        match = ANSWER_NAME.fullmatch(name)
+        if match is None:
+            if self._stale(now, stat.st_mtime):
+                self._park(path, "unexpected file name", counts)
+            else:
+                counts.waiting += 1
+            return None
+        sidecar = self._inbox / (name + CHECKSUM_SUFFIX)
+        side = files.get(sidecar.name)
+        problem = "no checksum file"
+        if side is not None:
+            data = read_regular(path, self._max_bytes)
+            if len(data) > self._max_bytes:
+                self._park(path, f"larger than {self._max_bytes} bytes", counts, sidecar)
+                return None
+            digest = sha256_hex(data)
+            if checksum_matches(read_regular(sidecar, 4096), name, digest):
+                return _Answer(
+                    path, sidecar, match["task"], match["kind"], data, digest, stat.st_mtime
+                )
+            problem = "checksum does not match the file"
+        if self._stale(now, stat.st_mtime, side.st_mtime if side else 0.0):
+            self._park(path, f"incomplete after {self._grace:g} s: {problem}", counts, sidecar)
+        else:
+            counts.waiting += 1
+        return None
+
+    def _vet(self, answer: _Answer, counts: ScanCounts) -> Decision | None:
+        """The decision to report, or None when the file was handled without one."""
+        name = answer.path.name
+        if any(sha256_hex(read_regular(p, self._max_bytes)) == answer.digest
+               for p in versions(self._archive, name)):  # fmt: skip
+            moved = move_into(answer.path, self._archive, name, label="duplicate")
+            if moved is not None:
+                move_into(answer.sidecar, self._archive, moved + CHECKSUM_SUFFIX)
+                counts.duplicates += 1
+                log.info("filedrop_duplicate_archived", system=self.system, file=name)
+            return None
+        try:
+            decision = self._codec.read(answer.data)
+            if decision.task_id != answer.task:
+                raise Permanent("the task id inside does not match the file name")
+            if (answer.kind == "ack") != (decision.outcome == "in_progress"):
+                raise Permanent(f"a .{answer.kind}.xml file holds a {decision.outcome} answer")
+        except Permanent as exc:
+            self._park(answer.path, str(exc), counts, answer.sidecar)
+            return None
+        except Exception as exc:  # a poison file must not stop every scan after it
+            log.exception("filedrop_answer_unreadable", system=self.system, file=name)
+            self._park(answer.path, f"unreadable ({type(exc).__name__})", counts, answer.sidecar)
+            return None
+        if answer.kind == "ack" and (self._archive / f"{answer.task}.result.xml").exists():
+            self._archive_answer(answer)  # the decision came first: the receipt adds nothing
+            return None
+        return decision
+
+    def _archive_answer(self, answer: _Answer) -> None:
+        try:
+            current = read_regular(answer.path, self._max_bytes)
+        except FileNotFoundError:
+            return  # another reader archived it
+        if sha256_hex(current) != answer.digest:
+            log.warning("filedrop_answer_replaced", system=self.system, file=answer.path.name)
+            return  # rewritten while we reported: the next scan takes the new content
+        moved = move_into(answer.path, self._archive, answer.path.name)
+        if moved is not None:
+            move_into(answer.sidecar, self._archive, moved + CHECKSUM_SUFFIX)

@@ -1,0 +1,363 @@
+"""The hospital as the gateway meets it: a legacy system that only exchanges files
+(contracts/hospital/).
+
+It watches its in-tray (``config.outbox``: the gateway's outbox) for complete request files
+``<task id>.req.xml`` (dot-files are writers' temp files and are never read) and, per file, as
+the contract says:
+
+* it checks the file with its own safe parser against ``request.xsd``; a file that breaks the
+  contract (not XML, not valid, TaskId not the file's name) is answered with a
+  ``RequestRejected`` document as ``<name>.result.xml`` saying where (never the values);
+* it is idempotent on the task id: the same id gets the same acknowledgement (same case
+  number, same acceptance time) and, once decided, the same result, byte for byte; a
+  certificate is issued at most once (``EffectLedger.apply``). A request changed after a
+  CORRECTION result is decided again;
+* it writes ``<task id>.ack.xml`` at once and ``<task id>.result.xml`` after
+  ``Behaviour.decision_delay_seconds`` per ``Behaviour.verdict``, each atomically (temp file,
+  fsync, rename) into its out-tray (``config.inbox``) and then its ``.sha256`` sidecar;
+* consumed request files go to ``processed/`` under its in-tray;
+* down (``Behaviour.down()``: an outage window or a random failure) it does not take the file,
+  which waits in the in-tray for a later scan; during an outage window it decides nothing.
+
+Every delivery and every issued certificate goes into the ledger under (hospital, application,
+task). Undecided cases live in memory: a simulator stopped before deciding does not decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, cast
+
+from lxml import etree
+
+from gateway.errors import ConfigurationError
+from gateway.logs import get_logger
+from gateway.settings import SystemConfig
+from gateway.simulators.behaviour import Behaviour, Verdict, application_of
+from gateway.simulators.ledger import EffectLedger
+
+log = get_logger(__name__)
+
+SYSTEM = "hospital"
+NS = "urn:one-window:hospital:v1"
+CHINA = timezone(timedelta(hours=8))
+_REQUEST = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,199})\.req\.xml")
+_ELEMENT = re.compile(r"Element '(?:\{[^}]*\})?([^']+)'")
+_STATUS = {
+    "completed": "ISSUED",
+    "denied": "REFUSED",
+    "correction_requested": "CORRECTION",
+    "suspended": "SUSPENDED",
+}
+
+
+def _q(tag: str) -> str:
+    return f"{{{NS}}}{tag}"
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(CHINA).isoformat(timespec="seconds")
+
+
+class _Rejected(Exception):
+    def __init__(self, code: str, detail: str, task_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.task_id = code, detail[:500], task_id
+
+
+@dataclass
+class _Case:
+    task_id: str
+    application_id: str
+    task: str
+    kind: str  # BIRTH | DEATH
+    case_no: str
+    accepted_at: str
+    fingerprint: str
+    names: list[str]
+    known_no: str | None
+    place: str  # county of birth or death
+    final: dict[str, Any] | None = None
+
+
+class HospitalSimulator:
+    """Scans its in-tray every ``scan_seconds``; ``scans`` counts finished scans (tests wait on
+    it instead of on the clock)."""
+
+    def __init__(
+        self,
+        config: SystemConfig,
+        behaviour: Behaviour,
+        ledger: EffectLedger,
+        *,
+        scan_seconds: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if config.outbox is None or config.inbox is None:
+            raise ConfigurationError("the hospital simulator needs `outbox` and `inbox` folders")
+        self._in = Path(config.outbox)
+        self._out = Path(config.inbox)
+        self.processed = self._in / "processed"
+        self._behaviour, self._ledger = behaviour, ledger
+        self._scan_seconds, self._clock = scan_seconds, clock
+        self._parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+        )
+        xsd = (resources.files("contracts") / "hospital" / "request.xsd").read_bytes()
+        self._schema = etree.XMLSchema(etree.fromstring(xsd, self._parser))
+        self._cases: dict[str, _Case] = {}
+        self._serial: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.scans = 0
+
+    async def start(self) -> None:
+        def prepare() -> None:
+            self.processed.mkdir(parents=True, exist_ok=True)
+            self._out.mkdir(parents=True, exist_ok=True)
+
+        await asyncio.to_thread(prepare)
+        self._task = asyncio.create_task(self._loop(), name="hospital-simulator")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.scan()
+            except Exception:
+                log.exception("hospital_simulator_scan_failed")
+            self.scans += 1
+            await asyncio.sleep(self._scan_seconds)
+
+    async def scan(self) -> None:
+        """Take every complete request file (oldest first), then decide what is due."""
+        for name in await asyncio.to_thread(self._requests):
+            if self._behaviour.down(self._clock()):
+                continue  # the system is down: the file waits in the in-tray
+            await self._take(name)
+        if not self._in_outage():
+            for case in list(self._cases.values()):
+                if case.final is None and self._due(case):
+                    await self._decide(case)
+
+    def _requests(self) -> list[str]:
+        with os.scandir(self._in) as entries:
+            found = [
+                (e.stat(follow_symlinks=False).st_mtime, e.name)
+                for e in entries
+                if _REQUEST.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+            ]
+        return [name for _, name in sorted(found)]
+
+    def _in_outage(self) -> bool:
+        now = self._clock()
+        return any(start <= now < end for start, end in self._behaviour.outages)
+
+    def _due(self, case: _Case) -> bool:
+        accepted = datetime.fromisoformat(case.accepted_at).timestamp()
+        return self._behaviour.due(accepted, self._clock())
+
+    # -- taking a request --------------------------------------------------------------------
+    async def _take(self, name: str) -> None:
+        path = self._in / name
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return
+        stem = name.removesuffix(".req.xml")
+        try:
+            root = self._check(data, stem)
+        except _Rejected as rejected:
+            await self._reject(name, stem, rejected)
+        else:
+            await self._accept(root, data)
+        await asyncio.to_thread(self._file_away, path)
+
+    def _check(self, data: bytes, stem: str) -> Any:
+        try:
+            root = etree.fromstring(data, self._parser)
+        except etree.XMLSyntaxError as exc:
+            raise _Rejected("NOT_WELL_FORMED", f"line {exc.lineno}: not well-formed") from None
+        if root.getroottree().docinfo.doctype:
+            raise _Rejected("NOT_WELL_FORMED", "a DOCTYPE is not allowed")
+        if not self._schema.validate(root):
+            places = []
+            for entry in list(self._schema.error_log)[:5]:
+                m = _ELEMENT.search(str(entry.message))
+                places.append(f"line {entry.line} {m[1] if m else '?'} ({entry.type_name})")
+            raise _Rejected("SCHEMA_INVALID", "; ".join(places))
+        task_id = str(root.findtext(_q("TaskId")))
+        if task_id != stem:
+            raise _Rejected("NAME_MISMATCH", "TaskId is not the file's name", task_id)
+        return root
+
+    async def _reject(self, name: str, stem: str, rejected: _Rejected) -> None:
+        application_id, task = _business_key(stem)
+        await self._ledger.record_delivery(
+            SYSTEM, application_id, task, stem, f"rejected: {rejected.code}"
+        )
+        task_id = rejected.task_id if rejected.task_id and _REQUEST.fullmatch(
+            rejected.task_id + ".req.xml") else None  # fmt: skip
+        doc = _element("RequestRejected", RequestFile=name, TaskId=task_id, Code=rejected.code,
+                       Detail=rejected.detail, RejectedAt=_stamp(self._now()))  # fmt: skip
+        await self._write(f"{stem}.result.xml", doc)
+        log.info("hospital_request_rejected", file=name, code=rejected.code)
+
+    async def _accept(self, root: Any, data: bytes) -> None:
+        task_id = str(root.findtext(_q("TaskId")))
+        application_id, task = _business_key(task_id)
+        fingerprint = hashlib.sha256(data).hexdigest()
+        case = self._cases.get(task_id)
+        detail = "duplicate"
+        if case is None:
+            stored = await self._ledger.applied(SYSTEM, task_id)
+            case = self._open(root, task_id, fingerprint, stored)
+            detail = "accepted" if stored is None else "duplicate"
+        elif (
+            case.fingerprint != fingerprint and case.final and case.final["status"] == "CORRECTION"
+        ):
+            case = self._open(root, task_id, fingerprint, None)  # corrected: decide it again
+            detail = "accepted: corrected"
+        await self._ledger.record_delivery(SYSTEM, application_id, task, task_id, detail)
+        await self._write(f"{task_id}.ack.xml", self._ack(case))
+        if case.final is not None:
+            await self._write(f"{task_id}.result.xml", self._result(case.final))
+
+    def _open(
+        self, root: Any, task_id: str, fingerprint: str, stored: dict[str, Any] | None
+    ) -> _Case:
+        application_id, task = _business_key(task_id)
+        birth = root.find(_q("Birth"))
+        body, kind = (birth, "BIRTH") if birth is not None else (root.find(_q("Death")), "DEATH")
+        place = body.findtext(f"{_q('Child')}/{_q('BirthPlace')}") or body.findtext(
+            f"{_q('Deceased')}/{_q('PlaceOfDeath')}")  # fmt: skip
+        case = _Case(
+            task_id, application_id, task, kind,
+            case_no="H" + hashlib.sha256(task_id.encode()).hexdigest()[:12].upper(),
+            accepted_at=stored["accepted_at"] if stored else _stamp(self._now()),
+            fingerprint=fingerprint,
+            names=[str(n.text) for n in root.iter(_q("Name"))],
+            known_no=body.findtext(f"{_q('Deceased')}/{_q('KnownCertificateNo')}"),
+            place=str(place)[:6],
+            final=stored,
+        )  # fmt: skip
+        self._cases[task_id] = case
+        return case
+
+    def _file_away(self, path: Path) -> None:
+        for n in range(10_000):
+            target = self.processed / (path.name if n == 0 else f"{path.name}.{n}")
+            if not os.path.lexists(target):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(path, target)
+                return
+
+    # -- deciding ----------------------------------------------------------------------------
+    async def _decide(self, case: _Case) -> None:
+        verdict = self._behaviour.verdict(case.application_id, case.names)
+        result = await self._final(case, verdict)
+        case.final = result
+        await self._write(f"{case.task_id}.result.xml", self._result(result))
+        log.info("hospital_decided", task_id=case.task_id, status=result["status"])
+
+    async def _final(self, case: _Case, verdict: Verdict) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "task_id": case.task_id, "kind": case.kind, "case_no": case.case_no,
+            "status": _STATUS[verdict.outcome], "decided_at": _stamp(self._now()),
+            "accepted_at": case.accepted_at,
+        }  # fmt: skip
+        if verdict.outcome == "completed":
+            result["certificate_no"] = await self._certificate_no(case)
+            return await self._ledger.apply(
+                SYSTEM, case.application_id, case.task, case.task_id, result
+            )  # the certificate that stands, if another process issued it first
+        if verdict.outcome == "correction_requested":
+            result["gaps"] = [list(g) for g in verdict.gaps] or [["Materials", "请补正材料"]]
+            result["reason"] = verdict.reason
+        else:
+            default = "不符合签发条件" if verdict.outcome == "denied" else "待医学鉴定"
+            result["reason"] = verdict.reason or default
+        return result
+
+    async def _certificate_no(self, case: _Case) -> str:
+        if case.known_no:
+            return case.known_no  # the family's certificate is confirmed, not issued again
+        if self._serial is None:
+            self._serial = sum(1 for e in await self._ledger.effects() if e.system == SYSTEM)
+        self._serial += 1
+        if case.kind == "BIRTH":
+            return f"R{self._serial:09d}"
+        return f"S{case.place}{self._now():%y%m%d}{self._serial % 10_000:04d}"
+
+    # -- documents ---------------------------------------------------------------------------
+    def _ack(self, case: _Case) -> bytes:
+        return _element(
+            "Acknowledgement", TaskId=case.task_id, CaseNo=case.case_no, AcceptedAt=case.accepted_at
+        )
+
+    def _result(self, r: dict[str, Any]) -> bytes:
+        root = etree.fromstring(
+            _element("CertificateResult", TaskId=r["task_id"], Kind=r["kind"],
+                     CaseNo=r["case_no"], Status=r["status"], DecidedAt=r["decided_at"],
+                     CertificateNo=r.get("certificate_no"), Reason=r.get("reason")),
+            self._parser,
+        )  # fmt: skip
+        if r.get("gaps"):
+            gaps = etree.SubElement(root, _q("Gaps"))
+            for field, message in r["gaps"]:
+                etree.SubElement(gaps, _q("Gap"), field=field).text = message
+        return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+    async def _write(self, name: str, data: bytes) -> None:
+        """Data first, then its checksum: each through a temp file, fsync and rename."""
+        digest = hashlib.sha256(data).hexdigest()
+        await asyncio.to_thread(_write_atomic, self._out, name, data)
+        line = f"{digest}  {name}\n".encode()
+        await asyncio.to_thread(_write_atomic, self._out, name + ".sha256", line)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), CHINA)
+
+
+def _element(tag: str, **children: str | None) -> bytes:
+    root = etree.Element(_q(tag), nsmap={None: NS}, version="1.0")
+    for child, text in children.items():
+        if text is not None:
+            etree.SubElement(root, _q(child)).text = text
+    return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def _write_atomic(folder: Path, name: str, data: bytes) -> None:
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / name)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _business_key(task_id: str) -> tuple[str, str]:
+    try:
+        return application_of(task_id)
+    except ValueError:
+        return task_id, "unknown"
