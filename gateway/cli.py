@@ -18,7 +18,7 @@ from pathlib import Path
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.masking import mask_value
-from gateway.settings import ALL_ROLES, Role, Settings, load_settings
+from gateway.settings import Role, Settings, load_settings
 from gateway.store import ApplicationStatus, open_store
 
 
@@ -45,9 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--role",
         action="append",
-        choices=ALL_ROLES,
         dest="roles",
-        help="role to run (repeatable); all roles by default",
+        metavar="ROLE",
+        help="intake, orchestrator, relay, deadletters or connector:<system> (repeatable); "
+        "all roles by default",
     )
     run.set_defaults(func=_cmd_run)
 
@@ -78,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.runtime import serve
 
-    roles: list[Role] = args.roles or list(ALL_ROLES)
+    roles: list[Role] = settings.check_roles(args.roles or list(settings.all_roles()))
     asyncio.run(serve(settings, roles))
     return 0
 

@@ -26,6 +26,8 @@ from gateway.broker.topology import (
     HEADER_ORIGINAL_ROUTING_KEY,
     HEADER_PORTAL,
     HEADER_REASON,
+    HEADER_TASK_ID,
+    RESULTS,
 )
 from gateway.errors import StoreUnavailable
 from gateway.logs import get_logger
@@ -115,11 +117,21 @@ async def park(
 
 
 class DeadLetterSink:
+    """Stores each dead letter once; when it belonged to a task (a task message, a
+    department's reply), tells the orchestrator, which blocks the application with the
+    reason — so no application waits silently on a message that will never be handled."""
+
     def __init__(
-        self, store: Store, metrics: Metrics, *, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        metrics: Metrics,
+        publish: Callable[[str, str, Message], Awaitable[None]] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._metrics = metrics
+        self._publish = publish
         self._clock = clock
 
     async def handle(self, delivery: Delivery) -> None:
@@ -141,7 +153,28 @@ class DeadLetterSink:
                 system=letter.system,
                 application_id=letter.application_id,
             )
+        task_id = header_str(delivery.headers.get(HEADER_TASK_ID))
+        if task_id and letter.exchange != RESULTS and self._publish is not None:
+            await self._block_task(task_id, letter)
         delivery.ack()
+
+    async def _block_task(self, request_id: str, letter: DeadLetter) -> None:
+        from gateway.orchestration.messages import ResultMessage, routing_key, task_of
+
+        task = await self._store.cases.task(task_of(request_id))
+        if task is None or self._publish is None:
+            return
+        result = ResultMessage(
+            task_id=task.id,
+            application_id=task.application_id,
+            system=task.system,
+            kind="dead_lettered",
+            attempt=task.attempt,
+            reason=f"dead letter {letter.message_id}: {letter.reason}",
+        )
+        await self._publish(
+            RESULTS, routing_key(task.system, task.matter, task.step), result.message()
+        )
 
 
 def _first_death(headers: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,11 @@
 """Wiring: one process running the roles it was asked to run.
 
+    intake            HTTP API and the gw.intake consumer
+    orchestrator      gw.accepted and gw.results → tasks and events
+    relay             republishes what a crash left in the store (applications, outbox)
+    deadletters       gw.dead-letters → the dead-letter store
+    connector:<name>  gw.tasks.<name> → the department system, its polling and results
+
 ``gateway run`` starts all roles; ``--role`` runs a subset. Every role may run in several
 processes at once: state lives in the store and the broker, never only in memory here.
 SIGTERM stops consuming, lets in-flight work finish within a bounded time, then exits.
@@ -12,26 +18,41 @@ import contextlib
 import signal
 import time
 import zoneinfo
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
+from connectors.base import Connector
 from gateway.broker.client import BrokerClient
 from gateway.broker.messages import Message
-from gateway.broker.topology import DEAD_LETTERS, DEFAULT_SYSTEMS, INTAKE, build_topology
+from gateway.broker.topology import (
+    ACCEPTED,
+    DEAD_LETTERS,
+    DEFAULT_SYSTEMS,
+    INTAKE,
+    RESULTS,
+    TASKS,
+    build_topology,
+)
 from gateway.deadletters import DeadLetterSink
 from gateway.intake.amqp import AmqpIntake
 from gateway.intake.auth import PortalAuth
-from gateway.intake.http import IntakeApi, Readiness, build_app
+from gateway.intake.cases_api import CasesApi
+from gateway.intake.http import IntakeApi, Readiness, RouteAdder, build_app
 from gateway.intake.relay import Relay
 from gateway.intake.service import IntakeService
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.settings import ALL_ROLES, Role, Settings
+from gateway.orchestration.orchestrator import Orchestrator
+from gateway.orchestration.outbox import Outbox
+from gateway.orchestration.runner import ConnectorRunner, Reporter
+from gateway.settings import Role, Settings
 from gateway.store import Store, open_store
 
 log = get_logger(__name__)
+POLLED_KINDS = ("soap", "rest")
 
 
 @dataclass
@@ -39,20 +60,23 @@ class Gateway:
     """A running gateway process. Use ``async with Gateway(settings):`` or start/stop."""
 
     settings: Settings
-    roles: Iterable[Role] = ALL_ROLES
+    roles: Iterable[Role] | None = None  # None: every role of this configuration
     clock: Callable[[], float] = time.time
     name: str = "gateway"
     metrics: Metrics = field(default_factory=Metrics)
     store: Store | None = None
     broker: BrokerClient | None = None
     http_port: int | None = None
+    connectors: dict[str, Connector] = field(default_factory=dict)
+    extra_routes: list[RouteAdder] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         s = self.settings
-        roles = set(self.roles)
+        roles = set(s.check_roles(list(self.roles or s.all_roles())))
+        tz = zoneinfo.ZoneInfo(s.timezone)
         self.store = await open_store(s.database_url)
         topology = build_topology(
             list(s.systems) or DEFAULT_SYSTEMS,
@@ -69,39 +93,24 @@ class Gateway:
         broker = self.broker
         self.metrics.broker_connected.set_function(lambda: 1.0 if broker.connected else 0.0)
         try:
-            await self.broker.start()
+            await broker.start()
         except Exception:
             await self.store.close()
             raise
-        service = IntakeService(
+        outbox = Outbox(self.store.cases, self.publish, self.metrics, clock=self.clock)
+        orchestrator = Orchestrator(
             self.store,
+            outbox,
             self.publish,
-            self.metrics,
-            lease_seconds=s.intake.idempotency_lease_seconds,
-            location_prefix=s.public_base_url or "",
+            timezone=tz,
             clock=self.clock,
+            poll_seconds={
+                n: c.poll_seconds for n, c in s.systems.items() if c.kind in POLLED_KINDS
+            },
         )
-        if "intake" in roles:
-            auth = PortalAuth(
-                s.portals, self.store, skew_seconds=s.intake.clock_skew_seconds, clock=self.clock
-            )
-            api = IntakeApi(
-                service,
-                auth,
-                self.store,
-                self.metrics,
-                Readiness(lambda: self.broker is not None and self.broker.connected),
-                timezone=zoneinfo.ZoneInfo(s.timezone),
-            )
-            app = build_app(api, max_body_bytes=s.intake.max_body_bytes)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, s.http_host, s.http_port)
-            await site.start()
-            self.http_port = int(self._runner.addresses[0][1])  # the bound port, for port 0
-            amqp = AmqpIntake(service, s, self.publish, clock=self.clock)
-            await self.broker.consume(INTAKE, amqp.handle, prefetch=s.broker.prefetch_intake)
-            log.info("http_listening", host=s.http_host, port=self.http_port)
+        if "orchestrator" in roles:
+            await broker.consume(ACCEPTED, orchestrator.on_accepted, prefetch=32)
+            await broker.consume(RESULTS, orchestrator.on_result, prefetch=64)
         if "relay" in roles:
             relay = Relay(
                 self.store,
@@ -111,20 +120,89 @@ class Gateway:
                 lease_seconds=s.intake.idempotency_lease_seconds,
                 clock=self.clock,
             )
-            self._background.append(
-                asyncio.create_task(relay.run(s.intake.relay_interval_seconds, self._stop))
-            )
+            self._spawn(relay.run(s.intake.relay_interval_seconds, self._stop))
+            self._spawn(outbox.run(s.intake.relay_interval_seconds, self._stop))
         if "deadletters" in roles:
-            sink = DeadLetterSink(self.store, self.metrics, clock=self.clock)
-            await self.broker.consume(
-                DEAD_LETTERS, sink.handle, prefetch=s.broker.prefetch_deadletters
-            )
+            sink = DeadLetterSink(self.store, self.metrics, self.publish, clock=self.clock)
+            await broker.consume(DEAD_LETTERS, sink.handle, prefetch=s.broker.prefetch_deadletters)
+        for role in sorted(r for r in roles if r.startswith("connector:")):
+            await self._start_connector(role.split(":", 1)[1])
+        if "intake" in roles:
+            await self._start_intake(orchestrator, tz)
         log.info(
             "gateway_started",
             roles=sorted(roles),
-            broker_version=self.broker.server_version,
+            broker_version=broker.server_version,
             store=self.store.dialect,
         )
+
+    async def _start_connector(self, system: str) -> None:
+        from connectors.registry import build
+
+        assert self.store is not None
+        assert self.broker is not None
+        config = self.settings.systems[system]
+        parts = build(system, config, broker=self.broker)
+        self.connectors[system] = parts.connector
+        runner = ConnectorRunner(
+            system,
+            parts.connector,
+            self.store.cases,
+            self.publish,
+            poll_seconds=config.poll_seconds,
+            clock=self.clock,
+        )
+        await self.broker.consume(
+            f"{TASKS}.{system}", runner.on_task, prefetch=max(1, config.concurrency * 2)
+        )
+        if parts.connector.polls:
+            self._spawn(runner.run_polling(min(config.poll_seconds, 5.0), self._stop))
+        if parts.source is not None:
+            self._spawn(runner.run_source(parts.source))
+
+    async def _start_intake(self, orchestrator: Orchestrator, tz: zoneinfo.ZoneInfo) -> None:
+        from connectors.registry import callback_routes
+
+        s = self.settings
+        assert self.store is not None
+        assert self.broker is not None
+        service = IntakeService(
+            self.store,
+            self.publish,
+            self.metrics,
+            lease_seconds=s.intake.idempotency_lease_seconds,
+            location_prefix=s.public_base_url or "",
+            clock=self.clock,
+        )
+        auth = PortalAuth(
+            s.portals, self.store, skew_seconds=s.intake.clock_skew_seconds, clock=self.clock
+        )
+        broker = self.broker
+        api = IntakeApi(
+            service,
+            auth,
+            self.store,
+            self.metrics,
+            Readiness(lambda: broker.connected),
+            timezone=tz,
+        )
+        cases = CasesApi(auth, self.store, orchestrator, timezone=tz, clock=self.clock)
+        routes: list[RouteAdder] = list(self.extra_routes)
+        for name, config in s.systems.items():
+            reporter = Reporter(name, self.store.cases, self.publish)
+            routes += callback_routes(name, config, reporter.report)
+        app = build_app(api, cases, *routes, max_body_bytes=s.intake.max_body_bytes)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.http_host, s.http_port)
+        await site.start()
+        self.http_port = int(self._runner.addresses[0][1])  # the bound port, for port 0
+        amqp = AmqpIntake(service, s, self.publish, clock=self.clock)
+        await broker.consume(INTAKE, amqp.handle, prefetch=s.broker.prefetch_intake)
+        log.info("http_listening", host=s.http_host, port=self.http_port)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._background.append(asyncio.create_task(work))
 
     async def publish(self, exchange: str, routing_key: str, message: Message) -> None:
         assert self.broker is not None, "start() the gateway first"
@@ -136,12 +214,14 @@ class Gateway:
         self._stop.set()
         if self._runner is not None:
             await self._runner.cleanup()
-        if self.broker is not None:
-            await self.broker.close(drain_seconds)
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.broker is not None:
+            await self.broker.close(drain_seconds)
+        for connector in self.connectors.values():
+            await connector.close()
         if self.store is not None:
             await self.store.close()
         log.info("gateway_stopped")

@@ -25,9 +25,9 @@ from gateway.errors import ConfigurationError
 
 SystemKind = Literal["soap", "rest", "filedrop", "amqp"]
 OperatorRole = Literal["view", "replay", "edit", "purge", "unmask"]
-Role = Literal["intake", "relay", "deadletters"]
-ALL_ROLES: tuple[Role, ...] = ("intake", "relay", "deadletters")
-"""Roles this release can run; later issues add orchestrator, connector:<system>, scheduler."""
+Role = str
+BASE_ROLES: tuple[Role, ...] = ("intake", "orchestrator", "relay", "deadletters")
+"""Roles every gateway has; each configured system adds ``connector:<system>``."""
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 
@@ -76,6 +76,7 @@ class SystemConfig(_Section):
     rate_per_second: float = Field(default=20.0, gt=0)
     timeout_seconds: float = Field(default=30.0, gt=0)
     retry: RetryPolicy = RetryPolicy()
+    poll_seconds: float = Field(default=30.0, gt=0)  # how often a polled system is asked
     maintenance: tuple[str, ...] = ()  # "Mon-Fri 22:00-23:30" style windows, used by later issues
 
 
@@ -139,6 +140,19 @@ class Settings(BaseSettings):
                 )
             seen[portal.amqp_user] = portal_id
         return self
+
+    def all_roles(self) -> tuple[Role, ...]:
+        return (*BASE_ROLES, *(f"connector:{name}" for name in sorted(self.systems)))
+
+    def check_roles(self, roles: list[Role]) -> list[Role]:
+        """The roles, or ``ConfigurationError`` naming the unknown ones and the known."""
+        known = self.all_roles()
+        unknown = [r for r in roles if r not in known]
+        if unknown:
+            raise ConfigurationError(
+                f"unknown role(s) {', '.join(unknown)}; this configuration has: {', '.join(known)}"
+            )
+        return roles
 
     def portal_for_amqp_user(self, user: str) -> str | None:
         for portal_id, portal in self.portals.items():

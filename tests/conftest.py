@@ -22,6 +22,7 @@ BASE_AMQP_URL = os.environ.get("GATEWAY_TEST_BROKER_URL", "amqp://guest:guest@12
 WINDOW_SECRET = "window-secret-0123456789"
 ONLINE_SECRET = "online-secret-0123456789"
 ONLINE_OLD_SECRET = "online-old-secret-0123456789"
+INTAKE_ROLES = ("intake", "relay", "deadletters")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -106,8 +107,9 @@ def settings_for(rabbit: Rabbit, tmp_path: Path) -> Callable[..., Settings]:
 async def gateway(
     settings_for: Callable[..., Settings], database_url: str
 ) -> AsyncIterator[Gateway]:
-    """A running gateway (all roles) on the test vhost, once per store dialect."""
-    gw = Gateway(settings_for(database_url))
+    """A running gateway's intake side (intake, relay, dead letters) on the test vhost, once
+    per store dialect: nothing consumes gw.accepted, so tests can read what intake sent."""
+    gw = Gateway(settings_for(database_url), roles=INTAKE_ROLES)
     await gw.start()
     yield gw
     await gw.stop(drain_seconds=2)

@@ -8,8 +8,9 @@ from typing import Any
 PROVIDED = "provided"
 
 
-class MissingField(LookupError):
-    """A needed path is absent (the catalogue check makes this a start-up error)."""
+class MissingField(ValueError):
+    """A ``provided.<name>`` no earlier step provided (a department completed a step without
+    what the catalogue says it provides)."""
 
 
 def select(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from aiohttp import web
@@ -12,13 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.errors import StoreUnavailable
 from gateway.intake.auth import AuthError, PortalAuth
+from gateway.intake.problem_http import problem_response
 from gateway.intake.service import IntakeService, Outcome
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from gateway.problems import Problem
 from gateway.signing import HEADER_IDEMPOTENCY_KEY
-from gateway.store import ApplicationRecord, Store
+from gateway.store import Store
 
 log = get_logger(__name__)
 MAX_KEY_LENGTH = 128
@@ -30,15 +31,6 @@ class Readiness:
     """What /readyz asks: is the broker connected? (The store is pinged directly.)"""
 
     broker_connected: Callable[[], bool]
-
-
-def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=problem.status,
-        body=problem.to_bytes(),
-        content_type=PROBLEM_JSON,
-        headers=headers,
-    )
 
 
 @web.middleware
@@ -99,7 +91,6 @@ class IntakeApi:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/applications", self.submit)
-        app.router.add_get("/v1/applications/{application_id}", self.show)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
@@ -154,41 +145,6 @@ class IntakeApi:
             structlog.contextvars.bind_contextvars(application_id=outcome.application_id)
         return _response(outcome)
 
-    async def show(self, request: web.Request) -> web.Response:
-        portal_id = await self._auth.verify(
-            request.headers, request.method, request.raw_path, await request.read()
-        )
-        app_id = request.match_info["application_id"]
-        record = await self._store.get_application(app_id) if len(app_id) <= 64 else None
-        if record is None or record.portal_id != portal_id:  # never reveal others' ids exist
-            return problem_response(
-                Problem(
-                    404,
-                    "application-not-found",
-                    "Application not found",
-                    "no application with this id for this portal",
-                )
-            )
-        return web.json_response(self._view(record))
-
-    def _view(self, record: ApplicationRecord) -> dict[str, object]:
-        def when(ts: float | None) -> str | None:
-            if ts is None:
-                return None
-            return dt.datetime.fromtimestamp(ts, self._tz).isoformat(timespec="seconds")
-
-        return {
-            "application_id": record.id,
-            "portal_id": record.portal_id,
-            "matter": record.matter,
-            "status": record.status.value,
-            "schema_version": record.schema_version,
-            "channel": record.channel,
-            "received_at": when(record.created_at),
-            "accepted_at": when(record.accepted_at),
-            "updated_at": when(record.updated_at),
-        }
-
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -221,8 +177,13 @@ def _response(outcome: Outcome) -> web.Response:
     )
 
 
-def build_app(api: IntakeApi, *, max_body_bytes: int) -> web.Application:
+def build_app(*apis: RouteAdder, max_body_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[problem_middleware])
     app[MAX_BODY_BYTES] = max_body_bytes
-    api.add_routes(app)
+    for api in apis:
+        api.add_routes(app)
     return app
+
+
+class RouteAdder(Protocol):
+    def add_routes(self, app: web.Application) -> None: ...

@@ -25,6 +25,7 @@ from gateway.orchestration.messages import ResultMessage
 from gateway.orchestration.outbox import Outbox
 from gateway.orchestration.records import CaseState, Transition
 from gateway.store import Store
+from gateway.store.cases import UnknownApplication
 
 log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
@@ -75,7 +76,7 @@ class Orchestrator:
         structlog.contextvars.bind_contextvars(application_id=app_id)
         try:
             tr = await self.apply(app_id, planner.start)
-        except LookupError:
+        except UnknownApplication:
             await self._park(delivery, f"application {app_id} is not in this gateway's store")
             return
         if tr.changed:
@@ -99,7 +100,7 @@ class Orchestrator:
             tr = await self.apply(
                 result.application_id, lambda s, c: planner.on_result(s, c, result)
             )
-        except LookupError:
+        except UnknownApplication:
             await self._park(delivery, f"result for unknown application {result.application_id}")
             return
         if not tr.changed:

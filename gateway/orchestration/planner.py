@@ -17,7 +17,7 @@ from typing import Any
 from connectors.base import DepartmentRequest
 from gateway import deadlines, events
 from gateway.broker.topology import EVENTS, TASKS
-from gateway.catalogue.fields import present, select
+from gateway.catalogue.fields import MissingField, present, select
 from gateway.catalogue.model import Catalogue, Matter, Step
 from gateway.orchestration.messages import ResultMessage, routing_key, task_message
 from gateway.orchestration.records import (
@@ -119,6 +119,8 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
     tr = Transition()
     case_number = result.case_number or task.case_number
     if result.kind == "dead_lettered":
+        if task.status is TaskStatus.DEAD_LETTERED:
+            return Transition()  # the runner and the dead-letter store may both say so
         tasks[task.step] = replace(
             task, status=TaskStatus.DEAD_LETTERED, reason=result.reason, updated_at=ctx.now
         )
@@ -166,6 +168,9 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
                 PollTimer(task.id, task.system, ctx.now + ctx.poll_seconds[task.system])
             )
     else:
+        same = {"in_progress": TaskStatus.IN_PROGRESS, "suspended": TaskStatus.SUSPENDED}
+        if same.get(result.outcome or "") is task.status and case_number == task.case_number:
+            return Transition()  # a poll saying again what we know: nothing to record
         tasks[task.step] = _decided(tr, state, ctx, task, result, case_number, provided)
     _advance(tr, state, ctx, matter, tasks, envelope, provided)
     return tr
@@ -363,6 +368,23 @@ def _dispatch(
         due_at=_due(step, ctx.now, ctx),
         updated_at=ctx.now,
     )
+    try:
+        fields = select(envelope, step.needs, provided)
+    except MissingField as exc:
+        reason = f"cannot dispatch {step.key}: {exc}"
+        tr.status = ApplicationStatus.BLOCKED
+        tr.timeline.append(
+            TimelineEntry(ctx.now, "task.dead_lettered", task.id, {"reason": reason})
+        )
+        _event(
+            tr,
+            state,
+            ctx,
+            "application.blocked",
+            (app.id, task.id, "dispatch"),
+            {"step": step.key, "reason": reason},
+        )
+        return replace(task, status=TaskStatus.DEAD_LETTERED, reason=reason, updated_at=ctx.now)
     request = DepartmentRequest(
         task_id=new.request_id,
         application_id=app.id,
@@ -371,7 +393,7 @@ def _dispatch(
         system=step.system,
         operation=step.operation,
         attempt=new.attempt,
-        fields=select(envelope, step.needs, provided),
+        fields=fields,
     )
     version = tr.catalogue_version or state.catalogue_version or ctx.catalogue.version
     tr.outbox.append(
@@ -447,6 +469,10 @@ def _settle(
                 (app.id, str(len(gaps)), *sorted(g["field"] for g in gaps)),
                 {"gaps": gaps},
             )
+        return
+    if any(t.status is TaskStatus.DEAD_LETTERED for t in all_tasks):
+        if app.status is not ApplicationStatus.BLOCKED:
+            tr.status = ApplicationStatus.BLOCKED
         return
     if current is not ApplicationStatus.IN_PROGRESS:
         tr.status = ApplicationStatus.IN_PROGRESS

@@ -41,6 +41,27 @@ Publish = Callable[[str, str, Message], Awaitable[None]]
 RETRY_PAUSE_SECONDS = 1.0
 
 
+class Reporter:
+    """Turns a department's decision into a ``gw.results`` message (confirmed).
+
+    Used by the connector runner and by the intake's callback routes, which need no
+    connector of their own."""
+
+    def __init__(self, system: str, cases: CaseStore, publish: Publish) -> None:
+        self.system = system
+        self._cases = cases
+        self._publish = publish
+
+    async def report(self, decision: Decision) -> None:
+        result = ResultMessage.of_decision(self.system, attempt_of(decision.task_id), decision)
+        task = await self._cases.task(result.task_id)
+        matter, step = (task.matter, task.step) if task else ("unknown", "unknown")
+        await self.publish(matter, step, result)
+
+    async def publish(self, matter: str, step: str, result: ResultMessage) -> None:
+        await self._publish(RESULTS, routing_key(self.system, matter, step), result.message())
+
+
 class ConnectorRunner:
     def __init__(
         self,
@@ -58,6 +79,7 @@ class ConnectorRunner:
         self._publish = publish
         self._poll = poll_seconds
         self._clock = clock
+        self._reporter = Reporter(system, cases, publish)
 
     async def on_task(self, delivery: Delivery) -> None:
         try:
@@ -101,14 +123,10 @@ class ConnectorRunner:
         log.info("task_handed_over", case_number=receipt.case_number)
 
     async def report(self, decision: Decision) -> None:
-        """Publish a department's decision to the orchestrator (confirmed)."""
-        result = ResultMessage.of_decision(self.system, attempt_of(decision.task_id), decision)
-        task = await self._cases.task(result.task_id)
-        matter, step = (task.matter, task.step) if task else ("unknown", "unknown")
-        await self._report(matter, step, result)
+        await self._reporter.report(decision)
 
     async def _report(self, matter: str, step: str, result: ResultMessage) -> None:
-        await self._publish(RESULTS, routing_key(self.system, matter, step), result.message())
+        await self._reporter.publish(matter, step, result)
 
     # -- polling -------------------------------------------------------------------------
     async def poll_once(self) -> int:

@@ -37,6 +37,10 @@ _TASK_COLUMNS = (
 )
 
 
+class UnknownApplication(LookupError):
+    """No application with this id in this store."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
@@ -128,13 +132,13 @@ class CaseStore:
     ) -> tuple[Transition, list[OutboxRow]]:
         """Apply ``plan`` to the locked case; the transition and the outbox rows it wrote.
 
-        Raises ``LookupError`` for an unknown application; whatever ``plan`` raises rolls
-        the transaction back.
+        Raises ``UnknownApplication`` for an application not in this store; whatever
+        ``plan`` raises rolls the transaction back.
         """
         async with self._db.transaction() as tx:
             state = await self._load(tx, application_id, lock=True)
             if state is None:
-                raise LookupError(application_id)
+                raise UnknownApplication(application_id)
             tr = plan(state)
             if not tr.changed:
                 return tr, []

@@ -2,16 +2,20 @@
 
 - the document is valid OpenAPI 3.1 (checked by the independent ``openapi-spec-validator``),
   and every file it points to exists;
-- it lists exactly the routes the aiohttp app registers;
+- it lists exactly the routes the aiohttp app registers, wired as ``gateway.runtime`` wires
+  it (intake, the cases API, and a callback route per department system of kind ``rest``);
 - it lists every problem ``type`` the gateway's source can produce, and no other;
+- its status enums are the code's, and the callback body is the provincial webhook's;
 - its examples match its own schemas;
 - the worked signing examples in contracts/intake/README.md are what gateway.signing computes;
-- real answers of a running gateway (real RabbitMQ) match the documented response schemas.
+- real answers of a running gateway (real RabbitMQ, every role) match the documented response
+  schemas: submission, the view with its tasks and results, corrections, withdrawal, delivery.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import datetime as dt
 import json
 import re
@@ -31,21 +35,33 @@ from openapi_spec_validator.readers import read_from_filename
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from connectors.base import Decision, Gap
+from connectors.registry import callback_routes
+from gateway.broker.topology import RESULTS
+from gateway.catalogue.model import load
 from gateway.intake.auth import PortalAuth
-from gateway.intake.http import IntakeApi, Readiness, build_app
+from gateway.intake.cases_api import CasesApi
+from gateway.intake.http import IntakeApi, Readiness, RouteAdder, build_app
 from gateway.intake.service import IntakeService, fingerprint
 from gateway.metrics import Metrics
+from gateway.orchestration.messages import ResultMessage, routing_key
+from gateway.orchestration.orchestrator import Orchestrator
+from gateway.orchestration.records import TaskStatus
 from gateway.problems import TYPE_BASE
 from gateway.runtime import Gateway
+from gateway.settings import Settings, SystemConfig
 from gateway.signing import sign, string_to_sign
 from gateway.store import ApplicationStatus, Store
-from tests.conftest import WINDOW_SECRET
+from tests.conftest import ONLINE_SECRET, WINDOW_SECRET
 from tests.support.portal import Answer, Portal, example
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "contracts" / "intake" / "openapi.yaml"
 README = ROOT / "contracts" / "intake" / "README.md"
 ENVELOPE_SCHEMA = ROOT / "contracts" / "envelope" / "envelope.schema.json"
+PROVINCIAL = ROOT / "contracts" / "provincial"
+CALLBACKS = "/v1/callbacks/{system}"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -68,17 +84,17 @@ def document_uri() -> str:
 
 @cache
 def registry() -> Registry[Any]:
-    """The document and the envelope schema it refers to, for jsonschema's ``$ref``s."""
-    envelope = Resource.from_contents(
-        json.loads(ENVELOPE_SCHEMA.read_text(encoding="utf-8")),
-        default_specification=DRAFT202012,
-    )
-    resources = [
-        (document_uri(), DRAFT202012.create_resource(document())),
-        (ENVELOPE_SCHEMA.as_uri(), envelope),
-    ]
-    if envelope.id():
-        resources.append((cast(str, envelope.id()), envelope))
+    """The document and the JSON schemas it refers to (the envelope; the provincial
+    platform's, for the callback body), under their file URIs and their ``$id``s."""
+    resources = [(document_uri(), DRAFT202012.create_resource(document()))]
+    files = [ENVELOPE_SCHEMA, *sorted((PROVINCIAL / "schemas").glob("*.schema.json"))]
+    for path in files:
+        schema = Resource.from_contents(
+            json.loads(path.read_text(encoding="utf-8")), default_specification=DRAFT202012
+        )
+        resources.append((path.as_uri(), schema))
+        if schema.id():
+            resources.append((cast(str, schema.id()), schema))
     return Registry().with_resources(resources)
 
 
@@ -157,34 +173,84 @@ async def _never(*_args: object) -> None:
     raise AssertionError("handlers are not called in this test")
 
 
-def registered_routes() -> set[tuple[str, str]]:
-    """(METHOD, path) of every route the real aiohttp app registers (HEAD left out)."""
+# One system of each kind, as a deployment configures them; only ``rest`` calls back.
+SYSTEMS = {
+    "provincial": SystemConfig(
+        kind="rest",
+        url="http://127.0.0.1:9/platform/v1",
+        secret="provincial-secret-0123456789",
+    ),
+    "hukou": SystemConfig(kind="soap"),
+    "hospital": SystemConfig(kind="filedrop"),
+    "cdc": SystemConfig(kind="amqp"),
+}
+
+
+def registered_routes(systems: Mapping[str, SystemConfig]) -> set[tuple[str, str]]:
+    """(METHOD, path) of every route the real aiohttp app registers (HEAD left out), built
+    as ``Gateway._start_intake`` builds it: intake, the cases API, and each system's callback
+    routes."""
     store = cast(Store, object())  # stand-in: only the route table is read
     metrics = Metrics()
+    auth = PortalAuth({}, store)
     api = IntakeApi(
         IntakeService(store, _never, metrics),
-        PortalAuth({}, store),
+        auth,
         store,
         metrics,
         Readiness(lambda: True),
         timezone=dt.UTC,
     )
-    app = build_app(api, max_body_bytes=1 << 20)
-    routes = set()
+    cases = CasesApi(auth, store, cast(Orchestrator, object()), timezone=dt.UTC)
+    routes: list[RouteAdder] = []
+    for name, config in systems.items():
+        routes += callback_routes(name, config, _never)
+    app = build_app(api, cases, *routes, max_body_bytes=1 << 20)
+    found = set()
     for route in app.router.routes():
         assert route.resource is not None
         if route.method != "HEAD":
-            routes.add((route.method, route.resource.canonical))
-    return routes
+            found.add((route.method, route.resource.canonical))
+    return found
 
 
-def test_document_lists_exactly_the_registered_routes() -> None:
+def documented_routes(rest_systems: list[str]) -> set[tuple[str, str]]:
+    """The documented routes, the callback template made concrete per ``rest`` system."""
     documented = {(method.upper(), path) for path, method, _ in operations()}
-    registered = registered_routes()
+    assert ("POST", CALLBACKS) in documented
+    concrete = {("POST", CALLBACKS.replace("{system}", name)) for name in rest_systems}
+    return (documented - {("POST", CALLBACKS)}) | concrete
+
+
+@pytest.mark.parametrize("systems", [SYSTEMS, {}], ids=["every-kind-of-system", "no-systems"])
+def test_document_lists_exactly_the_registered_routes(
+    systems: Mapping[str, SystemConfig],
+) -> None:
+    registered = registered_routes(systems)
+    documented = documented_routes([n for n, c in systems.items() if c.kind == "rest"])
     assert documented == registered, (
         f"only in the document: {sorted(documented - registered)}; "
         f"only in the code: {sorted(registered - documented)}"
     )
+
+
+def test_only_rest_systems_get_a_callback_route() -> None:
+    added = registered_routes(SYSTEMS) - registered_routes({})
+    assert added == {("POST", "/v1/callbacks/provincial")}
+
+
+def test_callback_body_is_the_provincial_webhook_body() -> None:
+    """The callback route's body is defined by the provincial contract's webhook."""
+    ours = document()["paths"][CALLBACKS]["post"]["requestBody"]["content"]["application/json"]
+    provincial, _ = read_from_filename(str(PROVINCIAL / "openapi.yaml"))
+    webhook = provincial["webhooks"]["caseStatusChanged"]["post"]
+    theirs = webhook["requestBody"]["content"]["application/json"]
+    ours_file = (DOCUMENT.parent / ours["schema"]["$ref"]).resolve()
+    theirs_file = (PROVINCIAL / theirs["schema"]["$ref"]).resolve()
+    assert ours_file == theirs_file
+    for name, ex in theirs.get("examples", {}).items():  # their examples are valid here too
+        errors = list(validator_at(_body_schema(CALLBACKS, "post")).iter_errors(ex["value"]))
+        assert not errors, f"provincial webhook example {name}: {errors}"
 
 
 # --- problem types --------------------------------------------------------------------
@@ -212,9 +278,11 @@ def _slug(node: ast.expr | None, where: str) -> str:
 
 
 def problems_in_code() -> dict[str, set[int | None]]:
-    """Every slug passed to ``Problem(...)`` anywhere in gateway/, with its statuses."""
+    """Every slug passed to ``Problem(...)`` anywhere in gateway/ and connectors/ (the
+    callback routes are served by the gateway's HTTP app), with its statuses."""
     found: dict[str, set[int | None]] = {}
-    for path in sorted((ROOT / "gateway").rglob("*.py")):
+    sources = [*(ROOT / "gateway").rglob("*.py"), *(ROOT / "connectors").rglob("*.py")]
+    for path in sorted(sources):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
@@ -264,9 +332,13 @@ def test_problem_type_schema_admits_the_documented_types_and_nothing_else() -> N
         type_schema.validate(TYPE_BASE + "no-such-problem")
 
 
-def test_view_status_enum_follows_the_code() -> None:
-    view = document()["components"]["schemas"]["ApplicationView"]["properties"]
+def test_status_enums_follow_the_code() -> None:
+    schemas = document()["components"]["schemas"]
+    view = schemas["ApplicationState"]["properties"]
     assert view["status"]["enum"] == [s.value for s in ApplicationStatus]
+    task_statuses = [s.value for s in TaskStatus]
+    assert schemas["Task"]["properties"]["status"]["enum"] == task_statuses
+    assert schemas["ResultsItem"]["properties"]["status"]["enum"] == task_statuses
 
 
 # --- examples -------------------------------------------------------------------------
@@ -280,15 +352,19 @@ def _examples(content: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
         yield "example", content["example"]
 
 
+def _body_schema(path: str, method: str, media: str = "application/json") -> str:
+    return f"/paths/{_escape(path)}/{method}/requestBody/content/{_escape(media)}/schema"
+
+
 def test_every_example_matches_its_schema() -> None:
     checked = 0
     for path, method, operation in operations():
         body = operation.get("requestBody", {}).get("content", {})
-        base = f"/paths/{_escape(path)}/{method}/requestBody/content"
         for media, content in body.items():
             for name, value in _examples(content):
-                schema = validator_at(f"{base}/{_escape(media)}/schema")
-                assert not list(schema.iter_errors(value)), f"{method} {path} example {name}"
+                schema = validator_at(_body_schema(path, method, media))
+                errors = [e.message for e in schema.iter_errors(value)]
+                assert not errors, f"{method} {path} example {name}: {errors}"
                 checked += 1
         for status in operation["responses"]:
             pointer, response = documented_response(path, method, int(status))
@@ -298,7 +374,20 @@ def test_every_example_matches_its_schema() -> None:
                     errors = [e.message for e in schema.iter_errors(value)]
                     assert not errors, f"{method} {path} {status} example {name}: {errors}"
                     checked += 1
-    assert checked >= 20
+    assert checked >= 35
+
+
+def test_view_schemas_say_when_results_and_timeline_appear() -> None:
+    detail = validator_at("/components/schemas/ApplicationDetail")
+    view = validator_at("/components/schemas/ApplicationView")
+    completed = documented_example(ONE_APPLICATION, "GET", 200, "completed")
+    in_progress = documented_example(ONE_APPLICATION, "GET", 200, "in-progress")
+    assert detail.is_valid(completed) and detail.is_valid(in_progress)
+    assert not detail.is_valid({k: v for k, v in completed.items() if k != "results"})
+    assert not detail.is_valid({**in_progress, "results": completed["results"]})
+    without_timeline = {k: v for k, v in in_progress.items() if k != "timeline"}
+    assert not detail.is_valid(without_timeline)
+    assert view.is_valid(without_timeline) and not view.is_valid(in_progress)
 
 
 # --- the README's worked signing examples ---------------------------------------------
@@ -345,15 +434,23 @@ def test_readme_has_both_worked_examples() -> None:
 # --- real answers of a running gateway ------------------------------------------------
 
 NEWBORN = example("newborn-yizhang-window")
+RETIREMENT = example("retirement-online")
 INVALID = example("multiple-errors", "invalid")
 APPLICATIONS = "/v1/applications"
 ONE_APPLICATION = "/v1/applications/{application_id}"
+CORRECTIONS = ONE_APPLICATION + "/corrections"
+WITHDRAWAL = ONE_APPLICATION + "/withdrawal"
+DELIVERY = ONE_APPLICATION + "/delivery"
+BASE_ROLES = ["intake", "orchestrator", "relay", "deadletters"]
 
 
 def check_against_document(answer: Answer, method: str, path: str, status: int) -> Any:
     """The answer's status, media type, required headers and body are as documented."""
     assert answer.status == status, answer.body[:500]
     pointer, response = documented_response(path, method, status)
+    if "content" not in response:  # e.g. 204
+        assert not answer.body, f"{method} {path} {status} has a body: {answer.body[:200]!r}"
+        return None
     media = answer.headers.get("Content-Type", "").split(";")[0].strip()
     assert media in response.get("content", {}), f"{media} not documented for {status}"
     for name, header in response.get("headers", {}).items():
@@ -383,13 +480,113 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def window(gateway: Gateway, session: aiohttp.ClientSession) -> Portal:
-    return Portal(f"http://127.0.0.1:{gateway.http_port}", "window", WINDOW_SECRET, session)
+async def every_role(
+    settings_for: Callable[..., Settings], database_url: str
+) -> AsyncIterator[Gateway]:
+    """A gateway running every role of a configuration without department systems, once per
+    store dialect. (The suite's ``gateway`` fixture runs only the intake side; the view's
+    tasks need the orchestrator.) The orchestrator dispatches tasks to gw.tasks.<system>,
+    where nothing consumes them; the tests play the departments by publishing their
+    decisions to gw.results, as a connector would."""
+    gw = Gateway(settings_for(database_url))
+    await gw.start()
+    yield gw
+    await gw.stop(drain_seconds=2)
+
+
+@pytest.fixture
+def window(every_role: Gateway, session: aiohttp.ClientSession) -> Portal:
+    return Portal(f"http://127.0.0.1:{every_role.http_port}", "window", WINDOW_SECRET, session)
 
 
 async def _get(portal: Portal, path: str) -> Answer:
     async with portal.session.get(portal.base_url + path) as resp:
         return Answer(resp.status, dict(resp.headers), await resp.read())
+
+
+async def _post(portal: Portal, path: str, body: Any = None) -> Answer:
+    """A signed portal POST without an Idempotency-Key (``None``: no body at all)."""
+    data = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
+    return await portal.request("POST", path, data, None)
+
+
+def _at(template: str, app_id: str) -> str:
+    return template.replace("{application_id}", app_id)
+
+
+async def _view_when(portal: Portal, app_id: str, ready: Callable[[dict[str, Any]], bool]) -> Any:
+    async def probe() -> dict[str, Any] | None:
+        view = cast(dict[str, Any], (await portal.show(app_id)).json())
+        return view if ready(view) else None
+
+    view = await eventually(probe)
+    assert view, f"application {app_id} never got there: {(await portal.show(app_id)).body!r}"
+    return view
+
+
+async def _started(portal: Portal, body: bytes = NEWBORN) -> str:
+    """Submit, then wait until the orchestrator has made the tasks and dispatched the first."""
+    app_id = str((await portal.submit(body)).json()["application_id"])
+    await _view_when(portal, app_id, lambda v: v["status"] == "in_progress")
+    return app_id
+
+
+async def _decide(gw: Gateway, view: Mapping[str, Any], step: str, decision: Decision) -> None:
+    """Play the department: a decision on gw.results, as the system's connector sends it."""
+    [task] = [t for t in view["tasks"] if t["step"] == step]
+    result = ResultMessage.of_decision(task["system"], task["attempt"], decision)
+    key = routing_key(task["system"], view["matter"], step)
+    await gw.publish(RESULTS, key, result.message())
+
+
+PROVIDED = {"citizen_id": "431022202611200012"}  # the newborn's, from the police
+
+
+async def _completed(portal: Portal, gw: Gateway) -> str:
+    """A newborn application whose every department completed its task, providing what the
+    catalogue says it provides."""
+    app_id = await _started(portal)
+    decided: set[tuple[str, int]] = set()
+
+    async def probe() -> bool:
+        view = (await portal.show(app_id)).json()
+        for task in view["tasks"]:
+            if task["status"] == "dispatched" and (task["step"], task["attempt"]) not in decided:
+                decided.add((task["step"], task["attempt"]))
+                step = task["step"]
+                catalogue = load(view["catalogue_version"]).matter(view["matter"])
+                provides = {
+                    name: PROVIDED.get(name, "N0001") for name in catalogue.step(step).provides
+                }
+                decision = Decision(
+                    task_id=f"{app_id}.{step}",
+                    outcome="completed",
+                    case_number=f"CASE-{step.upper()}-0001",
+                    certificate=f"CERT-{step.upper()}-0001",
+                    provides=provides,
+                )
+                await _decide(gw, view, step, decision)
+        return bool(view["status"] == "completed")
+
+    assert await eventually(probe, within=30), (await portal.show(app_id)).body
+    return app_id
+
+
+async def _correction_requested(portal: Portal, gw: Gateway) -> str:
+    """A newborn application whose hospital asked for the child's name to be corrected."""
+    app_id = await _started(portal)
+    view = (await portal.show(app_id)).json()
+    gap = Gap("subjects.child.name", "与分娩记录中的姓名不一致")
+    decision = Decision(
+        task_id=f"{app_id}.birth_certificate",
+        outcome="correction_requested",
+        case_number="YZRM-2026-11-0042",
+        reason="新生儿姓名与分娩记录不一致",
+        gaps=[gap],
+    )
+    await _decide(gw, view, "birth_certificate", decision)
+    await _view_when(portal, app_id, lambda v: v["status"] == "correction_requested")
+    return app_id
 
 
 async def _accepted(portal: Portal, _gw: Gateway) -> Answer:
@@ -443,16 +640,87 @@ async def _invalid_envelope(portal: Portal, _gw: Gateway) -> Answer:
 
 async def _key_reused(portal: Portal, _gw: Gateway) -> Answer:
     await portal.submit(NEWBORN, key="reused-1")
-    return await portal.submit(example("retirement-online"), key="reused-1")
+    return await portal.submit(RETIREMENT, key="reused-1")
 
 
-async def _view(portal: Portal, _gw: Gateway) -> Answer:
+async def _view_just_accepted(portal: Portal, _gw: Gateway) -> Answer:
+    """Read at once: the orchestrator may or may not have started it; both are documented."""
     app_id = (await portal.submit(NEWBORN)).json()["application_id"]
     return await portal.show(app_id)
 
 
+async def _view_in_progress(portal: Portal, _gw: Gateway) -> Answer:
+    return await portal.show(await _started(portal))
+
+
+async def _view_correction_requested(portal: Portal, gw: Gateway) -> Answer:
+    return await portal.show(await _correction_requested(portal, gw))
+
+
+async def _view_completed(portal: Portal, gw: Gateway) -> Answer:
+    return await portal.show(await _completed(portal, gw))
+
+
 async def _not_found(portal: Portal, _gw: Gateway) -> Answer:
     return await portal.show(str(uuid.uuid4()))
+
+
+async def _other_portals(portal: Portal, _gw: Gateway) -> Answer:
+    """Another portal's application is not found, exactly like one that does not exist."""
+    online = Portal(portal.base_url, "online", ONLINE_SECRET, portal.session)
+    app_id = (await online.submit(NEWBORN)).json()["application_id"]
+    return await portal.show(app_id)
+
+
+async def _corrected(portal: Portal, gw: Gateway) -> Answer:
+    app_id = await _correction_requested(portal, gw)
+    return await _post(
+        portal, _at(CORRECTIONS, app_id), {"changes": {"subjects.child.name": "王子涵"}}
+    )
+
+
+async def _corrections_without_changes(portal: Portal, _gw: Gateway) -> Answer:
+    app_id = (await portal.submit(NEWBORN)).json()["application_id"]
+    return await _post(portal, _at(CORRECTIONS, app_id), {"changes": {}})
+
+
+async def _corrections_unknown(portal: Portal, _gw: Gateway) -> Answer:
+    changes = {"changes": {"subjects.child.name": "王子涵"}}
+    return await _post(portal, _at(CORRECTIONS, str(uuid.uuid4())), changes)
+
+
+async def _corrections_not_asked(portal: Portal, _gw: Gateway) -> Answer:
+    app_id = await _started(portal)
+    return await _post(
+        portal, _at(CORRECTIONS, app_id), {"changes": {"subjects.child.name": "王子涵"}}
+    )
+
+
+async def _corrections_invalid_envelope(portal: Portal, gw: Gateway) -> Answer:
+    app_id = await _correction_requested(portal, gw)
+    return await _post(portal, _at(CORRECTIONS, app_id), {"changes": {"applicant.phone": "1380"}})
+
+
+async def _withdrawn(portal: Portal, _gw: Gateway) -> Answer:
+    app_id = await _started(portal)
+    return await _post(portal, _at(WITHDRAWAL, app_id), {"reason": "申请人改为线下办理"})
+
+
+async def _withdrawn_twice(portal: Portal, _gw: Gateway) -> Answer:
+    app_id = (await portal.submit(NEWBORN)).json()["application_id"]
+    assert (await _post(portal, _at(WITHDRAWAL, app_id))).status == 200
+    return await _post(portal, _at(WITHDRAWAL, app_id))
+
+
+async def _delivered(portal: Portal, gw: Gateway) -> Answer:
+    app_id = await _completed(portal, gw)
+    first = await _post(portal, _at(DELIVERY, app_id))
+    assert first.status == 200, first.body
+    return await _post(portal, _at(DELIVERY, app_id))  # again: idempotent
+
+
+async def _delivery_not_completed(portal: Portal, _gw: Gateway) -> Answer:
+    return await _post(portal, _at(DELIVERY, await _started(portal)))
 
 
 async def _healthz(portal: Portal, _gw: Gateway) -> Answer:
@@ -482,27 +750,69 @@ CASES: dict[str, tuple[Case, str, str, int]] = {
     "415-content-type": (_form, "POST", APPLICATIONS, 415),
     "422-invalid-envelope": (_invalid_envelope, "POST", APPLICATIONS, 422),
     "422-key-reused": (_key_reused, "POST", APPLICATIONS, 422),
-    "200-view": (_view, "GET", ONE_APPLICATION, 200),
+    "200-view-just-accepted": (_view_just_accepted, "GET", ONE_APPLICATION, 200),
+    "200-view-in-progress": (_view_in_progress, "GET", ONE_APPLICATION, 200),
+    "200-view-correction-requested": (_view_correction_requested, "GET", ONE_APPLICATION, 200),
+    "200-view-completed": (_view_completed, "GET", ONE_APPLICATION, 200),
     "404": (_not_found, "GET", ONE_APPLICATION, 404),
+    "404-other-portal": (_other_portals, "GET", ONE_APPLICATION, 404),
+    "202-corrections": (_corrected, "POST", CORRECTIONS, 202),
+    "400-corrections-no-changes": (_corrections_without_changes, "POST", CORRECTIONS, 400),
+    "404-corrections": (_corrections_unknown, "POST", CORRECTIONS, 404),
+    "409-corrections-not-asked": (_corrections_not_asked, "POST", CORRECTIONS, 409),
+    "422-corrections": (_corrections_invalid_envelope, "POST", CORRECTIONS, 422),
+    "200-withdrawal": (_withdrawn, "POST", WITHDRAWAL, 200),
+    "409-withdrawal-twice": (_withdrawn_twice, "POST", WITHDRAWAL, 409),
+    "200-delivery": (_delivered, "POST", DELIVERY, 200),
+    "409-delivery-not-completed": (_delivery_not_completed, "POST", DELIVERY, 409),
     "healthz": (_healthz, "GET", "/healthz", 200),
     "readyz": (_readyz, "GET", "/readyz", 200),
     "metrics": (_metrics, "GET", "/metrics", 200),
 }
 
 
+def _task(body: Mapping[str, Any], step: str) -> dict[str, Any]:
+    [task] = [t for t in body["tasks"] if t["step"] == step]
+    return cast(dict[str, Any], task)
+
+
 @pytest.mark.broker
 @pytest.mark.parametrize("name", list(CASES))
 async def test_real_answer_matches_the_document(
-    name: str, window: Portal, gateway: Gateway
+    name: str, window: Portal, every_role: Gateway
 ) -> None:
     case, method, path, status = CASES[name]
-    body = check_against_document(await case(window, gateway), method, path, status)
+    body = check_against_document(await case(window, every_role), method, path, status)
     if name == "202":
         assert body["location"].endswith(body["application_id"])
     if name == "422-invalid-envelope":  # the documented example is the real answer
         assert body == documented_example(path, method, 422, "invalid-envelope")
     if name == "metrics":
         assert 'gateway_intake_total{channel="http",outcome="202"} 1.0' in body
+    if name == "200-view-in-progress":
+        assert _task(body, "birth_certificate")["status"] == "dispatched"
+        assert {t["status"] for t in body["tasks"][1:]} == {"waiting"}
+        assert [e["kind"] for e in body["timeline"]] == ["application.accepted", "task.dispatched"]
+    if name == "200-view-correction-requested":
+        gaps = _task(body, "birth_certificate")["gaps"]
+        assert gaps == [{"field": "subjects.child.name", "message": "与分娩记录中的姓名不一致"}]
+    if name == "200-view-completed":
+        assert [r["step"] for r in body["results"]] == [t["step"] for t in body["tasks"]]
+        hukou = next(r for r in body["results"] if r["step"] == "hukou")
+        assert hukou["provides"] == {"citizen_id": "431022202611200012"}
+    if name == "202-corrections":
+        rerun = _task(body, "birth_certificate")
+        assert (body["status"], rerun["status"], rerun["attempt"]) == (
+            "in_progress",
+            "dispatched",
+            2,
+        )
+    if name == "200-withdrawal":
+        assert body["status"] == "withdrawn"
+        assert {t["status"] for t in body["tasks"]} == {"cancelled"}
+    if name == "200-delivery":
+        assert body["status"] == "delivered"
+        assert "results" in body
 
 
 @pytest.mark.broker
@@ -511,6 +821,8 @@ async def test_real_answer_matches_the_document(
     [
         ("GET", "/v1/no-such-route", "http-404"),
         ("PUT", APPLICATIONS, "http-405"),
+        ("POST", "/v1/callbacks/provincial", "http-404"),  # no system of kind rest configured
+        ("POST", "/v1/callbacks/hukou", "http-404"),
     ],
 )
 async def test_http_layer_errors_are_documented_problems(
@@ -521,3 +833,75 @@ async def test_http_layer_errors_are_documented_problems(
         body = await resp.json(content_type=None)
     validator_at("/components/schemas/Problem").validate(body)
     assert body["type"] == TYPE_BASE + slug
+
+
+# --- the callback route of a rest system, live ----------------------------------------
+
+PROVINCIAL_SECRET = "provincial-secret-0123456789"
+
+
+@pytest.fixture
+async def with_provincial(
+    settings_for: Callable[..., Settings], database_url: str
+) -> AsyncIterator[Gateway]:
+    """A gateway with the provincial platform configured (kind rest), so intake serves
+    ``POST /v1/callbacks/provincial``; its connector role is not run (nothing is sent)."""
+    rest = SystemConfig(
+        kind="rest",
+        url="http://127.0.0.1:9/platform/v1",
+        secret=PROVINCIAL_SECRET,
+    )
+    gw = Gateway(settings_for(database_url, systems={"provincial": rest}), roles=BASE_ROLES)
+    await gw.start()
+    yield gw
+    await gw.stop(drain_seconds=2)
+
+
+async def _callback(
+    portal: Portal, event: Mapping[str, Any] | bytes, *, secret: str = PROVINCIAL_SECRET
+) -> Answer:
+    path = "/v1/callbacks/provincial"
+    body = event if isinstance(event, bytes) else json.dumps(event, ensure_ascii=False).encode()
+    key = "" if isinstance(event, bytes) else str(event.get("event_id", ""))
+    stamp, nonce = str(int(time.time())), uuid.uuid4().hex
+    headers = {
+        "Content-Type": "application/json",
+        "X-Client-Id": "provincial",
+        "X-Timestamp": stamp,
+        "X-Nonce": nonce,
+        "X-Signature": sign(secret, stamp, nonce, "POST", path, key, body),
+    }
+    if key:
+        headers["Idempotency-Key"] = key
+    async with portal.session.post(portal.base_url + path, data=body, headers=headers) as resp:
+        return Answer(resp.status, dict(resp.headers), await resp.read())
+
+
+@pytest.mark.broker
+async def test_a_rest_systems_callbacks_answer_as_documented(
+    with_provincial: Gateway, session: aiohttp.ClientSession
+) -> None:
+    online = Portal(
+        f"http://127.0.0.1:{with_provincial.http_port}", "online", ONLINE_SECRET, session
+    )
+    app_id = await _started(online, RETIREMENT)
+    content = document()["paths"][CALLBACKS]["post"]["requestBody"]["content"]
+    event = copy.deepcopy(content["application/json"]["examples"]["provincial-denied"]["value"])
+    event["case"].update(
+        request_id=f"{app_id}.file_review",
+        application_ref=app_id,
+        item_code="retirement_file_review",
+    )
+
+    refused = await _callback(online, event, secret="not-the-provincial-secret")
+    check_against_document(refused, "POST", CALLBACKS, 401)
+    broken = await _callback(online, {**event, "case": {**event["case"], "status": "LOST"}})
+    body = check_against_document(broken, "POST", CALLBACKS, 422)
+    assert [e["loc"] for e in body["errors"]] == ["case.status"]
+    recorded = await _callback(online, event)
+    check_against_document(recorded, "POST", CALLBACKS, 204)
+
+    view = await _view_when(online, app_id, lambda v: v["status"] == "rejected")
+    check_against_document(await online.show(app_id), "GET", ONE_APPLICATION, 200)
+    review = _task(view, "file_review")
+    assert (review["status"], review["reason"]) == ("denied", event["case"]["reason"])

@@ -11,6 +11,7 @@ import pytest
 from gateway.runtime import Gateway
 from gateway.settings import PortalConfig, Settings
 from gateway.store import ApplicationStatus, DeadLetterRecord
+from tests.conftest import INTAKE_ROLES
 from tests.support.portal import example
 from tests.support.rabbit import Rabbit
 from tests.support.waiting import eventually
@@ -115,7 +116,7 @@ async def test_a_broker_user_that_is_no_portal_is_parked(
     settings_for: Callable[..., Settings], rabbit: Rabbit
 ) -> None:
     settings = settings_for(portals={"window": PortalConfig(secret="s" * 20)})  # type: ignore[arg-type]
-    async with Gateway(settings) as gw:
+    async with Gateway(settings, roles=INTAKE_ROLES) as gw:
         await publish_as_portal(rabbit, example("newborn-minimal-online"), "stranger")
         [letter] = await eventually(lambda: letters(gw))
         assert "'guest' is not a configured portal" in letter.letter.reason

@@ -15,7 +15,7 @@ from gateway.intake.service import fingerprint
 from gateway.runtime import Gateway
 from gateway.settings import Settings
 from gateway.store import ApplicationStatus
-from tests.conftest import ONLINE_OLD_SECRET, ONLINE_SECRET, WINDOW_SECRET
+from tests.conftest import INTAKE_ROLES, ONLINE_OLD_SECRET, ONLINE_SECRET, WINDOW_SECRET
 from tests.support.portal import Portal, example, example_json
 from tests.support.proxy import TcpProxy
 from tests.support.rabbit import Rabbit
@@ -26,9 +26,10 @@ NEWBORN = example("newborn-yizhang-window")
 @pytest.fixture
 async def gw(settings_for: Callable[..., Settings], database_url: str) -> AsyncIterator[Gateway]:
     gateway = Gateway(
-        settings_for(
+        roles=INTAKE_ROLES,
+        settings=settings_for(
             database_url, intake={"max_body_bytes": 64 * 1024, "idempotency_lease_seconds": 0.5}
-        )
+        ),
     )
     await gateway.start()
     yield gateway
@@ -252,7 +253,7 @@ async def test_broker_down_is_503_and_the_same_key_succeeds_later(
     settings = settings_for(
         via=proxy, broker={"publish_timeout_seconds": 1.0, "reconnect_max_seconds": 0.5}
     )
-    async with Gateway(settings) as gw:
+    async with Gateway(settings, roles=INTAKE_ROLES) as gw:
         assert gw.store is not None and gw.broker is not None
         portal = Portal(f"http://127.0.0.1:{gw.http_port}", "window", WINDOW_SECRET, session)
         await proxy.refuse()

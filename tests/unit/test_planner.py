@@ -287,3 +287,13 @@ def test_a_dead_lettered_task_blocks_the_application_with_its_reason() -> None:
     )
     assert tr.status is ApplicationStatus.BLOCKED
     assert events(tr) == ["task.dead_lettered", "application.blocked"]
+
+
+def test_a_step_that_did_not_provide_what_the_catalogue_promises_blocks_with_a_reason() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, tr = answer(state, "birth_certificate", provides={})  # no birth_certificate_no
+    assert tr.status is ApplicationStatus.BLOCKED
+    blocked = {t.step: t.reason for t in tr.tasks if t.status is TaskStatus.DEAD_LETTERED}
+    assert set(blocked) == {"vaccination", "hukou"}
+    assert "provided.birth_certificate_no was not provided" in (blocked["hukou"] or "")
+    assert "application.blocked" in events(tr)

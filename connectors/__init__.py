@@ -1,0 +1,1 @@
+"""Connectors: one module per transport kind behind connectors.base.Connector."""

@@ -1,0 +1,232 @@
+"""What a portal does with an application after submitting it: follow it, correct it,
+withdraw it, and record that the window handed out the results.
+
+    GET  /v1/applications/{id}               status, tasks with due times, timeline, results
+    POST /v1/applications/{id}/corrections   {"changes": {"<dotted path>": value, ...}}
+    POST /v1/applications/{id}/withdrawal    {"reason": "..."}
+    POST /v1/applications/{id}/delivery      {}
+
+A portal sees and changes only its own applications (anything else is 404).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from gateway.catalogue.model import CURRENT_VERSION, load
+from gateway.deadlines import CALENDAR_NOTE
+from gateway.envelope import ENVELOPE_ADAPTER, parse_envelope
+from gateway.errors import InvalidEnvelope
+from gateway.intake.auth import PortalAuth
+from gateway.intake.problem_http import problem_response
+from gateway.orchestration import planner
+from gateway.orchestration.orchestrator import Orchestrator, changed_paths
+from gateway.orchestration.records import TERMINAL, CaseState
+from gateway.problems import Problem
+from gateway.store import ApplicationStatus, Store
+
+MAX_CHANGES = 50
+_NOT_FOUND = Problem(
+    404,
+    "application-not-found",
+    "Application not found",
+    "no application with this id for this portal",
+)
+
+
+class CasesApi:
+    def __init__(
+        self,
+        auth: PortalAuth,
+        store: Store,
+        orchestrator: Orchestrator,
+        *,
+        timezone: dt.tzinfo,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._auth = auth
+        self._store = store
+        self._orchestrator = orchestrator
+        self._tz = timezone
+        self._clock = clock
+
+    def add_routes(self, app: web.Application) -> None:
+        base = "/v1/applications/{application_id}"
+        app.router.add_get(base, self.show)
+        app.router.add_post(base + "/corrections", self.correct)
+        app.router.add_post(base + "/withdrawal", self.withdraw)
+        app.router.add_post(base + "/delivery", self.deliver)
+
+    async def _own_case(self, request: web.Request) -> tuple[CaseState | None, bytes]:
+        body = await request.read()
+        portal_id = await self._auth.verify(request.headers, request.method, request.raw_path, body)
+        app_id = request.match_info["application_id"]
+        structlog.contextvars.bind_contextvars(portal_id=portal_id, application_id=app_id)
+        state = await self._store.cases.load(app_id) if len(app_id) <= 64 else None
+        if state is None or state.application.portal_id != portal_id:
+            return None, body  # never reveal that another portal's application exists
+        return state, body
+
+    async def show(self, request: web.Request) -> web.Response:
+        state, _ = await self._own_case(request)
+        if state is None:
+            return problem_response(_NOT_FOUND)
+        timeline = await self._store.cases.timeline(state.application.id)
+        view = self.view(state)
+        view["timeline"] = [
+            {"at": self._when(e.at), "kind": e.kind, "task_id": e.task_id, "detail": dict(e.detail)}
+            for e in timeline
+        ]
+        return web.json_response(view, dumps=_dumps)
+
+    async def correct(self, request: web.Request) -> web.Response:
+        state, body = await self._own_case(request)
+        if state is None:
+            return problem_response(_NOT_FOUND)
+        changes = _json_object(body).get("changes")
+        if not isinstance(changes, dict) or not changes or len(changes) > MAX_CHANGES:
+            return problem_response(
+                Problem(
+                    400,
+                    "corrections-invalid",
+                    "Corrections invalid",
+                    f'send {{"changes": {{"<dotted envelope path>": value}}}} with 1 to '
+                    f"{MAX_CHANGES} changes",
+                )
+            )
+        envelope = copy.deepcopy(json.loads(state.application.envelope_json))
+        for path, value in changes.items():
+            _set(envelope, str(path), value)
+        try:
+            corrected = parse_envelope(json.dumps(envelope, ensure_ascii=False).encode())
+        except InvalidEnvelope as exc:
+            return problem_response(
+                Problem(
+                    422,
+                    "invalid-envelope",
+                    "Invalid application envelope",
+                    f"{len(exc.errors)} field(s) are wrong after the corrections",
+                    errors=exc.as_dicts(),
+                )
+            )
+        new_json = ENVELOPE_ADAPTER.dump_json(corrected).decode()
+        changed = list(
+            changed_paths(json.loads(state.application.envelope_json), json.loads(new_json))
+        )
+        try:
+            await self._orchestrator.apply(
+                state.application.id, lambda s, c: planner.on_correction(s, c, new_json, changed)
+            )
+        except planner.NotAllowed as exc:
+            return problem_response(Problem(409, "not-allowed-now", "Not allowed now", str(exc)))
+        return await self._current(state.application.id, 202)
+
+    async def withdraw(self, request: web.Request) -> web.Response:
+        state, body = await self._own_case(request)
+        if state is None:
+            return problem_response(_NOT_FOUND)
+        reason = str(_json_object(body).get("reason") or "withdrawn by the applicant")[:500]
+        try:
+            await self._orchestrator.apply(
+                state.application.id, lambda s, c: planner.on_withdrawal(s, c, reason)
+            )
+        except planner.NotAllowed as exc:
+            return problem_response(Problem(409, "not-allowed-now", "Not allowed now", str(exc)))
+        return await self._current(state.application.id, 200)
+
+    async def deliver(self, request: web.Request) -> web.Response:
+        state, _ = await self._own_case(request)
+        if state is None:
+            return problem_response(_NOT_FOUND)
+        try:
+            await self._orchestrator.apply(state.application.id, planner.on_delivery)
+        except planner.NotAllowed as exc:
+            return problem_response(Problem(409, "not-allowed-now", "Not allowed now", str(exc)))
+        return await self._current(state.application.id, 200)
+
+    async def _current(self, app_id: str, status: int) -> web.Response:
+        state = await self._store.cases.load(app_id)
+        assert state is not None
+        return web.json_response(self.view(state), status=status, dumps=_dumps)
+
+    def view(self, state: CaseState) -> dict[str, Any]:
+        app = state.application
+        now = self._clock()
+        matter = None
+        if state.tasks:
+            matter = load(state.catalogue_version or CURRENT_VERSION).matter(app.matter)
+        tasks = []
+        for t in state.tasks:
+            step = matter.step(t.step) if matter else None
+            tasks.append(
+                {
+                    "step": t.step,
+                    "title": step.title if step else None,
+                    "department": step.department if step else None,
+                    "system": t.system,
+                    "status": t.status.value,
+                    "attempt": t.attempt,
+                    "case_number": t.case_number,
+                    "certificate": t.certificate,
+                    "reason": t.reason,
+                    "gaps": [dict(g) for g in t.gaps],
+                    "dispatched_at": self._when(t.dispatched_at),
+                    "due_at": self._when(t.due_at),
+                    "finished_at": self._when(t.finished_at),
+                    "overdue": t.status not in TERMINAL and t.due_at is not None and now > t.due_at,
+                }
+            )
+        view: dict[str, Any] = {
+            "application_id": app.id,
+            "portal_id": app.portal_id,
+            "matter": app.matter,
+            "status": app.status.value,
+            "schema_version": app.schema_version,
+            "channel": app.channel,
+            "catalogue_version": state.catalogue_version,
+            "received_at": self._when(app.created_at),
+            "accepted_at": self._when(app.accepted_at),
+            "updated_at": self._when(app.updated_at),
+            "calendar": CALENDAR_NOTE,
+            "tasks": tasks,
+        }
+        if matter and app.status in (ApplicationStatus.COMPLETED, ApplicationStatus.DELIVERED):
+            view["results"] = planner.results_pack(state.tasks, matter)
+        return view
+
+    def _when(self, ts: float | None) -> str | None:
+        if ts is None:
+            return None
+        return dt.datetime.fromtimestamp(ts, self._tz).isoformat(timespec="seconds")
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _set(envelope: dict[str, Any], path: str, value: Any) -> None:
+    node = envelope
+    parts = path.split(".")[:8]
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,112 @@
+"""All department simulators of a configuration, started and stopped together.
+
+``gateway simulate`` runs them as a process of their own; the demo and the end-to-end
+tests run them beside the gateway. Each simulator takes its endpoint, folders or queues from
+``[systems.<name>]``, so the real system can replace it by configuration alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from gateway.settings import Settings, SystemConfig
+from gateway.simulators.behaviour import Behaviour
+from gateway.simulators.ledger import EffectLedger
+
+
+class Simulator(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Fleet:
+    settings: Settings
+    ledger: EffectLedger
+    callback_base_url: str | None = None  # where the gateway takes callbacks
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    running: dict[str, Simulator] = field(default_factory=dict)
+
+    def behaviour(self, system: str) -> Behaviour:
+        return self.behaviours.setdefault(system, Behaviour())
+
+    async def start(self, only: set[str] | None = None) -> None:
+        for name, config in sorted(self.settings.systems.items()):
+            if only is not None and name not in only:
+                continue
+            sim = self._build(name, config)
+            await sim.start()
+            self.running[name] = sim
+
+    def _build(self, name: str, config: SystemConfig) -> Simulator:
+        behaviour = self.behaviour(name)
+        if config.kind == "soap":
+            from gateway.simulators.hukou import HukouSimulator
+
+            return HukouSimulator(config, behaviour, self.ledger)
+        if config.kind == "rest":
+            from gateway.simulators.provincial import ProvincialSimulator
+
+            callback = (
+                f"{self.callback_base_url}/v1/callbacks/{name}" if self.callback_base_url else None
+            )
+            return ProvincialSimulator(config, behaviour, self.ledger, callback)
+        if config.kind == "filedrop":
+            from gateway.simulators.hospital import HospitalSimulator
+
+            return HospitalSimulator(config, behaviour, self.ledger)
+        from gateway.simulators.cdc import CdcSimulator
+
+        return CdcSimulator(self.settings.amqp_url, config, behaviour, self.ledger)
+
+    async def stop(self) -> None:
+        for sim in reversed(list(self.running.values())):
+            await sim.stop()
+        self.running.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def local_systems(
+    root: Path | None = None, *, poll_seconds: float = 0.5
+) -> dict[str, SystemConfig]:
+    """The four DESIGN systems on this machine: free ports, folders under ``root``, a fresh
+    signing secret shared by the gateway and the provincial simulator."""
+    base = root or Path(tempfile.mkdtemp(prefix="gateway-sim-"))
+    secret = os.urandom(16).hex()
+    hospital = base / "hospital"
+    folders = {k: hospital / k for k in ("in", "out", "archive", "error")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "hospital": SystemConfig(
+            kind="filedrop",
+            outbox=folders["in"],
+            inbox=folders["out"],
+            archive=folders["archive"],
+            error=folders["error"],
+        ),
+        "hukou": SystemConfig(
+            kind="soap", url=f"http://127.0.0.1:{free_port()}/hukou", poll_seconds=poll_seconds
+        ),
+        "provincial": SystemConfig(
+            kind="rest",
+            url=f"http://127.0.0.1:{free_port()}/api",
+            secret=secret,
+            poll_seconds=max(poll_seconds, 5.0),
+        ),
+        "cdc": SystemConfig(
+            kind="amqp", inbox_queue="dept.cdc.inbox", reply_queue="dept.cdc.replies"
+        ),
+    }

@@ -1,0 +1,1 @@
+"""Mappings: pure translations between the canonical envelope and each department system."""

@@ -1,0 +1,175 @@
+"""The internal push end to end: real RabbitMQ, real store, the four department simulators
+over real sockets, folders and queues. Order and "nothing twice" are read from the
+simulators' own effect ledgers, never from the gateway's belief."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.envelope.validators import citizen_id
+from gateway.runtime import Gateway
+from gateway.settings import Settings
+from gateway.simulators.behaviour import Verdict
+from gateway.simulators.fleet import Fleet, local_systems
+from gateway.simulators.ledger import EffectLedger
+from tests.conftest import WINDOW_SECRET
+from tests.support.portal import Portal, example_json
+from tests.support.rabbit import Rabbit
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.broker
+FINAL = {"completed", "rejected", "withdrawn", "blocked", "correction_requested"}
+
+
+class Pipeline:
+    def __init__(self, gw: Gateway, fleet: Fleet, ledger: EffectLedger, portal: Portal) -> None:
+        self.gw, self.fleet, self.ledger, self.portal = gw, fleet, ledger, portal
+
+    async def submit(self, envelope: dict[str, Any]) -> str:
+        answer = await self.portal.submit(json.dumps(envelope, ensure_ascii=False).encode())
+        assert answer.status == 202, answer.body
+        app_id: str = answer.json()["application_id"]
+        return app_id
+
+    async def view(self, app_id: str) -> dict[str, Any]:
+        answer = await self.portal.show(app_id)
+        assert answer.status == 200, answer.body
+        view: dict[str, Any] = answer.json()
+        return view
+
+    async def settled(
+        self, app_id: str, within: float = 30.0, status: set[str] = FINAL
+    ) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            view = await self.view(app_id)
+            return view if view["status"] in status else None
+
+        view = await eventually(probe, within)
+        assert view is not None, await self.view(app_id)
+        return view  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def pipeline(
+    settings_for: Callable[..., Settings], database_url: str, tmp_path: Path, rabbit: Rabbit
+) -> AsyncIterator[Pipeline]:
+    settings = settings_for(database_url, systems=local_systems(tmp_path / "sim", poll_seconds=0.2))
+    ledger = EffectLedger(tmp_path / "ledger.sqlite3")
+    gw = Gateway(settings)
+    await gw.start()
+    fleet = Fleet(settings, ledger, callback_base_url=f"http://127.0.0.1:{gw.http_port}")
+    await fleet.start()
+    async with aiohttp.ClientSession() as session:
+        portal = Portal(f"http://127.0.0.1:{gw.http_port}", "window", WINDOW_SECRET, session)
+        yield Pipeline(gw, fleet, ledger, portal)
+    await fleet.stop()
+    await gw.stop(drain_seconds=2)
+    assert await ledger.double_effects() == []  # nothing twice, in every test
+    ledger.close()
+
+
+def by_step(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["step"]: t for t in view["tasks"]}
+
+
+async def test_newborn_bundle_completes_in_dependency_order(pipeline: Pipeline) -> None:
+    app_id = await pipeline.submit(example_json("newborn-yizhang-window"))
+    view = await pipeline.settled(app_id)
+    assert view["status"] == "completed", by_step(view)
+    results = {r["step"]: r for r in view["results"]}
+    assert set(results) == {
+        "birth_certificate",
+        "vaccination",
+        "hukou",
+        "medical_insurance",
+        "social_security_card",
+    }
+    new_id = results["hukou"]["provides"]["citizen_id"]
+    assert citizen_id(new_id) == new_id  # a valid GB 11643 number from the police
+    assert results["birth_certificate"]["provides"]["birth_certificate_no"][0].isalpha()
+    assert all(r["case_number"] for r in results.values())
+
+    effects = await pipeline.ledger.effects(app_id)
+    order = [e.task for e in effects]
+    assert order.index("birth_certificate") < order.index("hukou")
+    assert order.index("birth_certificate") < order.index("vaccination")
+    assert order.index("hukou") < order.index("medical_insurance")
+    assert order.index("hukou") < order.index("social_security_card")
+    kinds = [e["kind"] for e in view["timeline"]] if "timeline" in view else []
+    assert kinds[0] == "application.accepted" and kinds[-1] == "application.completed"
+
+
+async def test_retirement_and_after_death_complete(pipeline: Pipeline) -> None:
+    retirement = await pipeline.submit(example_json("retirement-online"))
+    after_death = await pipeline.submit(example_json("after-death-mobile"))
+    for app_id in (retirement, after_death):
+        view = await pipeline.settled(app_id)
+        assert view["status"] == "completed", by_step(view)
+    death = by_step(await pipeline.view(after_death))
+    assert death["hukou_cancellation"]["status"] == "completed"
+    steps = {e.task for e in await pipeline.ledger.effects(after_death)}
+    applicable = {s for s, t in death.items() if t["status"] == "completed"}
+    assert steps == applicable  # every completed task is an effect in some department
+
+
+async def test_a_denied_step_cancels_its_dependents(pipeline: Pipeline) -> None:
+    envelope = example_json("newborn-yizhang-window")
+    envelope["subjects"]["child"]["name"] = "驳回测试"
+    pipeline.fleet.behaviour("hukou").by_name["驳回测试"] = Verdict(
+        "denied", reason="household head is not registered here"
+    )
+    app_id = await pipeline.submit(envelope)
+    view = await pipeline.settled(app_id, status={"rejected"})
+    tasks = by_step(view)
+    assert tasks["hukou"]["status"] == "denied"
+    assert tasks["hukou"]["reason"] == "household head is not registered here"
+    assert tasks["medical_insurance"]["status"] == "cancelled"
+    assert tasks["social_security_card"]["status"] == "cancelled"
+    steps = {e.task for e in await pipeline.ledger.effects(app_id)}
+    assert "medical_insurance" not in steps and "social_security_card" not in steps
+
+
+async def test_a_correction_reruns_only_the_step_that_asked(pipeline: Pipeline) -> None:
+    envelope = example_json("newborn-yizhang-window")
+    envelope["subjects"]["child"]["name"] = "补正测试"
+    pipeline.fleet.behaviour("hukou").by_name["补正测试"] = Verdict(
+        "correction_requested",
+        reason="name does not match the birth certificate",
+        gaps=[("NewbornName", "give the name as on the birth certificate")],
+    )
+    app_id = await pipeline.submit(envelope)
+    view = await pipeline.settled(app_id, status={"correction_requested"})
+    assert by_step(view)["hukou"]["gaps"]
+    answer = await pipeline.portal.request(
+        "POST",
+        f"/v1/applications/{app_id}/corrections",
+        json.dumps({"changes": {"subjects.child.name": "王子轩"}}).encode(),
+        None,
+    )
+    assert answer.status == 202, answer.body
+    view = await pipeline.settled(app_id, status={"completed", "rejected"})
+    assert view["status"] == "completed"
+    tasks = by_step(view)
+    assert tasks["hukou"]["attempt"] == 2
+    assert tasks["birth_certificate"]["attempt"] == 1  # not re-run
+
+
+async def test_withdrawal_stops_the_bundle(pipeline: Pipeline) -> None:
+    pipeline.fleet.behaviour("hospital").decision_delay_seconds = 60
+    app_id = await pipeline.submit(example_json("newborn-yizhang-window"))
+    answer = await pipeline.portal.request(
+        "POST",
+        f"/v1/applications/{app_id}/withdrawal",
+        json.dumps({"reason": "moved away"}).encode(),
+        None,
+    )
+    assert answer.status == 200, answer.body
+    view = answer.json()
+    assert view["status"] == "withdrawn"
+    assert {t["status"] for t in view["tasks"]} == {"cancelled"}
