@@ -25,14 +25,15 @@ if $local_host && ! command -v rabbitmq-server >/dev/null 2>&1 && [ "$(id -u)" =
 fi
 if $local_host && command -v rabbitmq-server >/dev/null 2>&1; then
   echo "No RabbitMQ at $host:$port; starting the local one (rabbitmq-server -detached)..."
-  rabbitmq-server -detached >/dev/null 2>&1 || true
-  if wait_for_it; then exit 0; fi
+  if rabbitmq-server -detached >/dev/null 2>&1 && wait_for_it; then exit 0; fi
+  echo "Could not start rabbitmq-server here (it may need root: sudo rabbitmq-server -detached)." >&2
 fi
 cat >&2 <<MSG
 No RabbitMQ answers at $host:$port (GATEWAY_AMQP_URL=$url).
 Do one of these, then run 'make demo' again:
   - start the pinned broker and PostgreSQL:   docker compose -f deploy/compose.yaml up -d
   - install RabbitMQ 3.10 or newer:           sudo apt-get install rabbitmq-server && sudo rabbitmq-server -detached
+                                              (Ubuntu 22.04 ships 3.9, which the gateway refuses: use the compose file)
   - point the gateway at a running broker:    export GATEWAY_AMQP_URL=amqp://user:pass@host:5672/
 MSG
 exit 1

@@ -20,8 +20,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-_CITIZEN_ID = re.compile(r"(?<![0-9A-Za-z])(\d{4})\d{10}(\d{3}[0-9Xx])(?![0-9A-Za-z])")
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# 18-digit GB 11643 numbers and the 15-digit numbers issued before 1999.
+_CITIZEN_ID = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[0-9Xx]|\d{15})(?![0-9A-Za-z])")
+# Mobile numbers, with or without +86 and with spaces or dashes between the groups.
+_PHONE = re.compile(r"(?<![\d+])(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
 
 _ID_KEYS = ("id_number", "citizen_id", "head_id_number", "aae135")
 _PHONE_KEYS = ("phone", "mobile", "telephone")
@@ -92,6 +94,10 @@ def mask_value(value: Any, key: str | None = None, known: Iterable[str] | None =
         if key is not None and (masked := _mask_for_key(key, value)) is not None:
             return masked
         return mask_text(value, known)
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)  # a phone or ID number logged as a number
+        masked = mask_value(text, key, known)
+        return value if masked == text else masked
     if isinstance(value, Mapping):
         return {k: mask_value(v, str(k), known) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -157,6 +157,9 @@ class BrokerClient:
             self._send(pending)
             try:
                 await asyncio.wait_for(asyncio.shield(pending.future), deadline - loop.time())
+            except asyncio.CancelledError:
+                self._forget(pending)  # nobody waits for it: do not resend it after a reconnect
+                raise
             except TimeoutError:
                 self._forget(pending)
                 raise BrokerUnavailable(

@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
+
 from gateway import events
 from gateway.broker.messages import Delivery, Message, header_str
 from gateway.broker.topology import EVENTS, HEADER_PORTAL, HEADER_TRACEPARENT
@@ -29,7 +31,9 @@ from gateway.settings import Settings
 log = get_logger(__name__)
 
 Publish = Callable[[str, str, Message], Awaitable[None]]
-BUSY_PAUSE_SECONDS = 1.0
+BUSY_PAUSE_SECONDS = 0.5
+MAX_PAUSE_SECONDS = 30.0
+HOLD_SECONDS = 20 * 60.0  # RabbitMQ's consumer timeout is 30 min by default
 
 
 class AmqpIntake:
@@ -40,7 +44,9 @@ class AmqpIntake:
         publish: Publish,
         *,
         clock: Callable[[], float] = time.time,
+        hold_seconds: float = HOLD_SECONDS,
     ) -> None:
+        self._hold_seconds = hold_seconds
         self._service = service
         self._settings = settings
         self._publish = publish
@@ -61,20 +67,40 @@ class AmqpIntake:
                 [],
             )
             return
-        outcome = await self._service.submit(
-            portal_id,
-            key,
-            delivery.body,
-            channel="amqp",
-            traceparent=header_str(delivery.header(HEADER_TRACEPARENT)),
-        )
-        if outcome.status == 202:
+        structlog.contextvars.bind_contextvars(portal_id=portal_id, message_id=key)
+        outcome = await self._submit_holding(portal_id, key, delivery)
+        if outcome is None:
+            delivery.reject(requeue=True)  # held past the bound: let the broker count it
+        elif outcome.status == 202:
             delivery.ack()
-        elif outcome.status in (409, 503):
-            await asyncio.sleep(BUSY_PAUSE_SECONDS)  # in flight elsewhere, or a dependency down
-            delivery.reject(requeue=True)
         else:
             await self._park(delivery, portal_id, _reason(outcome), _errors(outcome), key)
+
+    async def _submit_holding(self, portal_id: str, key: str, delivery: Delivery) -> Outcome | None:
+        """Submit; while the answer is 'try later' (409 in flight elsewhere, 503 store or
+        broker down) keep the delivery and try again with capped backoff, so an outage
+        does not spend the queue's delivery limit and dead-letter a valid application.
+        None when still unanswered after ``hold_seconds`` (below the broker's consumer
+        timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._hold_seconds
+        pause = BUSY_PAUSE_SECONDS
+        while True:
+            outcome = await self._service.submit(
+                portal_id,
+                key,
+                delivery.body,
+                channel="amqp",
+                traceparent=header_str(delivery.header(HEADER_TRACEPARENT)),
+            )
+            if outcome.status not in (409, 503):
+                return outcome
+            if loop.time() + pause > deadline:
+                log.warning("intake_held_too_long", status=outcome.status)
+                return None
+            log.info("intake_holding", status=outcome.status, retry_in=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_SECONDS)
 
     async def _park(
         self,

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from gateway.broker.messages import Message, new_traceparent, uuid7
 from gateway.broker.topology import (
     ACCEPTED,
@@ -128,6 +130,7 @@ class IntakeService:
                 portal_id, key, fingerprint(body), self._clock(), self._lease
             )
         except StoreUnavailable as exc:
+            log.warning("intake_unavailable", portal_id=portal_id, error=str(exc))
             return _unavailable(str(exc))
         if isinstance(claim, Replay):
             headers = {}
@@ -220,6 +223,7 @@ class IntakeService:
                 fingerprint=fingerprint(body),
                 created_at=now,
             )
+            structlog.contextvars.bind_contextvars(application_id=new.id)
             await self._store.create_application(new)
             app = await self._store.get_application(new.id)
             assert app is not None

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.errors import StoreUnavailable
 from gateway.runtime import Gateway
 from gateway.settings import PortalConfig, Settings
 from gateway.store import ApplicationStatus, DeadLetterRecord
@@ -126,3 +127,28 @@ async def test_a_broker_user_that_is_no_portal_is_parked(
 async def _at_least(probe: Awaitable[list[Any]], n: int) -> list[Any] | None:
     found = await probe
     return found if len(found) >= n else None
+
+
+async def test_a_store_outage_holds_the_message_instead_of_dead_lettering_it(
+    settings_for: Callable[..., Settings], rabbit: Rabbit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a delivery limit of 1, a single requeue would dead-letter the application."""
+    settings = settings_for(broker={"delivery_limit": 1})
+    async with Gateway(settings, roles=INTAKE_ROLES) as gw:
+        assert gw.store is not None
+        real = gw.store.claim_idempotency
+        failures = {"left": 3}
+
+        async def flaky(*args: Any, **kwargs: Any) -> Any:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise StoreUnavailable("database is locked")
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(gw.store, "claim_idempotency", flaky)
+        await publish_as_portal(rabbit, example("newborn-minimal-online"), "during-outage")
+        store = gw.store
+        app = await eventually(lambda: store.find_application("window", "during-outage"))
+        assert app is not None
+        assert failures["left"] == 0
+        assert await letters(gw) == []

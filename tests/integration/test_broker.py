@@ -12,7 +12,7 @@ import pytest
 from gateway.broker.client import BrokerClient
 from gateway.broker.messages import Delivery, Message
 from gateway.broker.topology import build_topology
-from gateway.errors import BrokerUnavailable, ConfigurationError
+from gateway.errors import BrokerTooOld, BrokerUnavailable, ConfigurationError
 from gateway.runtime import Gateway
 from gateway.settings import Settings
 from tests.support.proxy import TcpProxy
@@ -175,3 +175,44 @@ async def test_user_id_is_validated_by_the_broker(rabbit: Rabbit) -> None:
         await asyncio.to_thread(
             rabbit.publish, "gw.intake", "window", b"{}", user_id="someone-else"
         )
+
+
+async def test_publishes_in_flight_when_the_connection_drops_are_resent(
+    rabbit: Rabbit, proxy: TcpProxy
+) -> None:
+    c = client(with_port(rabbit.url, proxy.port))
+    await c.start()
+    try:
+        pending = [
+            asyncio.create_task(
+                c.publish("gw.accepted", "newborn", Message(f"m{i}".encode()), timeout=30)
+            )
+            for i in range(3000)
+        ]
+        await asyncio.sleep(0.05)  # some confirmed, many on the wire
+        await proxy.cut()
+        await asyncio.gather(*pending)  # every caller gets its confirm in the end
+        assert c.reconnects >= 1
+        got = await rabbit.aget_all("gw.accepted", wait=10, at_least=3000)
+        bodies = {m.body for m in got}
+        assert bodies == {f"m{i}".encode() for i in range(3000)}  # none lost (dupes allowed)
+    finally:
+        await c.close()
+
+
+async def test_a_broker_older_than_3_10_is_refused_over_a_real_connection(
+    rabbit: Rabbit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pika.connection
+
+    original = pika.connection.Connection._on_connection_start
+
+    def pretend_3_9(self: Any, method_frame: Any) -> None:
+        method_frame.method.server_properties["version"] = b"3.9.29"
+        original(self, method_frame)
+
+    monkeypatch.setattr(pika.connection.Connection, "_on_connection_start", pretend_3_9)
+    c = client(rabbit.url)
+    with pytest.raises(BrokerTooOld, match=r"RabbitMQ 3\.9\.29; the gateway needs RabbitMQ 3\.10"):
+        await c.start()
+    await c.close()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import pytest
 
+from gateway.errors import StoreUnavailable
 from gateway.intake.service import fingerprint
 from gateway.runtime import Gateway
 from gateway.settings import Settings
@@ -275,3 +276,17 @@ async def test_broker_down_is_503_and_the_same_key_succeeds_later(
         assert len(await gw.store.list_applications()) == 1
         delivered = await rabbit.aget_all("gw.accepted", wait=2, at_least=1)
         assert {m.properties.correlation_id for m in delivered} == {stored.id}
+
+
+async def test_readyz_says_503_when_the_store_is_down(
+    gw: Gateway, window: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert gw.store is not None
+
+    async def down() -> None:
+        raise StoreUnavailable("connection refused")
+
+    monkeypatch.setattr(gw.store, "ping", down)
+    async with window.session.get(window.base_url + "/readyz") as resp:
+        assert resp.status == 503
+        assert (await resp.json())["checks"] == {"broker": "ok", "store": "down"}

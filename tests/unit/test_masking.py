@@ -71,3 +71,14 @@ def test_log_lines_and_tracebacks_are_masked() -> None:
     assert lines[0]["applicant_phone"] == "139****1234"
     assert "ValueError: bad record for 刘* 4310**********0421" in lines[0]["exception"]
     assert lines[1]["event"] == "stdlib line mentions 刘*"
+
+
+def test_masks_phone_variants_old_ids_and_numbers_logged_as_integers() -> None:
+    text = "call +8613907351234 or 139-0735-1234 or 139 0735 1234; old id 431022900708013"
+    out = masking.mask_text(text)
+    assert "0735" not in out and "90070801" not in out
+    assert masking.mask_value({"phone": 13907351234, "count": 3}) == {
+        "phone": "139****1234",
+        "count": 3,
+    }
+    assert masking.mask_value({"note": 13907351234}) == {"note": "139****1234"}

@@ -1,0 +1,90 @@
+"""`gateway run` as an operator starts it: a real process, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway.simulators.fleet import free_port
+from tests.support.rabbit import Rabbit
+
+pytestmark = pytest.mark.broker
+
+
+def config(tmp_path: Path, rabbit: Rabbit, port: int) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f'amqp_url = "{rabbit.url}"\n'
+        f'database_url = "sqlite:///{tmp_path / "gw.sqlite3"}"\n'
+        f"http_port = {port}\n"
+        'log_format = "json"\n'
+        '[portals.window]\nsecret = "window-secret-0123456789"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_run_a_subset_of_roles_then_drain_on_sigterm(tmp_path: Path, rabbit: Rabbit) -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "--config",
+        str(config(tmp_path, rabbit, port)),
+        "run",
+        "--role",
+        "intake",
+        "--role",
+        "relay",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                        assert resp.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the gateway never answered /readyz")
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
+    assert code == 0, stderr[-2000:]
+    assert '"roles": ["intake", "relay"]' in stderr
+    assert "gateway_draining" in stderr and "gateway_stopped" in stderr
+
+
+def test_an_unknown_role_is_refused_with_the_known_ones(tmp_path: Path, rabbit: Rabbit) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "--config",
+            str(config(tmp_path, rabbit, free_port())),
+            "run",
+            "--role",
+            "conector:hukou",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "unknown role(s) conector:hukou" in done.stderr
+    assert "intake, orchestrator, relay, deadletters" in done.stderr
