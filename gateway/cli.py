@@ -47,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         dest="roles",
         metavar="ROLE",
-        help="intake, orchestrator, relay, deadletters or connector:<system> (repeatable); "
-        "all roles by default",
+        help="intake, orchestrator, relay, deadletters, webhooks or connector:<system> "
+        "(repeatable); all roles by default",
     )
     run.set_defaults(func=_cmd_run)
 

@@ -4,6 +4,7 @@
     orchestrator      gw.accepted and gw.results → tasks and events
     relay             republishes what a crash left in the store (applications, outbox)
     deadletters       gw.dead-letters → the dead-letter store
+    webhooks          gw.webhooks (every portal event) → signed POSTs to portals
     connector:<name>  gw.tasks.<name> → the department system, its polling and results
 
 ``gateway run`` starts all roles; ``--role`` runs a subset. Every role may run in several
@@ -18,7 +19,7 @@ import contextlib
 import signal
 import time
 import zoneinfo
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from gateway.broker.topology import (
     INTAKE,
     RESULTS,
     TASKS,
+    WEBHOOKS,
     build_topology,
 )
 from gateway.deadletters import DeadLetterSink
@@ -50,6 +52,7 @@ from gateway.orchestration.outbox import Outbox
 from gateway.orchestration.runner import ConnectorRunner, Reporter
 from gateway.settings import Role, Settings
 from gateway.store import Store, open_store
+from gateway.webhooks import WebhookSender
 
 log = get_logger(__name__)
 POLLED_KINDS = ("soap", "rest")
@@ -72,6 +75,7 @@ class Gateway:
     _runner: web.AppRunner | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def start(self) -> None:
         s = self.settings
@@ -125,6 +129,10 @@ class Gateway:
         if "deadletters" in roles:
             sink = DeadLetterSink(self.store, self.metrics, self.publish, clock=self.clock)
             await broker.consume(DEAD_LETTERS, sink.handle, prefetch=s.broker.prefetch_deadletters)
+        if "webhooks" in roles:
+            sender = WebhookSender(s.portals, self.publish, clock=self.clock)
+            self._closers.append(sender.close)
+            await broker.consume(WEBHOOKS, sender.handle, prefetch=16)
         for role in sorted(r for r in roles if r.startswith("connector:")):
             await self._start_connector(role.split(":", 1)[1])
         if "intake" in roles:
@@ -222,6 +230,8 @@ class Gateway:
             await self.broker.close(drain_seconds)
         for connector in self.connectors.values():
             await connector.close()
+        for close in self._closers:
+            await close()
         if self.store is not None:
             await self.store.close()
         log.info("gateway_stopped")

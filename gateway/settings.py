@@ -26,7 +26,7 @@ from gateway.errors import ConfigurationError
 SystemKind = Literal["soap", "rest", "filedrop", "amqp"]
 OperatorRole = Literal["view", "replay", "edit", "purge", "unmask"]
 Role = str
-BASE_ROLES: tuple[Role, ...] = ("intake", "orchestrator", "relay", "deadletters")
+BASE_ROLES: tuple[Role, ...] = ("intake", "orchestrator", "relay", "deadletters", "webhooks")
 """Roles every gateway has; each configured system adds ``connector:<system>``."""
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]

@@ -23,6 +23,7 @@ RESULTS = "gw.results"
 EVENTS = "gw.events"
 DLX = "gw.dlx"
 DEAD_LETTERS = "gw.dead-letters"
+WEBHOOKS = "gw.webhooks"
 
 DEFAULT_SYSTEMS = ("hospital", "hukou", "provincial", "cdc")
 """DESIGN's department systems; each gets ``gw.tasks.<system>``."""
@@ -99,6 +100,7 @@ def build_topology(
         Queue(INTAKE, work),
         Queue(ACCEPTED, work),
         Queue(RESULTS, work),
+        Queue(WEBHOOKS, work),  # every portal event, for the webhooks role
         *(Queue(f"{TASKS}.{s}", work) for s in systems),
         # The end of the line: no dead-lettering out of it, so nothing is ever dropped.
         Queue(
@@ -113,6 +115,7 @@ def build_topology(
         Binding(INTAKE, INTAKE, "#"),
         Binding(ACCEPTED, ACCEPTED, "#"),
         Binding(RESULTS, RESULTS, "#"),
+        Binding(EVENTS, WEBHOOKS, "#"),
         *(Binding(TASKS, f"{TASKS}.{s}", f"{s}.#") for s in systems),
         Binding(DLX, DEAD_LETTERS, "#"),
     ]
