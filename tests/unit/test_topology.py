@@ -34,7 +34,8 @@ def test_design_exchanges_queues_and_bindings() -> None:
     bindings = {(b.exchange, b.queue, b.routing_key) for b in topo.bindings}
     assert ("gw.tasks", "gw.tasks.hukou", "hukou.#") in bindings
     assert ("gw.dlx", "gw.dead-letters", "#") in bindings
-    assert not any(b.exchange == "gw.events" for b in topo.bindings)  # portals bind these
+    # portals bind gw.events themselves; the gateway binds only its webhook sender
+    assert [b.queue for b in topo.bindings if b.exchange == "gw.events"] == ["gw.webhooks"]
 
 
 def test_every_work_queue_dead_letters_at_least_once_after_an_explicit_limit() -> None:
