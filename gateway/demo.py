@@ -1,11 +1,12 @@
-"""``gateway demo``: the main job, end to end on the real broker, in one terminal.
+"""``gateway demo``: a service centre's morning, end to end, in one terminal.
 
-It starts every role of the gateway in this process (a fresh SQLite store under ``var/``),
-then plays a service-centre window and an online portal: the sample envelopes go in over
-signed HTTP and over AMQP, the same request is retried to show idempotency, bad envelopes
-show the problem+json answer and the dead-letter store, and every accepted application is
-read back. Until the orchestrator lands, a stand-in consumer on ``gw.accepted`` shows what
-the orchestrator will receive, and acknowledges it.
+The gateway (every role) and the four department simulators run on this machine against
+the real RabbitMQ, with a fresh SQLite store under ``var/``. The window submits a batch
+over signed HTTP — newborns, retirements, after-death bundles and a few of every other
+matter the envelope types — plus one application the police send back for a correction
+(the window corrects it) and some invalid envelopes. Progress shows live; the end is a
+table per application with its results pack, the invalid ones with their errors, and the
+simulators' ledger check: nothing applied twice.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import time
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,171 +24,217 @@ from typing import Any
 import aiohttp
 import pika
 
-from gateway.broker.messages import Delivery, uuid7
-from gateway.broker.topology import ACCEPTED, INTAKE
+from gateway.masking import mask_text
 from gateway.runtime import Gateway
 from gateway.settings import PortalConfig, Settings
 from gateway.signing import signed_headers
+from gateway.simulators.behaviour import Verdict
+from gateway.simulators.fleet import Fleet, local_systems
+from gateway.simulators.ledger import EffectLedger
 
 WINDOW = "window"
+BATCH = {"newborn": 50, "retirement": 20, "after_death": 10}
+OTHERS = 3  # applications of every other typed matter
+FINAL = {"completed", "rejected", "withdrawn", "blocked"}
+CORRECTION_NAME = "补正演示"
+GIVEN_NAMES = (
+    "子轩",
+    "梓涵",
+    "一诺",
+    "欣怡",
+    "浩然",
+    "雨桐",
+    "宇航",
+    "诗涵",
+    "俊杰",
+    "可馨",
+    "思远",
+)
 
 
-def _examples(kind: str) -> list[tuple[str, bytes]]:
+def _examples(kind: str) -> list[tuple[str, dict[str, Any]]]:
     folder = resources.files("contracts") / "envelope" / "examples" / kind
     return sorted(
-        (entry.name.removesuffix(".json"), entry.read_bytes())
+        (entry.name.removesuffix(".json"), json.loads(entry.read_bytes()))
         for entry in folder.iterdir()
         if entry.name.endswith(".json") and not entry.name.endswith(".errors.json")
     )
 
 
-def demo_settings(settings: Settings) -> Settings:
-    """The operator's settings with a demo portal, a fresh store and an ephemeral port."""
+def demo_settings(settings: Settings, run_dir: Path) -> Settings:
     amqp_user = pika.URLParameters(settings.amqp_url).credentials.username
     portals = dict(settings.portals)
     portals.setdefault(WINDOW, PortalConfig(secret=os.urandom(16).hex(), amqp_user=amqp_user))
-    run_dir = Path("var") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     return settings.model_copy(
         update={
             "portals": portals,
             "database_url": f"sqlite:///{run_dir / 'gateway.sqlite3'}",
             "http_port": 0,
+            "systems": local_systems(run_dir / "departments", poll_seconds=0.3),
         }
     )
 
 
+def batch(rng: random.Random) -> list[dict[str, Any]]:
+    """The morning's applications: copies of the valid examples with their own children."""
+    by_matter: dict[str, dict[str, Any]] = {}
+    for _, envelope in _examples("valid"):
+        by_matter.setdefault(envelope["matter"], envelope)
+    out: list[dict[str, Any]] = []
+    for matter, envelope in sorted(by_matter.items()):
+        for _ in range(BATCH.get(matter, OTHERS)):
+            copy = json.loads(json.dumps(envelope))
+            child = copy.get("subjects", {}).get("child")
+            if isinstance(child, dict) and "name" in child:
+                child["name"] = child["name"][0] + rng.choice(GIVEN_NAMES)
+            out.append(copy)
+    newborn = json.loads(json.dumps(by_matter["newborn"]))
+    newborn["subjects"]["child"]["name"] = CORRECTION_NAME
+    out.append(newborn)
+    return out
+
+
 async def run_demo(base: Settings) -> int:
-    settings = demo_settings(base)
+    started = time.monotonic()
+    run_dir = Path("var") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = demo_settings(base, run_dir)
     secret = settings.portals[WINDOW].secret.get_secret_value()
-    print(f"store: {settings.database_url}")
+    ledger = EffectLedger(run_dir / "ledger.sqlite3")
     async with Gateway(settings, name="gateway-demo") as gw:
         assert gw.broker is not None
-        assert gw.store is not None
-        print(
-            f"broker: RabbitMQ {gw.broker.server_version}   intake: http://127.0.0.1:{gw.http_port}"
+        url = f"http://127.0.0.1:{gw.http_port}"
+        fleet = Fleet(settings, ledger, callback_base_url=url)
+        for name, delay in (("hospital", 0.2), ("hukou", 0.5), ("provincial", 0.3), ("cdc", 0.2)):
+            fleet.behaviour(name).decision_delay_seconds = delay
+        fleet.behaviour("hukou").by_name[CORRECTION_NAME] = Verdict(
+            "correction_requested",
+            reason="the newborn's name differs from the birth record",
+            gaps=[("NewbornName", "give the name exactly as on the birth certificate")],
         )
-        seen: list[str] = []
-
-        async def orchestrator_stand_in(delivery: Delivery) -> None:
-            data = json.loads(delivery.body)
-            seen.append(data["application_id"])
-            delivery.ack()
-
-        await gw.broker.consume(ACCEPTED, orchestrator_stand_in, prefetch=16)
-        base_url = f"http://127.0.0.1:{gw.http_port}"
-        async with aiohttp.ClientSession() as http:
-            _section("1. The window submits each sample envelope over signed HTTP")
-            accepted: dict[str, str] = {}
-            for name, body in _examples("valid"):
-                key = f"demo-{uuid7()}"
-                status, answer = await _post(http, base_url, secret, key, body)
-                accepted[name] = answer.get("application_id", "?")
-                print(
-                    f"  {name:<28} → {status} {answer.get('status', answer.get('title'))}"
-                    f"  id={accepted[name]}"
-                )
-                if name == _examples("valid")[0][0]:
-                    again, replay = await _post(http, base_url, secret, key, body)
-                    same = replay.get("application_id") == accepted[name]
-                    print(f"  {'(same key, sent again)':<28} → {again} same application: {same}")
-
-            _section("2. Bad envelopes are refused with every field error at once")
-            for name, body in _examples("invalid")[:3]:
-                status, answer = await _post(http, base_url, secret, f"demo-{uuid7()}", body)
-                locs = ", ".join(e["loc"] for e in answer.get("errors", []))
-                print(f"  {name:<28} → {status} {answer.get('title')}: {locs}")
-
-            _section("3. An online portal publishes to gw.intake over AMQP")
-            name, body = _examples("valid")[-1]
-            key = f"demo-amqp-{uuid7()}"
-            await _publish_intake(settings, key, body)
-            app = await _wait_for(lambda: _accepted_app(gw, key))
+        await fleet.start()
+        try:
+            print(f"RabbitMQ {gw.broker.server_version} · intake {url} · store {run_dir}")
+            async with aiohttp.ClientSession() as http:
+                window = _Window(http, url, secret)
+                rng = random.Random(7)  # noqa: S311  # sample names, not secrets
+                apps = await _submit_all(window, batch(rng))
+                invalid = await _submit_invalid(window)
+                await _follow(window, apps, started)
+                await _table(window, apps)
+            _invalid_table(invalid)
+            doubles = await ledger.double_effects()
+            effects = len(await ledger.effects())
             print(
-                f"  {name:<28} → {app.status.value if app else 'not seen'}"
-                f"  id={app.id if app else '-'}"
+                f"\nDepartment ledgers: {effects} effects applied, {len(doubles)} applied "
+                f"twice. Took {time.monotonic() - started:.1f} s in all."
             )
-            bad_key = f"demo-amqp-bad-{uuid7()}"
-            await _publish_intake(settings, bad_key, b'{"matter": "newborn", "oops": true}')
-            letters = await _wait_for(lambda: _letters_for(gw, bad_key))
-            reason = letters[0].letter.reason if letters else "not parked"
-            print(f"  {'garbage envelope':<28} → parked as dead letter: {reason[:90]}")
-            if app:
-                accepted[name + " (amqp)"] = app.id
+        finally:
+            await fleet.stop()
+            ledger.close()
+    return 0 if not doubles else 1
 
-            _section("4. Each application read back by its portal")
-            for name, app_id in accepted.items():
-                path = f"/v1/applications/{app_id}"
-                headers = signed_headers(WINDOW, secret, "GET", path, b"")
-                async with http.get(base_url + path, headers=headers) as resp:
-                    view = await resp.json()
-                print(f"  {name:<28} {view.get('matter', '?'):<12} {view.get('status')}")
 
-            await _wait_for(lambda: _all_seen(seen, accepted.values()))
-            _section("5. What the orchestrator receives on gw.accepted")
-            print(
-                f"  {len(set(seen) & set(accepted.values()))} of {len(accepted)} accepted "
-                "applications delivered to gw.accepted (the internal push starts here)"
+class _Window:
+    """The service-centre window: signed requests to the gateway."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, secret: str) -> None:
+        self.http, self.url, self.secret = http, url, secret
+
+    async def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        raw = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
+        headers = signed_headers(WINDOW, self.secret, method, path, raw, key)
+        headers["Content-Type"] = "application/json"
+        async with self.http.request(method, self.url + path, data=raw, headers=headers) as r:
+            return r.status, await r.json(content_type=None)
+
+
+async def _submit_all(
+    window: _Window, envelopes: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    gate = asyncio.Semaphore(16)
+    apps: dict[str, dict[str, Any]] = {}
+
+    async def one(envelope: dict[str, Any]) -> None:
+        async with gate:
+            status, answer = await window.call(
+                "POST", "/v1/applications", envelope, key=f"demo-{os.urandom(8).hex()}"
             )
-    return 0
+        if status == 202:
+            apps[answer["application_id"]] = {
+                "matter": envelope["matter"],
+                "sent": time.monotonic(),
+            }
+        else:
+            print(f"  refused at intake: {status} {answer.get('detail')}")
+
+    await asyncio.gather(*(one(e) for e in envelopes))
+    counts = Counter(a["matter"] for a in apps.values())
+    print("Submitted at the window: " + ", ".join(f"{n} {m}" for m, n in sorted(counts.items())))
+    return apps
 
 
-def _section(title: str) -> None:
-    print(f"\n{title}")
+async def _submit_invalid(window: _Window) -> list[tuple[str, int, list[dict[str, Any]]]]:
+    out = []
+    for name, envelope in _examples("invalid")[:4]:
+        status, answer = await window.call(
+            "POST", "/v1/applications", envelope, key=f"demo-bad-{os.urandom(8).hex()}"
+        )
+        out.append((name, status, answer.get("errors", [])))
+    return out
 
 
-async def _post(
-    http: aiohttp.ClientSession, base_url: str, secret: str, key: str, body: bytes
-) -> tuple[int, dict[str, Any]]:
-    path = "/v1/applications"
-    headers = signed_headers(WINDOW, secret, "POST", path, body, key)
-    headers["Content-Type"] = "application/json"
-    async with http.post(base_url + path, data=body, headers=headers) as resp:
-        return resp.status, await resp.json(content_type=None)
-
-
-async def _publish_intake(settings: Settings, key: str, body: bytes) -> None:
-    """Publish as a portal would, with a short-lived blocking connection off the loop."""
-    params = pika.URLParameters(settings.amqp_url)
-
-    def publish() -> None:
-        with pika.BlockingConnection(params) as conn:
-            channel = conn.channel()
-            channel.confirm_delivery()
-            channel.basic_publish(
-                INTAKE,
-                WINDOW,
-                body,
-                pika.BasicProperties(
-                    message_id=key,
-                    user_id=params.credentials.username,
-                    content_type="application/json",
-                    delivery_mode=2,
-                ),
-            )
-
-    await asyncio.to_thread(publish)
-
-
-async def _accepted_app(gw: Gateway, key: str) -> Any:
-    assert gw.store is not None
-    app = await gw.store.find_application(WINDOW, key)
-    return app if app is not None and app.status.value == "accepted" else None
-
-
-async def _letters_for(gw: Gateway, key: str) -> list[Any]:
-    assert gw.store is not None
-    return [d for d in await gw.store.list_dead_letters() if d.letter.message_id.endswith(key)]
-
-
-async def _all_seen(seen: list[str], ids: Any) -> bool:
-    return set(ids) <= set(seen)
-
-
-async def _wait_for(probe: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
+async def _follow(window: _Window, apps: dict[str, dict[str, Any]], started: float) -> None:
+    print("\nInternal push under way (status of every application):")
+    corrected: set[str] = set()
+    deadline = time.monotonic() + 50
     while True:
-        result = await probe()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.1)
+        views = await asyncio.gather(*(window.call("GET", f"/v1/applications/{a}") for a in apps))
+        counts: Counter[str] = Counter()
+        for app_id, (_, view) in zip(apps, views, strict=True):
+            status = view.get("status", "?")
+            counts[status] += 1
+            apps[app_id]["view"] = view
+            if status in FINAL and "took" not in apps[app_id]:
+                apps[app_id]["took"] = time.monotonic() - apps[app_id]["sent"]
+            if status == "correction_requested" and app_id not in corrected:
+                corrected.add(app_id)  # the window takes the citizen's correction at once
+                await window.call(
+                    "POST",
+                    f"/v1/applications/{app_id}/corrections",
+                    {"changes": {"subjects.child.name": "王子轩"}},
+                )
+                print(f"  {app_id[:13]}… police asked for a correction; the window sent it")
+        line = "  ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        print(f"  {time.monotonic() - started:5.1f} s  {line}", flush=True)
+        if sum(counts[s] for s in FINAL) == len(apps) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(1.0)
+
+
+async def _table(window: _Window, apps: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{'application':<15} {'matter':<14} {'status':<11} {'took':>6}  results pack")
+    for app_id, app in sorted(apps.items(), key=lambda kv: (kv[1]["matter"], kv[0])):
+        view = app.get("view", {})
+        pack = ", ".join(
+            f"{r['step']}={r.get('certificate') or r.get('case_number') or '-'}"
+            for r in view.get("results", [])
+        ) or "; ".join(
+            f"{t['step']} {t['status']}"
+            for t in view.get("tasks", [])
+            if t["status"] not in ("completed",)
+        )
+        took = f"{app.get('took', 0):.1f}s"
+        print(
+            f"{app_id[:13]}… {app['matter']:<14} {view.get('status', '?'):<11} {took:>6}  "
+            f"{mask_text(pack)[:150]}"
+        )
+
+
+def _invalid_table(invalid: list[tuple[str, int, list[dict[str, Any]]]]) -> None:
+    print("\nInvalid envelopes, refused at intake with every error at once:")
+    for name, status, errors in invalid:
+        fields = ", ".join(e["loc"] for e in errors)
+        print(f"  {name:<26} {status}  {fields}")
