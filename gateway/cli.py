@@ -56,6 +56,30 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-v", "--verbose", action="store_true", help="show the gateway's log")
     demo.set_defaults(func=_cmd_demo, verbose=False)
 
+    simulate = sub.add_parser(
+        "simulate", help="run the department simulators of [systems.*] until SIGTERM"
+    )
+    simulate.add_argument(
+        "--system",
+        action="append",
+        dest="systems",
+        metavar="NAME",
+        help="only this system (repeatable); all configured by default",
+    )
+    simulate.add_argument(
+        "--ledger",
+        type=Path,
+        default=Path("var/ledger.sqlite3"),
+        help="the effect ledger file (default var/ledger.sqlite3)",
+    )
+    simulate.add_argument(
+        "--delay",
+        type=float,
+        default=1.0,
+        help="seconds each department takes to decide (default 1)",
+    )
+    simulate.set_defaults(func=_cmd_simulate)
+
     apps = sub.add_parser("apps", help="find applications (personal data masked)")
     apps_sub = apps.add_subparsers(required=True, metavar="action")
     apps_list = apps_sub.add_parser("list", help="list applications, newest first")
@@ -88,6 +112,15 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.demo import run_demo
 
     return asyncio.run(run_demo(settings))
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.simulators.fleet import serve_fleet
+
+    asyncio.run(
+        serve_fleet(settings, args.ledger, set(args.systems or settings.systems), delay=args.delay)
+    )
+    return 0
 
 
 def _cmd_apps_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,13 +7,16 @@ tests run them beside the gateway. Each simulator takes its endpoint, folders or
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from gateway.errors import ConfigurationError
 from gateway.settings import Settings, SystemConfig
 from gateway.simulators.behaviour import Behaviour
 from gateway.simulators.ledger import EffectLedger
@@ -110,3 +113,31 @@ def local_systems(
             kind="amqp", inbox_queue="dept.cdc.inbox", reply_queue="dept.cdc.replies"
         ),
     }
+
+
+async def serve_fleet(
+    settings: Settings, ledger_path: Path, systems: set[str], *, delay: float
+) -> None:
+    """``gateway simulate``: the configured departments until SIGTERM or SIGINT."""
+    unknown = systems - set(settings.systems)
+    if unknown or not systems:
+        raise ConfigurationError(
+            f"no [systems.*] table for {', '.join(sorted(unknown)) or 'any system'}; "
+            "configure the systems to simulate (see deploy/gateway.example.toml)"
+        )
+    ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    ledger = EffectLedger(ledger_path)
+    base = settings.public_base_url or f"http://{settings.http_host}:{settings.http_port}"
+    fleet = Fleet(settings, ledger, callback_base_url=base)
+    for name in systems:
+        fleet.behaviour(name).decision_delay_seconds = delay
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await fleet.start(only=systems)
+    try:
+        await stop.wait()
+    finally:
+        await fleet.stop()
+        ledger.close()

@@ -88,3 +88,68 @@ def test_an_unknown_role_is_refused_with_the_known_ones(tmp_path: Path, rabbit: 
     assert done.returncode == 2
     assert "unknown role(s) conector:hukou" in done.stderr
     assert "intake, orchestrator, relay, deadletters" in done.stderr
+
+
+async def test_simulate_serves_a_configured_department_until_sigterm(
+    tmp_path: Path, rabbit: Rabbit
+) -> None:
+    port, sim_port = free_port(), free_port()
+    cfg = config(tmp_path, rabbit, port)
+    cfg.write_text(
+        cfg.read_text() + f'[systems.hukou]\nkind = "soap"\n'
+        f'url = "http://127.0.0.1:{sim_port}/hukou"\n',
+        encoding="utf-8",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "--config",
+        str(cfg),
+        "simulate",
+        "--system",
+        "hukou",
+        "--ledger",
+        str(tmp_path / "ledger.sqlite3"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"http://127.0.0.1:{sim_port}/hukou?wsdl") as resp:
+                        text = await resp.text()
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the simulator never answered")
+        assert "SubmitBirthRegistration" in text
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert (tmp_path / "ledger.sqlite3").exists()
+
+
+def test_simulate_names_a_system_it_has_no_table_for(tmp_path: Path, rabbit: Rabbit) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "--config",
+            str(config(tmp_path, rabbit, 1)),
+            "simulate",
+            "--system",
+            "hospital",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "no [systems.*] table for hospital" in done.stderr
