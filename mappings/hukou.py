@@ -301,7 +301,12 @@ def _household_change(f: _Fields, change: ChangeType) -> dict[str, Any]:
         }
     if f.get("subjects.marital_status") is not None or change == "marital_status":
         body["MaritalStatus"] = f.code("marital_status", "subjects.marital_status")
-    if (marriage := f.optional_text("subjects.marriage_certificate_no")) is not None:
+    # A marriage registered in the same application (marriage_birth) is provided by its step;
+    # one registered before is in the envelope.
+    marriage = f.optional_text("provided.marriage_certificate_no")
+    if marriage is None:
+        marriage = f.optional_text("subjects.marriage_certificate_no")
+    if marriage is not None:
         body["MarriageCertificateNo"] = marriage
     return body
 

@@ -19,9 +19,15 @@ from gateway.envelope.model import (
     SCHEMA_VERSION,
     TYPED_MATTERS,
     AfterDeathEnvelope,
+    DisabilityEnvelope,
     Envelope,
+    HousingEnvelope,
+    MarriageBirthEnvelope,
+    MedicalCareEnvelope,
     NewbornEnvelope,
     RetirementEnvelope,
+    SchoolEntryEnvelope,
+    VeteranEnvelope,
     parse_envelope,
 )
 from gateway.envelope.parts import (
@@ -35,6 +41,16 @@ from gateway.envelope.parts import (
 )
 from gateway.envelope.schema import envelope_json_schema, render_schema, write_schema
 from gateway.envelope.subjects import AfterDeathSubjects, NewbornSubjects, RetirementSubjects
+from gateway.envelope.subjects_household import (
+    HousingSubjects,
+    MarriageBirthSubjects,
+    VeteranSubjects,
+)
+from gateway.envelope.subjects_services import (
+    DisabilitySubjects,
+    MedicalCareSubjects,
+    SchoolEntrySubjects,
+)
 
 __all__ = [
     "ENVELOPE_ADAPTER",
@@ -48,20 +64,32 @@ __all__ = [
     "Channel",
     "CitizenId",
     "Consent",
+    "DisabilityEnvelope",
+    "DisabilitySubjects",
     "DivisionCode",
     "DivisionTable",
     "DocumentMaterial",
     "ELicenceId",
     "ELicenceMaterial",
     "Envelope",
+    "HousingEnvelope",
+    "HousingSubjects",
+    "MarriageBirthEnvelope",
+    "MarriageBirthSubjects",
     "Material",
+    "MedicalCareEnvelope",
+    "MedicalCareSubjects",
     "NewbornEnvelope",
     "NewbornSubjects",
     "Organisation",
     "Phone",
     "RetirementEnvelope",
     "RetirementSubjects",
+    "SchoolEntryEnvelope",
+    "SchoolEntrySubjects",
     "Uscc",
+    "VeteranEnvelope",
+    "VeteranSubjects",
     "current_table",
     "envelope_json_schema",
     "load_table",

@@ -115,6 +115,11 @@ Sha256Hex = Annotated[str, _pattern(r"^[0-9a-f]{64}$", 64, 64)]
 YearMonth = Annotated[str, _pattern(r"^[0-9]{4}-(0[1-9]|1[0-2])$", 7, 7)]
 DeathCertificateNo = Annotated[str, _pattern(r"^[A-Z0-9]{6,20}$", 6, 20)]
 VehicleLicenceNo = Annotated[str, _pattern(r"^[0-9A-Z]+$", 1, 30)]
+# The number of a document that names one person (residence permit, discharge certificate,
+# low-income certificate): personal, free format, as the issuing office prints it.
+PersonalDocumentNo = Annotated[str, _text(50), PERSONAL]
+# ICD-10 (GB/T 14396) diagnosis code; a diagnosis is sensitive personal information (PIPL).
+IcdCode = Annotated[str, _pattern(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$", 3, 8), PERSONAL]
 
 # --- code lists (the envelope's contract; department-private codes live in mappings) -------
 IdType = Literal["111", "414", "516"]  # GA/T 2000.156: resident ID card, passport, HK/Macau permit
@@ -126,6 +131,12 @@ RelationCode = Literal[
 ]  # fmt: skip
 Ethnicity = Annotated[str, _pattern(r"^(0[1-9]|[1-4][0-9]|5[0-6]|9[78])$", 2, 2)]  # GB/T 3304
 Nationality = Annotated[str, _pattern(r"^[A-Z]{3}$", 3, 3)]  # GB/T 2659 alpha-3, format only
+# GB/T 2261.2 marital status once married: married, first marriage, remarriage, remarried to
+# the former spouse (the statuses before a marriage — 10, 30, 40 — are not accepted here).
+MarriedStatus = Literal["20", "21", "22", "23"]
+# GB/T 26341-2010 disability category: visual, hearing, speech, physical, intellectual,
+# mental, multiple.
+DisabilityCategory = Literal["1", "2", "3", "4", "5", "6", "7"]
 MediaType = Literal["application/pdf", "application/ofd", "image/jpeg", "image/png"]
 ConsentPurpose = Literal[
     "process_application", "share_with_departments", "fetch_elicences", "notify_by_sms"

@@ -6,20 +6,43 @@ raises ``InvalidEnvelope`` listing every field error at once, never with the off
 
     fields      value types (identifiers, codes, dates) and the PERSONAL marker
     parts       the strict base, channel, applicant, organisation, materials, consent
-    subjects    per-matter subjects and their cross-field rules
+    subjects    per-matter subjects and their cross-field rules (newborn, retirement,
+                after death); subjects_services (school entry, medical care, disability)
+                and subjects_household (housing, veteran, marriage & birth)
     model       envelopes, the union, ``parse_envelope``  (this module)
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
+from gateway.envelope import validators
 from gateway.envelope.fields import Instant
 from gateway.envelope.fields import personal_values as personal_values  # re-exported
-from gateway.envelope.parts import Applicant, Channel, Consent, Material, StrictModel, raise_at
+from gateway.envelope.parts import (
+    Applicant,
+    Channel,
+    Consent,
+    Identified,
+    Loc,
+    Material,
+    StrictModel,
+    raise_at,
+)
 from gateway.envelope.subjects import AfterDeathSubjects, NewbornSubjects, RetirementSubjects
+from gateway.envelope.subjects_household import (
+    HousingSubjects,
+    MarriageBirthSubjects,
+    VeteranSubjects,
+)
+from gateway.envelope.subjects_services import (
+    DisabilitySubjects,
+    MedicalCareSubjects,
+    SchoolEntrySubjects,
+)
 from gateway.errors import FieldError, InvalidEnvelope
 
 SCHEMA_VERSION: Final = "1.0"
@@ -64,12 +87,98 @@ class AfterDeathEnvelope(_EnvelopeBase):
     subjects: AfterDeathSubjects
 
 
+class SchoolEntryEnvelope(_EnvelopeBase):
+    """入学一件事: school enrolment and the verifications it rests on."""
+
+    matter: Literal["school_entry"]
+    subjects: SchoolEntrySubjects
+
+
+class MedicalCareEnvelope(_EnvelopeBase):
+    """就医一件事: insurance, out-of-area filing, chronic-disease entitlement, reimbursement."""
+
+    matter: Literal["medical_care"]
+    subjects: MedicalCareSubjects
+
+
+class HousingEnvelope(_EnvelopeBase):
+    """建房购房一件事: buying a second-hand home, from contract filing to hukou move-in."""
+
+    matter: Literal["housing"]
+    subjects: HousingSubjects
+
+
+class VeteranEnvelope(_EnvelopeBase):
+    """退役军人一件事: report-in and what follows from it."""
+
+    matter: Literal["veteran"]
+    subjects: VeteranSubjects
+
+
+# Civil Code art. 1047: the man at least 22, the woman at least 20 (GB/T 2261.1 sex code).
+MARRIAGE_AGE: Final = {1: 22, 2: 20}
+
+
+def _age_on(born: date, day: date) -> int:
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+class MarriageBirthEnvelope(_EnvelopeBase):
+    """婚育一件事: marriage registration, birth plan, hukou marital status, maternity."""
+
+    matter: Literal["marriage_birth"]
+    subjects: MarriageBirthSubjects
+
+    @model_validator(mode="after")
+    def _of_marriageable_age(self) -> Self:
+        day = validators.china_date(self.submitted_at)
+        problems: list[tuple[Loc, str]] = []
+        for party in ("person", "spouse"):
+            who: Identified = getattr(self.subjects, party)
+            number = who.citizen_id
+            if number is None:
+                continue  # other documents carry no birth date the gateway can read
+            minimum = MARRIAGE_AGE[validators.sex_from_citizen_id(number)]
+            if _age_on(validators.birth_date_from_citizen_id(number), day) < minimum:
+                loc = ("subjects", party, "id_number")
+                problems.append((loc, f"is under the legal marriage age ({minimum})"))
+        if problems:
+            raise_at(type(self).__name__, *problems)
+        return self
+
+
+class DisabilityEnvelope(_EnvelopeBase):
+    """残疾人服务一件事: disability card and the support it opens."""
+
+    matter: Literal["disability"]
+    subjects: DisabilitySubjects
+
+
 # --- the union and its parser --------------------------------------------------------------
 Envelope = Annotated[
-    NewbornEnvelope | RetirementEnvelope | AfterDeathEnvelope, Field(discriminator="matter")
+    NewbornEnvelope
+    | SchoolEntryEnvelope
+    | MedicalCareEnvelope
+    | HousingEnvelope
+    | VeteranEnvelope
+    | RetirementEnvelope
+    | AfterDeathEnvelope
+    | MarriageBirthEnvelope
+    | DisabilityEnvelope,
+    Field(discriminator="matter"),
 ]
 ENVELOPE_ADAPTER: Final[TypeAdapter[Envelope]] = TypeAdapter(Envelope)
-TYPED_MATTERS: Final = ("newborn", "retirement", "after_death")
+TYPED_MATTERS: Final = (
+    "newborn",
+    "school_entry",
+    "medical_care",
+    "housing",
+    "veteran",
+    "retirement",
+    "after_death",
+    "marriage_birth",
+    "disability",
+)
 _MATERIAL_KINDS: Final = ("elicence", "document")
 _TAG_ERRORS: Final = ("union_tag_invalid", "union_tag_not_found")
 

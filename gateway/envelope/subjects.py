@@ -58,7 +58,8 @@ class Parent(Identified):
 
 
 class Household(StrictModel):
-    """The household the child is registered into; ``relation_to_head`` is the child's."""
+    """The household a person is registered into (the newborn; the person who moves in or is
+    reinstated); ``relation_to_head`` is that person's."""
 
     head_id_number: CitizenId
     relation_to_head: RelationCode

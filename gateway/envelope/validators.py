@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 __all__ = [
     "birth_certificate_no",
     "birth_date_from_citizen_id",
+    "china_date",
     "citizen_id",
     "citizen_id_check_char",
     "division_code",
@@ -62,7 +63,12 @@ _ELICENCE = re.compile(
 
 def today_in_china() -> date:
     """Today's date in China Standard Time (UTC+8), the calendar ID numbers are issued on."""
-    return datetime.now(UTC).astimezone(_CHINA).date()
+    return china_date(datetime.now(UTC))
+
+
+def china_date(moment: datetime) -> date:
+    """The calendar date of an aware moment in China Standard Time (UTC+8)."""
+    return moment.astimezone(_CHINA).date()
 
 
 # --- citizen ID ----------------------------------------------------------------------------

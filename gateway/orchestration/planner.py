@@ -330,7 +330,11 @@ def _advance(
             deps = [tasks[d] for d in step.depends_on]
             blocked = [d for d in deps if d.status in (TaskStatus.DENIED, TaskStatus.CANCELLED)]
             if blocked:
-                reason = f"cancelled: {blocked[0].step} was {blocked[0].status.value}"
+                dep = blocked[0]
+                if all(_not_applicable(d) for d in blocked):
+                    reason = f"not applicable: {dep.step} does not apply"
+                else:
+                    reason = f"cancelled: {dep.step} was {dep.status.value}"
                 tasks[step.key] = replace(
                     task,
                     status=TaskStatus.CANCELLED,
@@ -427,7 +431,7 @@ def _settle(
     current = tr.status or app.status
     all_tasks = list(tasks.values())
     if all(t.status in TERMINAL for t in all_tasks):
-        not_applicable = {t.step for t in all_tasks if (t.reason or "").startswith("not applic")}
+        not_applicable = {t.step for t in all_tasks if _not_applicable(t)}
         failed = [
             t
             for t in all_tasks
@@ -476,6 +480,11 @@ def _settle(
         return
     if current is not ApplicationStatus.IN_PROGRESS:
         tr.status = ApplicationStatus.IN_PROGRESS
+
+
+def _not_applicable(task: TaskRecord) -> bool:
+    """Cancelled because its ``when`` condition (or a dependency's) did not hold."""
+    return task.status is TaskStatus.CANCELLED and (task.reason or "").startswith("not applicable")
 
 
 def _due(step: Step, start: float, ctx: Context) -> float:

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.catalogue.model import load
 from gateway.envelope.validators import citizen_id
 from gateway.runtime import Gateway
 from gateway.settings import Settings
@@ -118,6 +119,40 @@ async def test_retirement_and_after_death_complete(pipeline: Pipeline) -> None:
     assert steps == applicable  # every completed task is an effect in some department
 
 
+OTHER_MATTERS = {  # one example per matter typed after the first three; each asks for every step
+    "school_entry": "school-entry-online",
+    "medical_care": "medical-care-window",
+    "housing": "housing-window",
+    "veteran": "veteran-window",
+    "marriage_birth": "marriage-birth-window",
+    "disability": "disability-mobile",
+}
+
+
+async def test_the_other_six_matters_complete_in_catalogue_order(pipeline: Pipeline) -> None:
+    apps = {m: await pipeline.submit(example_json(name)) for m, name in OTHER_MATTERS.items()}
+    catalogue = load()
+    for matter, app_id in apps.items():
+        view = await pipeline.settled(app_id, within=60)
+        tasks = by_step(view)
+        assert view["status"] == "completed", (matter, tasks)
+        steps = {s.key: s for s in catalogue.matter(matter).steps}
+        assert {k: t["status"] for k, t in tasks.items()} == dict.fromkeys(steps, "completed")
+
+        effects = await pipeline.ledger.effects(app_id)
+        # one effect per step, applied by the system the catalogue names
+        assert sorted((e.task, e.system) for e in effects) == sorted(
+            (k, s.system) for k, s in steps.items()
+        )
+        seq = {e.task: e.seq for e in effects}
+        for key, step in steps.items():
+            for dependency in step.depends_on:
+                assert seq[dependency] < seq[key], f"{matter}: {key} before {dependency}"
+        results = {r["step"]: r for r in view["results"]}
+        for key, step in steps.items():  # what each step provides reached the results pack
+            assert set(results[key]["provides"]) == set(step.provides), (matter, key)
+
+
 async def test_a_denied_step_cancels_its_dependents(pipeline: Pipeline) -> None:
     envelope = example_json("newborn-yizhang-window")
     envelope["subjects"]["child"]["name"] = "驳回测试"
@@ -163,6 +198,11 @@ async def test_a_correction_reruns_only_the_step_that_asked(pipeline: Pipeline) 
 async def test_withdrawal_stops_the_bundle(pipeline: Pipeline) -> None:
     pipeline.fleet.behaviour("hospital").decision_delay_seconds = 60
     app_id = await pipeline.submit(example_json("newborn-yizhang-window"))
+
+    async def started() -> bool:
+        return bool((await pipeline.view(app_id))["tasks"])
+
+    assert await eventually(started)  # the orchestrator has fanned it out
     answer = await pipeline.portal.request(
         "POST",
         f"/v1/applications/{app_id}/withdrawal",

@@ -12,20 +12,28 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.envelope import (
+    TYPED_MATTERS,
     AfterDeathEnvelope,
+    DisabilityEnvelope,
+    HousingEnvelope,
+    MarriageBirthEnvelope,
+    MedicalCareEnvelope,
     NewbornEnvelope,
     RetirementEnvelope,
+    SchoolEntryEnvelope,
+    VeteranEnvelope,
     envelope_json_schema,
     parse_envelope,
     personal_values,
 )
 from gateway.errors import InvalidEnvelope
+from gateway.matters import MATTERS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "envelope" / "examples"
 VALID = sorted((EXAMPLES / "valid").glob("*.json"))
 INVALID = sorted(p for p in (EXAMPLES / "invalid").glob("*.json") if ".errors." not in p.name)
 PERSONAL_KEYS = {"name", "id_number", "head_id_number", "phone"}
-ORGANISATIONS = {"hospital", "employer"}
+ORGANISATIONS = {"hospital", "employer", "assessment_hospital"}
 
 
 def _load(path: Path) -> Any:
@@ -54,7 +62,7 @@ def _walk(doc: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...
 
 def test_examples_are_there() -> None:
     matters = {_load(p)["matter"] for p in VALID}
-    assert matters == {"newborn", "retirement", "after_death"}
+    assert matters == set(TYPED_MATTERS) == set(MATTERS)  # every matter of DESIGN is typed
     assert len(INVALID) >= 8
     for path in INVALID:
         assert path.with_name(f"{path.stem}.errors.json").is_file(), path.name
@@ -65,8 +73,14 @@ def test_valid_example_parses(path: Path) -> None:
     env = parse_envelope(path.read_bytes())
     expected = {
         "newborn": NewbornEnvelope,
+        "school_entry": SchoolEntryEnvelope,
+        "medical_care": MedicalCareEnvelope,
+        "housing": HousingEnvelope,
+        "veteran": VeteranEnvelope,
         "retirement": RetirementEnvelope,
         "after_death": AfterDeathEnvelope,
+        "marriage_birth": MarriageBirthEnvelope,
+        "disability": DisabilityEnvelope,
     }
     assert type(env) is expected[_load(path)["matter"]]
     # What the gateway stores and republishes parses back to the same envelope.
@@ -153,7 +167,7 @@ def test_strict_types(edit: dict[str, Any], loc: str, type_: str) -> None:
         (b"not json", "", "json_invalid"),
         (b"[]", "", "dict_type"),
         (b"{}", "matter", "missing"),
-        (b'{"matter": "disability"}', "matter", "union_tag_invalid"),
+        (b'{"matter": "passport"}', "matter", "union_tag_invalid"),
     ],
 )
 def test_whole_body_errors(body: bytes, loc: str, type_: str) -> None:
@@ -217,7 +231,7 @@ def test_personal_values_covers_accounts_and_every_matter() -> None:
         doc = _load(path)
         found = personal_values(parse_envelope(path.read_bytes()))
         assert {s.upper() for s in _personal_in(doc)} <= {s.upper() for s in found}
-        if doc["matter"] == "retirement":
+        if doc["matter"] in ("retirement", "disability"):
             assert doc["subjects"]["bank_account"] in found
 
 

@@ -297,3 +297,17 @@ def test_a_step_that_did_not_provide_what_the_catalogue_promises_blocks_with_a_r
     assert set(blocked) == {"vaccination", "hukou"}
     assert "provided.birth_certificate_no was not provided" in (blocked["hukou"] or "")
     assert "application.blocked" in events(tr)
+
+
+def test_dependents_of_a_step_that_does_not_apply_do_not_apply_either() -> None:
+    state = new_case(
+        "after-death-mobile", heirs=[], vehicle_licence_no=None, provident_fund_account=None
+    )
+    tr = planner.start(state, ctx())
+    reasons = {t.step: t.reason for t in tr.tasks}
+    assert reasons["kinship"] == "not applicable: subjects.heirs is empty"
+    # property inheritance needs the kinship verification: it cannot apply either
+    assert reasons["property_inheritance"] in (
+        "not applicable: kinship does not apply",
+        "not applicable: subjects.property_certificate_nos is empty",
+    )
