@@ -22,7 +22,9 @@ class Parts:
     source: ResultSource | None = None  # decisions that arrive on their own
 
 
-def build(system: str, config: SystemConfig, *, broker: BrokerClient) -> Parts:
+def build(
+    system: str, config: SystemConfig, *, broker: BrokerClient, public_base_url: str | None = None
+) -> Parts:
     if config.kind == "soap":
         from connectors.soap import SoapConnector
 
@@ -30,7 +32,10 @@ def build(system: str, config: SystemConfig, *, broker: BrokerClient) -> Parts:
     if config.kind == "rest":
         from connectors.rest import RestConnector
 
-        return Parts(RestConnector(system, config))
+        callback = (
+            f"{public_base_url.rstrip('/')}/v1/callbacks/{system}" if public_base_url else None
+        )
+        return Parts(RestConnector(system, config, callback_url=callback))
     if config.kind == "filedrop":
         from connectors.filedrop import FileDropConnector, FileDropResultSource
 

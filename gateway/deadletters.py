@@ -159,7 +159,12 @@ class DeadLetterSink:
         delivery.ack()
 
     async def _block_task(self, request_id: str, letter: DeadLetter) -> None:
-        from gateway.orchestration.messages import ResultMessage, routing_key, task_of
+        from gateway.orchestration.messages import (
+            ResultMessage,
+            attempt_of,
+            routing_key,
+            task_of,
+        )
 
         task = await self._store.cases.task(task_of(request_id))
         if task is None or self._publish is None:
@@ -169,7 +174,7 @@ class DeadLetterSink:
             application_id=task.application_id,
             system=task.system,
             kind="dead_lettered",
-            attempt=task.attempt,
+            attempt=attempt_of(request_id),  # the attempt that died, not the current one
             reason=f"dead letter {letter.message_id}: {letter.reason}",
         )
         await self._publish(

@@ -38,6 +38,8 @@ from gateway.broker.topology import (
     WEBHOOKS,
     build_topology,
 )
+from gateway.catalogue.model import check_systems
+from gateway.catalogue.model import load as load_catalogue
 from gateway.deadletters import DeadLetterSink
 from gateway.intake.amqp import AmqpIntake
 from gateway.intake.auth import PortalAuth
@@ -81,9 +83,14 @@ class Gateway:
         s = self.settings
         roles = set(s.check_roles(list(self.roles or s.all_roles())))
         tz = zoneinfo.ZoneInfo(s.timezone)
+        catalogue = load_catalogue()  # checked against the envelope model: fail at start
+        if s.systems:
+            check_systems(catalogue, s.systems)
         self.store = await open_store(s.database_url)
+        webhook_portals = sorted(p for p, c in s.portals.items() if c.webhook_url)
         topology = build_topology(
             list(s.systems) or DEFAULT_SYSTEMS,
+            webhook_portals=webhook_portals,
             delivery_limit=s.broker.delivery_limit,
             max_length=s.broker.max_queue_length,
         )
@@ -132,7 +139,8 @@ class Gateway:
         if "webhooks" in roles:
             sender = WebhookSender(s.portals, self.publish, clock=self.clock)
             self._closers.append(sender.close)
-            await broker.consume(WEBHOOKS, sender.handle, prefetch=16)
+            for portal_id in webhook_portals:  # one queue each: one portal's outage
+                await broker.consume(f"{WEBHOOKS}.{portal_id}", sender.handle, prefetch=16)
         for role in sorted(r for r in roles if r.startswith("connector:")):
             await self._start_connector(role.split(":", 1)[1])
         if "intake" in roles:
@@ -150,7 +158,9 @@ class Gateway:
         assert self.store is not None
         assert self.broker is not None
         config = self.settings.systems[system]
-        parts = build(system, config, broker=self.broker)
+        parts = build(
+            system, config, broker=self.broker, public_base_url=self.settings.public_base_url
+        )
         self.connectors[system] = parts.connector
         runner = ConnectorRunner(
             system,

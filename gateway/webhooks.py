@@ -1,8 +1,9 @@
 """The ``webhooks`` role: every portal event on ``gw.events`` also POSTed to the portal's
 ``webhook_url``, signed the way portals sign their requests (DESIGN).
 
-The queue ``gw.webhooks`` is bound to ``gw.events`` for every key; an event is delivered
-only to the portal its routing key names (personal data never crosses portals). A 2xx
+Each portal with a ``webhook_url`` has its own queue ``gw.webhooks.<portal>``, bound to
+``gw.events`` with ``<portal>.#``: an event reaches only the portal its routing key names
+(personal data never crosses portals), and one portal's outage holds back only its own. A 2xx
 answer acks it; a 5xx, 408, 429 or a network failure is retried with capped, jittered
 backoff while the delivery is held (an outage does not spend the queue's delivery limit);
 any other 4xx parks the event in the dead-letter store with the portal's answer as reason.

@@ -89,6 +89,7 @@ def work_queue_arguments(delivery_limit: int, max_length: int) -> dict[str, Any]
 def build_topology(
     systems: Iterable[str] = DEFAULT_SYSTEMS,
     *,
+    webhook_portals: Iterable[str] = (),
     delivery_limit: int = 5,
     max_length: int = 1_000_000,
 ) -> Topology:
@@ -100,7 +101,9 @@ def build_topology(
         Queue(INTAKE, work),
         Queue(ACCEPTED, work),
         Queue(RESULTS, work),
-        Queue(WEBHOOKS, work),  # every portal event, for the webhooks role
+        # one webhook queue per portal with a webhook_url: a portal that is down holds
+        # back only its own events
+        *(Queue(f"{WEBHOOKS}.{p}", work) for p in sorted(set(webhook_portals))),
         *(Queue(f"{TASKS}.{s}", work) for s in systems),
         # The end of the line: no dead-lettering out of it, so nothing is ever dropped.
         Queue(
@@ -115,7 +118,7 @@ def build_topology(
         Binding(INTAKE, INTAKE, "#"),
         Binding(ACCEPTED, ACCEPTED, "#"),
         Binding(RESULTS, RESULTS, "#"),
-        Binding(EVENTS, WEBHOOKS, "#"),
+        *(Binding(EVENTS, f"{WEBHOOKS}.{p}", f"{p}.#") for p in sorted(set(webhook_portals))),
         *(Binding(TASKS, f"{TASKS}.{s}", f"{s}.#") for s in systems),
         Binding(DLX, DEAD_LETTERS, "#"),
     ]

@@ -167,3 +167,23 @@ def load(version: str = CURRENT_VERSION) -> Catalogue:
     catalogue = parse(data.read_text(encoding="utf-8"), name)
     check(catalogue, envelope_paths())
     return catalogue
+
+
+def check_systems(catalogue: Catalogue, configured: Iterable[str]) -> None:
+    """Every system the catalogue sends work to has a ``[systems.<name>]`` table (else its
+    tasks would wait in a queue nobody reads): a start-up error naming matter and step."""
+    have = set(configured)
+    missing = sorted(
+        {
+            f"{code}.{step.key} → {step.system}"
+            for code, matter in catalogue.matters.items()
+            for step in matter.steps
+            if step.system not in have
+        }
+    )
+    if missing:
+        raise ConfigurationError(
+            f"catalogue {catalogue.version} sends work to systems with no [systems.<name>] "
+            f"table: {'; '.join(missing)}",
+            code="system_not_configured",
+        )

@@ -29,11 +29,12 @@ from gateway.intake.auth import PortalAuth
 from gateway.intake.problem_http import problem_response
 from gateway.orchestration import planner
 from gateway.orchestration.orchestrator import Orchestrator, changed_paths
-from gateway.orchestration.records import TERMINAL, CaseState
+from gateway.orchestration.records import CaseState, TaskStatus
 from gateway.problems import Problem
 from gateway.store import ApplicationStatus, Store
 
 MAX_CHANGES = 50
+RUNNING = frozenset({TaskStatus.DISPATCHED, TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS})
 _NOT_FOUND = Problem(
     404,
     "application-not-found",
@@ -181,7 +182,8 @@ class CasesApi:
                     "dispatched_at": self._when(t.dispatched_at),
                     "due_at": self._when(t.due_at),
                     "finished_at": self._when(t.finished_at),
-                    "overdue": t.status not in TERMINAL and t.due_at is not None and now > t.due_at,
+                    # the clock stops while a task waits for the citizen or an operator
+                    "overdue": t.status in RUNNING and t.due_at is not None and now > t.due_at,
                 }
             )
         view: dict[str, Any] = {

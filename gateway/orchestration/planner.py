@@ -168,9 +168,8 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
                 PollTimer(task.id, task.system, ctx.now + ctx.poll_seconds[task.system])
             )
     else:
-        same = {"in_progress": TaskStatus.IN_PROGRESS, "suspended": TaskStatus.SUSPENDED}
-        if same.get(result.outcome or "") is task.status and case_number == task.case_number:
-            return Transition()  # a poll saying again what we know: nothing to record
+        if _stale(task, result.outcome, case_number):
+            return Transition()  # said before, or overtaken by a later answer
         tasks[task.step] = _decided(tr, state, ctx, task, result, case_number, provided)
     _advance(tr, state, ctx, matter, tasks, envelope, provided)
     return tr
@@ -480,6 +479,22 @@ def _settle(
         return
     if current is not ApplicationStatus.IN_PROGRESS:
         tr.status = ApplicationStatus.IN_PROGRESS
+
+
+_INTERIM_FROM = {
+    # an interim answer only moves a task forward; replies may arrive out of order
+    "in_progress": frozenset({TaskStatus.DISPATCHED, TaskStatus.SUBMITTED, TaskStatus.SUSPENDED}),
+    "suspended": frozenset({TaskStatus.DISPATCHED, TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS}),
+}
+
+
+def _stale(task: TaskRecord, outcome: str | None, case_number: str | None) -> bool:
+    """True for an interim answer (in progress, suspended) that would move the task back:
+    repeated by a poll, or arriving after a correction request or a later interim answer."""
+    allowed = _INTERIM_FROM.get(outcome or "")
+    if allowed is None:
+        return False  # final answers and correction requests always count
+    return task.status not in allowed and not (case_number is not None and task.case_number is None)
 
 
 def _not_applicable(task: TaskRecord) -> bool:

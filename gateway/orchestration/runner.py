@@ -34,11 +34,15 @@ from gateway.orchestration.messages import (
     routing_key,
     task_of,
 )
+from gateway.orchestration.records import TERMINAL, TaskStatus
 from gateway.store.cases import CaseStore
 
 log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
 RETRY_PAUSE_SECONDS = 1.0
+POLLED = frozenset(
+    {TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUSPENDED, TaskStatus.DISPATCHED}
+)
 
 
 class Reporter:
@@ -91,6 +95,11 @@ class ConnectorRunner:
         structlog.contextvars.bind_contextvars(
             application_id=request.application_id, task_id=request.task_id, system=self.system
         )
+        task = await self._cases.task(task_of(request.task_id))
+        if task is not None and (task.attempt != request.attempt or task.status in TERMINAL):
+            log.info("task_superseded", status=task.status.value, attempt=task.attempt)
+            delivery.ack()  # withdrawn, cancelled, or re-dispatched since: do not send it
+            return
         try:
             receipt = await self._connector.send(request)
         except Retryable as exc:
@@ -133,7 +142,8 @@ class ConnectorRunner:
         timers = await self._cases.claim_timers(self.system, self._clock(), 60.0, 50)
         for timer in timers:
             task = await self._cases.task(timer.task_id)
-            if task is None:
+            if task is None or task.status not in POLLED:
+                await self._cases.delete_timer(timer.task_id)  # nothing left to ask about
                 continue
             request = DepartmentRequest(
                 task_id=task.request_id,
@@ -147,9 +157,25 @@ class ConnectorRunner:
             )
             try:
                 decision = await self._connector.check(request, task.case_number)
-            except (Retryable, Permanent) as exc:
+            except Retryable as exc:
                 log.warning("poll_failed", task_id=task.id, error=str(exc))
                 decision = None
+            except Permanent as exc:  # asking again cannot help: an operator must look
+                log.warning("poll_refused", task_id=task.id, error=str(exc))
+                await self._reporter.publish(
+                    task.matter,
+                    task.step,
+                    ResultMessage(
+                        task_id=task.id,
+                        application_id=task.application_id,
+                        system=self.system,
+                        kind="dead_lettered",
+                        attempt=task.attempt,
+                        reason=f"{self.system} refused the status query: {exc}",
+                    ),
+                )
+                await self._cases.delete_timer(task.id)
+                continue
             if decision is not None:
                 await self.report(decision)
             if decision is None or decision.outcome in ("in_progress", "suspended"):

@@ -127,6 +127,16 @@ class EffectLedger:
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
+    async def deliveries(self, application_id: str) -> list[tuple[str, str, str, str]]:
+        """(system, task, idempotency key, detail) of every request that reached a department."""
+        rows = await asyncio.to_thread(
+            self._run,
+            "SELECT system, task, idempotency_key, detail FROM deliveries "
+            "WHERE application_id = ? ORDER BY seq",
+            (application_id,),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     async def delivery_count(self, system: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM deliveries"
         params: tuple[Any, ...] = ()

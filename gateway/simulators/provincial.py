@@ -18,6 +18,7 @@ delivery. Each decision is sent as a signed ``CaseEvent`` to the request's ``cal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -269,6 +270,9 @@ class ProvincialSimulator:
 
     async def _create(self, request: web.Request) -> web.Response:
         if self.behaviour.down():
+            key = request.headers.get(signing.HEADER_IDEMPOTENCY_KEY, "")
+            with contextlib.suppress(ValueError):  # a key that names no task: nothing to file
+                await self._record(key, "unavailable: 503")
             return _refuse("unavailable", "the platform is down; try again later")
         if request.content_type != "application/json":
             return _refuse("unsupported-media-type", "send the case as application/json")

@@ -265,6 +265,10 @@ class CaseStore:
             )
         return [PollTimer(r[0], r[1], float(r[2])) for r in rows]
 
+    async def delete_timer(self, task_id: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM timers WHERE task_id = ?", (task_id,))
+
     async def reschedule_timer(self, task_id: str, due_at: float) -> None:
         async with self._db.transaction() as tx:
             await tx.execute(

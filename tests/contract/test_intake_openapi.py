@@ -851,7 +851,14 @@ async def with_provincial(
         url="http://127.0.0.1:9/platform/v1",
         secret=PROVINCIAL_SECRET,
     )
-    gw = Gateway(settings_for(database_url, systems={"provincial": rest}), roles=BASE_ROLES)
+    others = {  # every catalogue system needs a table; only their connectors are not run
+        "hospital": SystemConfig(kind="filedrop"),
+        "hukou": SystemConfig(kind="soap", url="http://127.0.0.1:9/hukou"),
+        "cdc": SystemConfig(kind="amqp"),
+    }
+    gw = Gateway(
+        settings_for(database_url, systems={"provincial": rest, **others}), roles=BASE_ROLES
+    )
     await gw.start()
     yield gw
     await gw.stop(drain_seconds=2)

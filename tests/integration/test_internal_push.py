@@ -5,6 +5,8 @@ simulators' own effect ledgers, never from the gateway's belief."""
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -213,3 +215,58 @@ async def test_withdrawal_stops_the_bundle(pipeline: Pipeline) -> None:
     view = answer.json()
     assert view["status"] == "withdrawn"
     assert {t["status"] for t in view["tasks"]} == {"cancelled"}
+
+
+async def test_each_department_is_asked_once_and_nothing_is_left_to_send(
+    pipeline: Pipeline,
+) -> None:
+    app_id = await pipeline.submit(example_json("newborn-yizhang-window"))
+    assert (await pipeline.settled(app_id))["status"] == "completed"
+    asked = Counter(
+        (system, task) for system, task, _, _ in await pipeline.ledger.deliveries(app_id)
+    )
+    assert asked == Counter(
+        {
+            ("hospital", "birth_certificate"): 1,
+            ("cdc", "vaccination"): 1,
+            ("hukou", "hukou"): 1,
+            ("provincial", "medical_insurance"): 1,
+            ("provincial", "social_security_card"): 1,
+        }
+    )
+    assert pipeline.gw.store is not None
+    leftover = await pipeline.gw.store.cases.claim_outbox(time.time() + 3600, 30, 10)
+    assert leftover == []  # every task and event left the outbox once it was confirmed
+
+
+async def test_a_department_outage_shorter_than_the_retries_costs_nothing(
+    pipeline: Pipeline,
+) -> None:
+    now = time.time()
+    pipeline.fleet.behaviour("provincial").outages.append((now, now + 2.0))
+    app_id = await pipeline.submit(example_json("retirement-online"))
+    view = await pipeline.settled(app_id)
+    assert view["status"] == "completed", by_step(view)
+    refused = [
+        d
+        for d in await pipeline.ledger.deliveries(app_id)
+        if "503" in d[3] or "unavailable" in d[3] or "outage" in d[3]
+    ]
+    assert refused  # the outage really turned requests away, and they were retried
+    assert pipeline.gw.store is not None
+    assert await pipeline.gw.store.list_dead_letters() == []
+
+
+async def test_a_task_that_keeps_failing_blocks_its_application_with_the_reason(
+    pipeline: Pipeline,
+) -> None:
+    now = time.time()
+    pipeline.fleet.behaviour("provincial").outages.append((now, now + 3600))
+    app_id = await pipeline.submit(example_json("retirement-online"))
+    view = await pipeline.settled(app_id, within=60, status={"blocked"})
+    task = by_step(view)["file_review"]
+    assert task["status"] == "dead_lettered"
+    assert "delivery_limit" in task["reason"]
+    assert pipeline.gw.store is not None
+    [letter] = await pipeline.gw.store.list_dead_letters()
+    assert letter.letter.system == "provincial" and letter.letter.application_id == app_id

@@ -171,6 +171,13 @@ async def test_no_delivery_is_held_while_departments_decide(
         "name",
         "messages_unacknowledged",
     )
+    pending = [
+        t["status"]
+        for i in ids
+        for t in (await portal.show(i)).json()["tasks"]
+        if t["status"] in ("dispatched", "submitted", "in_progress")
+    ]
+    assert pending  # departments are still deciding while we look
     held = {
         line.split()[0]: int(line.split()[1])
         for line in unacked.splitlines()

@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway import signing
 from gateway.runtime import Gateway
 from gateway.settings import PortalConfig, Settings
-from tests.conftest import WINDOW_SECRET
+from tests.conftest import ONLINE_SECRET, WINDOW_SECRET
 from tests.support.portal import Portal, example
 from tests.support.waiting import eventually, true
 
@@ -110,3 +110,45 @@ async def test_a_refused_webhook_is_parked_with_the_portals_answer(
     assert letters
     assert "portal window refused the webhook with 410" in letters[0].letter.reason
     assert letters[0].letter.exchange == "gw.events"
+
+
+async def test_each_portal_gets_only_its_own_events_and_one_outage_holds_back_no_other(
+    settings_for: Callable[..., Settings],
+) -> None:
+    down, up = Receiver(), Receiver()
+    down.answers = [503] * 1000  # the window's webhook endpoint is down all along
+    apps = []
+    for r in (down, up):
+        app = web.Application()
+        app.router.add_post("/hooks", r.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        apps.append((runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hooks"))
+    try:
+        settings = settings_for(
+            portals={
+                "window": PortalConfig(secret=WINDOW_SECRET, webhook_url=apps[0][1]),  # type: ignore[arg-type]
+                "online": PortalConfig(secret=ONLINE_SECRET, webhook_url=apps[1][1]),  # type: ignore[arg-type]
+            }
+        )
+        async with Gateway(settings, roles=["intake", "orchestrator", "webhooks"]) as gw:
+            async with aiohttp.ClientSession() as session:
+                base = f"http://127.0.0.1:{gw.http_port}"
+                mine = Portal(base, "window", WINDOW_SECRET, session)
+                theirs = Portal(base, "online", ONLINE_SECRET, session)
+                for _ in range(20):  # fill the window's queue while its endpoint is down
+                    await mine.submit(example("newborn-yizhang-window"))
+                online_id = (await theirs.submit(example("retirement-online"))).json()[
+                    "application_id"
+                ]
+            assert await eventually(
+                lambda: true(any(e["event"] == "application.accepted" for e in up.got)), within=15
+            )
+    finally:
+        for runner, _ in apps:
+            await runner.cleanup()
+    assert {e["application_id"] for e in up.got} == {online_id}  # nothing of the window's
+    assert {e["portal"] for e in up.got} == {"online"}
+    assert down.got == [] and down.attempts > 0

@@ -92,3 +92,16 @@ def at(y: int, m: int, d: int, hh: int, mm: int = 0) -> dt.datetime:
 )
 def test_deadline_units(start: dt.datetime, value: float, unit: str, due: dt.datetime) -> None:
     assert deadlines.due_at(start, deadlines.Budget(value, unit)) == due
+
+
+async def test_a_catalogue_system_without_a_systems_table_stops_the_gateway_at_start() -> None:
+    from gateway.runtime import Gateway
+    from gateway.settings import Settings, SystemConfig
+
+    settings = Settings(systems={"hukou": SystemConfig(kind="soap", url="http://127.0.0.1:9/")})
+    with pytest.raises(ConfigurationError) as info:
+        await Gateway(settings).start()  # before any store or broker is touched
+    message = str(info.value)
+    assert "no [systems.<name>] table" in message
+    assert "newborn.birth_certificate → hospital" in message
+    assert "newborn.hukou → hukou" not in message

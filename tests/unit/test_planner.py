@@ -311,3 +311,78 @@ def test_dependents_of_a_step_that_does_not_apply_do_not_apply_either() -> None:
         "not applicable: kinship does not apply",
         "not applicable: subjects.property_certificate_nos is empty",
     )
+
+
+@pytest.mark.parametrize("late", ["in_progress", "suspended"])
+def test_a_late_interim_answer_does_not_undo_a_correction_request(late: str) -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
+    state, tr = answer(
+        state,
+        "vaccination",
+        outcome="correction_requested",
+        gaps=({"field": "subjects.vaccination.bcg_at", "message": "no date"},),
+    )
+    assert tr.status is ApplicationStatus.CORRECTION_REQUESTED
+    task = state.task("vaccination")
+    stale = ResultMessage(
+        task.id, "app1", "cdc", "decision", task.attempt, outcome=late, case_number=task.case_number
+    )
+    assert not planner.on_result(state, ctx(), stale).changed
+
+
+def test_a_suspended_task_resumes_and_repeated_polls_record_nothing() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
+    hukou = state.task("hukou")
+    state = apply(
+        state,
+        planner.on_result(
+            state, ctx(), ResultMessage(hukou.id, "app1", "hukou", "receipt", 1, case_number="P-1")
+        ),
+    )
+    suspended = ResultMessage(
+        hukou.id,
+        "app1",
+        "hukou",
+        "decision",
+        1,
+        outcome="suspended",
+        case_number="P-1",
+        reason="awaiting a DNA test",
+    )
+    state = apply(state, planner.on_result(state, ctx(), suspended))
+    assert state.task("hukou").status is TaskStatus.SUSPENDED
+    assert not planner.on_result(state, ctx(), suspended).changed  # the next poll
+    resumed = ResultMessage(
+        hukou.id, "app1", "hukou", "decision", 1, outcome="in_progress", case_number="P-1"
+    )
+    state = apply(state, planner.on_result(state, ctx(), resumed))
+    assert state.task("hukou").status is TaskStatus.IN_PROGRESS
+    assert not planner.on_result(state, ctx(), resumed).changed
+
+
+def test_a_correction_does_not_rerun_tasks_still_in_progress() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
+    vacc = state.task("vaccination")
+    state = apply(
+        state,
+        planner.on_result(
+            state,
+            ctx(),
+            ResultMessage(
+                vacc.id, "app1", "cdc", "decision", 1, outcome="in_progress", case_number="V-1"
+            ),
+        ),
+    )
+    state, _ = answer(
+        state,
+        "hukou",
+        outcome="correction_requested",
+        gaps=({"field": "subjects.child.name", "message": "spelling"},),
+    )
+    tr = planner.on_correction(
+        state, ctx(), state.application.envelope_json, ["subjects.child.name"]
+    )
+    assert set(dispatched(tr)) == {"hukou"}

@@ -34,8 +34,13 @@ def test_design_exchanges_queues_and_bindings() -> None:
     bindings = {(b.exchange, b.queue, b.routing_key) for b in topo.bindings}
     assert ("gw.tasks", "gw.tasks.hukou", "hukou.#") in bindings
     assert ("gw.dlx", "gw.dead-letters", "#") in bindings
-    # portals bind gw.events themselves; the gateway binds only its webhook sender
-    assert [b.queue for b in topo.bindings if b.exchange == "gw.events"] == ["gw.webhooks"]
+    # portals bind gw.events themselves; the gateway binds only its webhook queues, one per
+    # portal with a webhook_url, on that portal's keys
+    assert not [b for b in topo.bindings if b.exchange == "gw.events"]
+    hooks = t.build_topology(webhook_portals=["window", "online"])
+    assert sorted(
+        (b.queue, b.routing_key) for b in hooks.bindings if b.exchange == "gw.events"
+    ) == [("gw.webhooks.online", "online.#"), ("gw.webhooks.window", "window.#")]
 
 
 def test_every_work_queue_dead_letters_at_least_once_after_an_explicit_limit() -> None:
