@@ -80,6 +80,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(func=_cmd_simulate)
 
+    bench = sub.add_parser(
+        "bench", help="measure the gateway against the raw broker on this machine"
+    )
+    bench.add_argument("--quick", action="store_true", help="a short run (about a minute)")
+    bench.add_argument(
+        "--json", type=Path, dest="json_path", metavar="FILE", help="also write the figures as JSON"
+    )
+    bench.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="PostgreSQL to time store transactions on (default: the "
+        "configured database if PostgreSQL, else the local test database)",
+    )
+    bench.set_defaults(func=_cmd_bench)
+
     apps = sub.add_parser("apps", help="find applications (personal data masked)")
     apps_sub = apps.add_subparsers(required=True, metavar="action")
     apps_list = apps_sub.add_parser("list", help="list applications, newest first")
@@ -121,6 +136,14 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         serve_fleet(settings, args.ledger, set(args.systems or settings.systems), delay=args.delay)
     )
     return 0
+
+
+def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.bench import run_bench
+
+    return asyncio.run(
+        run_bench(settings, quick=args.quick, json_path=args.json_path, postgres_url=args.postgres)
+    )
 
 
 def _cmd_apps_list(args: argparse.Namespace, settings: Settings) -> int:

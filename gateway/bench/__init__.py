@@ -1,0 +1,53 @@
+"""``gateway bench``: how close the gateway runs to what the broker itself can do, here.
+
+One run measures, in this order, printing progress as it goes and a table at the end:
+
+    raw       pika + RabbitMQ alone: publish, consume, one hop (``raw``); the run is flagged
+              noisy when publish or consume falls below 80 % of DESIGN's table
+    costs     µs per operation: envelope validation, mappings, SOAP through zeep against
+              lxml, signature checks, store transactions on SQLite and PostgreSQL
+              (``components``, ``soap_build``, ``stores``, ``timing``)
+    intake    accepted envelopes/s through a real gateway against a bare aiohttp handler,
+              the load generator's CPU beside them (``intake``, ``loadgen``)
+    push      newborn applications through every role and the simulators: completed/s and
+              latency from 202 to ``application.completed`` (``push``)
+    ratios    hop efficiency and intake efficiency (``stats``)
+
+The broker is the one of ``settings.amqp_url`` (its default vhost unless the URL names
+another). The raw baseline uses a quorum queue of its own, deleted afterwards; intake and
+push use the gateway's fixed queue names and run only when those are idle, and intake takes
+back what it published. The gateway's logs go to ``var/bench-<time>.log`` for the run, so
+that the terminal shows the bench. ``run`` holds the sequence, ``report`` the table.
+
+This module stays light on purpose: the load generator runs as ``python -m
+gateway.bench.loadgen`` and imports this package without the gateway behind it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+__all__ = ["run_bench"]
+
+
+async def run_bench(
+    settings: Settings,
+    *,
+    quick: bool,
+    json_path: Path | None,
+    postgres_url: str | None = None,
+) -> int:
+    """Run the bench: 0 when every part ran, 1 when one failed (the table says which).
+
+    ``quick`` keeps the run under a minute on a 2-core machine; ``json_path`` receives the
+    figures. ``postgres_url`` is where the PostgreSQL store transactions are timed (in a
+    fresh schema, dropped afterwards); by default ``settings.database_url`` when that is
+    PostgreSQL, else ``GATEWAY_TEST_POSTGRES_URL`` or the test suite's default URL.
+    """
+    from gateway.bench.run import bench
+
+    return await bench(settings, quick=quick, json_path=json_path, postgres_url=postgres_url)

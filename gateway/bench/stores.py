@@ -1,0 +1,58 @@
+"""Throw-away stores for the bench: SQLite in a temporary file, PostgreSQL in a fresh schema.
+
+The PostgreSQL schema is created in the database at the given URL, handed to ``open_store``
+through the URL's ``search_path`` and dropped with everything in it afterwards, so the bench
+never touches the gateway's own tables.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from gateway.store import Store, open_store
+
+
+@asynccontextmanager
+async def sqlite_store(folder: Path | None = None) -> AsyncIterator[Store]:
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-", dir=folder) as tmp:
+        store = await open_store(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}")
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+@asynccontextmanager
+async def postgres_store(url: str) -> AsyncIterator[Store]:
+    """A store in schema ``gw_bench_<random>`` of the database at ``url``, dropped at exit.
+
+    Raises ``psycopg.OperationalError`` when the database cannot be reached.
+    """
+    schema = f"gw_bench_{uuid.uuid4().hex[:12]}"
+    admin = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
+    try:
+        await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            store = await open_store(with_search_path(url, schema))
+            try:
+                yield store
+            finally:
+                await store.close()
+        finally:
+            await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    finally:
+        await admin.close()
+
+
+def with_search_path(url: str, schema: str) -> str:
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query), ("options", f"-c search_path={schema}")]
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
