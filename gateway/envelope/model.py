@@ -44,6 +44,7 @@ from gateway.envelope.subjects_services import (
     SchoolEntrySubjects,
 )
 from gateway.errors import FieldError, InvalidEnvelope
+from gateway.matters import MATTERS
 
 SCHEMA_VERSION: Final = "1.0"
 
@@ -168,17 +169,7 @@ Envelope = Annotated[
     Field(discriminator="matter"),
 ]
 ENVELOPE_ADAPTER: Final[TypeAdapter[Envelope]] = TypeAdapter(Envelope)
-TYPED_MATTERS: Final = (
-    "newborn",
-    "school_entry",
-    "medical_care",
-    "housing",
-    "veteran",
-    "retirement",
-    "after_death",
-    "marriage_birth",
-    "disability",
-)
+TYPED_MATTERS: Final = MATTERS  # every matter of DESIGN now has its typed envelope
 _MATERIAL_KINDS: Final = ("elicence", "document")
 _TAG_ERRORS: Final = ("union_tag_invalid", "union_tag_not_found")
 
