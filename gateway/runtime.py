@@ -202,7 +202,6 @@ class Gateway:
             self.store,
             self.metrics,
             Readiness(lambda: broker.connected),
-            timezone=tz,
         )
         cases = CasesApi(auth, self.store, orchestrator, timezone=tz, clock=self.clock)
         routes: list[RouteAdder] = list(self.extra_routes)

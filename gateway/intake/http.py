@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -79,15 +78,12 @@ class IntakeApi:
         store: Store,
         metrics: Metrics,
         readiness: Readiness,
-        *,
-        timezone: dt.tzinfo,
     ) -> None:
         self._service = service
         self._auth = auth
         self._store = store
         self._metrics = metrics
         self._readiness = readiness
-        self._tz = timezone
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/applications", self.submit)

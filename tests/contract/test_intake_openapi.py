@@ -199,7 +199,6 @@ def registered_routes(systems: Mapping[str, SystemConfig]) -> set[tuple[str, str
         store,
         metrics,
         Readiness(lambda: True),
-        timezone=dt.UTC,
     )
     cases = CasesApi(auth, store, cast(Orchestrator, object()), timezone=dt.UTC)
     routes: list[RouteAdder] = []
