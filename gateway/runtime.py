@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import signal
 import time
 import zoneinfo
@@ -38,6 +39,7 @@ from gateway.broker.topology import (
     WEBHOOKS,
     build_topology,
 )
+from gateway.calendar import WorkCalendar, calendar_from
 from gateway.catalogue.model import check_systems
 from gateway.catalogue.model import load as load_catalogue
 from gateway.deadletters import DeadLetterSink
@@ -84,6 +86,15 @@ class Gateway:
         roles = set(s.check_roles(list(self.roles or s.all_roles())))
         tz = zoneinfo.ZoneInfo(s.timezone)
         catalogue = load_catalogue()  # checked against the envelope model: fail at start
+        calendar = calendar_from(s.calendar)  # a bad calendar file stops the start too
+        today = dt.datetime.fromtimestamp(self.clock(), tz).date()
+        uncovered = calendar.uncovered(today, today + dt.timedelta(days=90))
+        if uncovered:
+            log.warning(
+                "calendar_missing_years",
+                years=list(uncovered),
+                detail="due times in these years count Monday to Friday only",
+            )
         if s.systems:
             check_systems(catalogue, s.systems)
         self.store = await open_store(s.database_url)
@@ -115,6 +126,7 @@ class Gateway:
             self.publish,
             timezone=tz,
             clock=self.clock,
+            calendar=calendar,
             poll_seconds={
                 n: c.poll_seconds for n, c in s.systems.items() if c.kind in POLLED_KINDS
             },
@@ -144,7 +156,7 @@ class Gateway:
         for role in sorted(r for r in roles if r.startswith("connector:")):
             await self._start_connector(role.split(":", 1)[1])
         if "intake" in roles:
-            await self._start_intake(orchestrator, tz)
+            await self._start_intake(orchestrator, tz, calendar)
         log.info(
             "gateway_started",
             roles=sorted(roles),
@@ -178,7 +190,9 @@ class Gateway:
         if parts.source is not None:
             self._spawn(runner.run_source(parts.source))
 
-    async def _start_intake(self, orchestrator: Orchestrator, tz: zoneinfo.ZoneInfo) -> None:
+    async def _start_intake(
+        self, orchestrator: Orchestrator, tz: zoneinfo.ZoneInfo, calendar: WorkCalendar
+    ) -> None:
         from connectors.registry import callback_routes
 
         s = self.settings
@@ -203,7 +217,9 @@ class Gateway:
             self.metrics,
             Readiness(lambda: broker.connected),
         )
-        cases = CasesApi(auth, self.store, orchestrator, timezone=tz, clock=self.clock)
+        cases = CasesApi(
+            auth, self.store, orchestrator, timezone=tz, clock=self.clock, calendar=calendar
+        )
         routes: list[RouteAdder] = list(self.extra_routes)
         for name, config in s.systems.items():
             reporter = Reporter(name, self.store.cases, self.publish)

@@ -100,6 +100,14 @@ class IntakeTuning(_Section):
     relay_grace_seconds: float = Field(default=10.0, ge=0)
 
 
+class CalendarConfig(_Section):
+    """``[calendar]``: the working-day calendar deadlines are counted on (DESIGN "Time")."""
+
+    file: Path | None = None  # a local calendar file replacing the packaged one
+    # e.g. ["08:30-12:00", "14:30-17:30"]; unset: the calendar file's own office hours
+    office_hours: tuple[Annotated[str, Field(pattern=r"^\d\d:\d\d-\d\d:\d\d$")], ...] | None = None
+
+
 _config_file: ContextVar[Path | None] = ContextVar("gateway_config_file", default=None)
 
 
@@ -126,6 +134,7 @@ class Settings(BaseSettings):
     systems: dict[Identifier, SystemConfig] = {}
     broker: BrokerTuning = BrokerTuning()
     intake: IntakeTuning = IntakeTuning()
+    calendar: CalendarConfig = CalendarConfig()
 
     @model_validator(mode="after")
     def _amqp_users_unique(self) -> Settings:

@@ -21,8 +21,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from gateway.calendar import WorkCalendar, default_calendar
 from gateway.catalogue.model import CURRENT_VERSION, load
-from gateway.deadlines import CALENDAR_NOTE
 from gateway.envelope import ENVELOPE_ADAPTER, parse_envelope
 from gateway.errors import InvalidEnvelope
 from gateway.intake.auth import PortalAuth
@@ -52,8 +52,10 @@ class CasesApi:
         *,
         timezone: dt.tzinfo,
         clock: Callable[[], float] = time.time,
+        calendar: WorkCalendar | None = None,
     ) -> None:
         self._auth = auth
+        self._calendar = calendar or default_calendar()
         self._store = store
         self._orchestrator = orchestrator
         self._tz = timezone
@@ -197,7 +199,7 @@ class CasesApi:
             "received_at": self._when(app.created_at),
             "accepted_at": self._when(app.accepted_at),
             "updated_at": self._when(app.updated_at),
-            "calendar": CALENDAR_NOTE,
+            "calendar": self._calendar.describe(),
             "tasks": tasks,
         }
         if matter and app.status in (ApplicationStatus.COMPLETED, ApplicationStatus.DELIVERED):

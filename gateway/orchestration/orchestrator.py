@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 import structlog
 
 from gateway.broker.messages import Delivery, Message
+from gateway.calendar import WorkCalendar, default_calendar
 from gateway.catalogue.model import CURRENT_VERSION, load
 from gateway.deadletters import park
 from gateway.errors import Permanent
@@ -23,13 +24,13 @@ from gateway.logs import get_logger
 from gateway.orchestration import planner
 from gateway.orchestration.messages import ResultMessage
 from gateway.orchestration.outbox import Outbox
-from gateway.orchestration.records import CaseState, Transition
+from gateway.orchestration.records import CaseState, Context, Transition
 from gateway.store import Store
 from gateway.store.cases import UnknownApplication
 
 log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
-Plan = Callable[[CaseState, planner.Context], Transition]
+Plan = Callable[[CaseState, Context], Transition]
 
 
 class Orchestrator:
@@ -42,7 +43,9 @@ class Orchestrator:
         timezone: dt.tzinfo,
         poll_seconds: Mapping[str, float],
         clock: Callable[[], float] = time.time,
+        calendar: WorkCalendar | None = None,
     ) -> None:
+        self._calendar = calendar or default_calendar()
         self._store = store
         self._outbox = outbox
         self._publish = publish
@@ -50,13 +53,14 @@ class Orchestrator:
         self._poll = dict(poll_seconds)
         self._clock = clock
 
-    def context(self, state: CaseState) -> planner.Context:
+    def context(self, state: CaseState) -> Context:
         """The planner's view, with the catalogue version the application was accepted under."""
-        return planner.Context(
+        return Context(
             catalogue=load(state.catalogue_version or CURRENT_VERSION),
             now=self._clock(),
             timezone=self._tz,
             poll_seconds=self._poll,
+            calendar=self._calendar,
         )
 
     async def apply(self, application_id: str, plan: Plan) -> Transition:

@@ -8,27 +8,30 @@ duplicate or late event, so redelivery changes nothing.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from connectors.base import DepartmentRequest
-from gateway import deadlines, events
-from gateway.broker.topology import EVENTS, TASKS
+from gateway.broker.topology import TASKS
 from gateway.catalogue.fields import MissingField, present, select
-from gateway.catalogue.model import Catalogue, Matter, Step
+from gateway.catalogue.model import Matter, Step
+from gateway.orchestration import clock, notices
 from gateway.orchestration.messages import ResultMessage, routing_key, task_message
+from gateway.orchestration.notices import results_pack as results_pack
 from gateway.orchestration.records import (
+    CLOCK_STOPS,
     TERMINAL,
     CaseState,
+    Context,
     Outgoing,
     PollTimer,
     TaskRecord,
     TaskStatus,
     TimelineEntry,
     Transition,
+    stale_interim,
 )
 from gateway.store.records import ApplicationStatus
 
@@ -44,14 +47,6 @@ FINAL_APPLICATION = frozenset(
 
 class NotAllowed(Exception):
     """The event does not fit the application's state (→ 409 for an HTTP caller)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    catalogue: Catalogue
-    now: float
-    timezone: dt.tzinfo
-    poll_seconds: Mapping[str, float]  # systems whose decisions are polled, and how often
 
 
 def start(state: CaseState, ctx: Context) -> Transition:
@@ -83,7 +78,7 @@ def start(state: CaseState, ctx: Context) -> Transition:
             ctx.now, "application.accepted", detail={"catalogue_version": ctx.catalogue.version}
         )
     )
-    _event(
+    notices.event(
         tr,
         state,
         ctx,
@@ -129,7 +124,7 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
         tr.timeline.append(
             TimelineEntry(ctx.now, "task.dead_lettered", task.id, {"reason": result.reason})
         )
-        _event(
+        notices.event(
             tr,
             state,
             ctx,
@@ -137,7 +132,7 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
             (task.id, str(task.attempt)),
             {"step": task.step, "reason": result.reason},
         )
-        _event(
+        notices.event(
             tr,
             state,
             ctx,
@@ -150,25 +145,35 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
     if result.kind == "receipt":
         if task.status is not TaskStatus.DISPATCHED:
             return Transition()
-        started = result.accepted_at or task.clock_started_at or ctx.now
+        due: float | None
+        if task.attempt <= 1:  # the clock starts at the department's acceptance
+            started = result.accepted_at or task.clock_started_at or ctx.now
+            due = clock.due(matter.step(task.step), started, ctx)
+        else:  # after a correction the clock resumed at the re-dispatch, with its time used
+            started, due = task.clock_started_at or ctx.now, task.due_at
         tasks[task.step] = replace(
             task,
             status=TaskStatus.SUBMITTED,
             case_number=case_number,
             clock_started_at=started,
-            due_at=_due(matter.step(task.step), started, ctx),
+            due_at=due,
             updated_at=ctx.now,
             version=task.version,
         )
         tr.timeline.append(
-            TimelineEntry(ctx.now, "task.submitted", task.id, {"case_number": case_number})
+            TimelineEntry(
+                ctx.now,
+                "task.submitted",
+                task.id,
+                {"case_number": case_number, **clock.detail(ctx, started, due)},
+            )
         )
         if task.system in ctx.poll_seconds:
             tr.timers.append(
                 PollTimer(task.id, task.system, ctx.now + ctx.poll_seconds[task.system])
             )
     else:
-        if _stale(task, result.outcome, case_number):
+        if stale_interim(task, result.outcome, case_number):
             return Transition()  # said before, or overtaken by a later answer
         tasks[task.step] = _decided(tr, state, ctx, task, result, case_number, provided)
     _advance(tr, state, ctx, matter, tasks, envelope, provided)
@@ -198,7 +203,7 @@ def _decided(
             certificate=result.certificate,
             finished_at=ctx.now,
         )
-        _event(
+        notices.event(
             tr,
             state,
             ctx,
@@ -226,6 +231,13 @@ def _decided(
     else:  # in_progress
         new = replace(base, status=TaskStatus.IN_PROGRESS)
     tr.timeline.append(TimelineEntry(ctx.now, f"task.{new.status.value}", task.id, detail))
+    if new.status in CLOCK_STOPS and task.clock_stopped_at is None:
+        new = replace(new, clock_stopped_at=ctx.now)
+        tr.timeline.append(
+            TimelineEntry(ctx.now, "task.clock_stopped", task.id, {"reason": outcome})
+        )
+    elif new.status is TaskStatus.IN_PROGRESS and task.clock_stopped_at is not None:
+        new = clock.restart(tr, state, ctx, new, "suspension_ended")
     return new
 
 
@@ -271,7 +283,7 @@ def on_withdrawal(state: CaseState, ctx: Context, reason: str) -> Transition:
             )
             tr.drop_timers.append(t.id)
     tr.timeline.append(TimelineEntry(ctx.now, "application.withdrawn", detail={"reason": reason}))
-    _event(tr, state, ctx, "application.withdrawn", (app.id,), {"reason": reason})
+    notices.event(tr, state, ctx, "application.withdrawn", (app.id,), {"reason": reason})
     return tr
 
 
@@ -283,27 +295,8 @@ def on_delivery(state: CaseState, ctx: Context) -> Transition:
         raise NotAllowed(f"application is {app.status.value}; only a completed one is handed out")
     tr = Transition(status=ApplicationStatus.DELIVERED)
     tr.timeline.append(TimelineEntry(ctx.now, "application.delivered"))
-    _event(tr, state, ctx, "application.delivered", (app.id,), {})
+    notices.event(tr, state, ctx, "application.delivered", (app.id,), {})
     return tr
-
-
-def results_pack(tasks: Iterable[TaskRecord], matter: Matter) -> list[dict[str, Any]]:
-    """Per department: what the window hands out (certificate and case numbers)."""
-    pack = []
-    for t in tasks:
-        step = matter.step(t.step)
-        pack.append(
-            {
-                "step": t.step,
-                "title": step.title,
-                "department": step.department,
-                "status": t.status.value,
-                "case_number": t.case_number,
-                "certificate": t.certificate,
-                "provides": dict(t.provides),
-            }
-        )
-    return pack
 
 
 # --- internals --------------------------------------------------------------------------
@@ -367,10 +360,11 @@ def _dispatch(
         status=TaskStatus.DISPATCHED,
         attempt=task.attempt + 1,
         dispatched_at=ctx.now,
-        clock_started_at=ctx.now,
-        due_at=_due(step, ctx.now, ctx),
         updated_at=ctx.now,
     )
+    restart = task.clock_stopped_at is not None and task.due_at is not None
+    if not restart:
+        new = replace(new, clock_started_at=ctx.now, due_at=clock.due(step, ctx.now, ctx))
     try:
         fields = select(envelope, step.needs, provided)
     except MissingField as exc:
@@ -379,7 +373,7 @@ def _dispatch(
         tr.timeline.append(
             TimelineEntry(ctx.now, "task.dead_lettered", task.id, {"reason": reason})
         )
-        _event(
+        notices.event(
             tr,
             state,
             ctx,
@@ -409,10 +403,17 @@ def _dispatch(
             ctx.now,
             "task.dispatched",
             task.id,
-            {"system": step.system, "attempt": new.attempt, "due_at": new.due_at},
+            {
+                "system": step.system,
+                "attempt": new.attempt,
+                "due_at": new.due_at,
+                **clock.detail(ctx, new.clock_started_at, new.due_at),
+            },
         )
     )
-    _event(
+    if restart:  # corrected: the clock goes on from where it stopped
+        new = clock.restart(tr, state, ctx, new, "corrected")
+    notices.event(
         tr,
         state,
         ctx,
@@ -447,7 +448,7 @@ def _settle(
             tr.timeline.append(
                 TimelineEntry(ctx.now, "application.rejected", detail={"reasons": reasons})
             )
-            _event(
+            notices.event(
                 tr,
                 state,
                 ctx,
@@ -458,13 +459,13 @@ def _settle(
         else:
             tr.status = ApplicationStatus.COMPLETED
             tr.timeline.append(TimelineEntry(ctx.now, "application.completed"))
-            _event(tr, state, ctx, "application.completed", (app.id,), {"results": pack})
+            notices.event(tr, state, ctx, "application.completed", (app.id,), {"results": pack})
         return
     if any(t.status is TaskStatus.CORRECTION_REQUESTED for t in all_tasks):
         if current is not ApplicationStatus.CORRECTION_REQUESTED or tr.timeline:
             gaps = [{"step": t.step, **g} for t in all_tasks for g in t.gaps]
             tr.status = ApplicationStatus.CORRECTION_REQUESTED
-            _event(
+            notices.event(
                 tr,
                 state,
                 ctx,
@@ -481,54 +482,6 @@ def _settle(
         tr.status = ApplicationStatus.IN_PROGRESS
 
 
-_INTERIM_FROM = {
-    # an interim answer only moves a task forward; replies may arrive out of order
-    "in_progress": frozenset({TaskStatus.DISPATCHED, TaskStatus.SUBMITTED, TaskStatus.SUSPENDED}),
-    "suspended": frozenset({TaskStatus.DISPATCHED, TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS}),
-}
-
-
-def _stale(task: TaskRecord, outcome: str | None, case_number: str | None) -> bool:
-    """True for an interim answer (in progress, suspended) that would move the task back:
-    repeated by a poll, or arriving after a correction request or a later interim answer."""
-    allowed = _INTERIM_FROM.get(outcome or "")
-    if allowed is None:
-        return False  # final answers and correction requests always count
-    return task.status not in allowed and not (case_number is not None and task.case_number is None)
-
-
 def _not_applicable(task: TaskRecord) -> bool:
     """Cancelled because its ``when`` condition (or a dependency's) did not hold."""
     return task.status is TaskStatus.CANCELLED and (task.reason or "").startswith("not applicable")
-
-
-def _due(step: Step, start: float, ctx: Context) -> float:
-    begin = dt.datetime.fromtimestamp(start, ctx.timezone)
-    budget = deadlines.Budget(step.limit.value, step.limit.unit)
-    return deadlines.due_at(begin, budget).timestamp()
-
-
-def _event(
-    tr: Transition,
-    state: CaseState,
-    ctx: Context,
-    name: str,
-    subject: tuple[str, ...],
-    data: Mapping[str, Any],
-) -> None:
-    app = state.application
-    tr.outbox.append(
-        Outgoing(
-            EVENTS,
-            events.routing_key(app.portal_id, app.matter, name),
-            events.event_message(
-                name,
-                portal_id=app.portal_id,
-                matter=app.matter,
-                subject=subject,
-                application_id=app.id,
-                data=data,
-                occurred_at=ctx.now,
-            ),
-        )
-    )

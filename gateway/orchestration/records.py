@@ -7,12 +7,15 @@ guarded by the application row, so two orchestrators never both act on one appli
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from gateway.broker.messages import Message
+from gateway.calendar import WorkCalendar, default_calendar
+from gateway.catalogue.model import Catalogue
 from gateway.store.records import ApplicationRecord, ApplicationStatus
 
 
@@ -33,6 +36,8 @@ class TaskStatus(StrEnum):
 
 TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.DENIED, TaskStatus.CANCELLED})
 OPEN = frozenset(TaskStatus) - TERMINAL
+CLOCK_STOPS = frozenset({TaskStatus.CORRECTION_REQUESTED, TaskStatus.SUSPENDED})
+"""While a task is in one of these its clock stands still (DOMAIN §5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class TaskRecord:
     dispatched_at: float | None = None
     clock_started_at: float | None = None
     due_at: float | None = None
+    clock_stopped_at: float | None = None  # set while the clock stands still (CLOCK_STOPS)
     finished_at: float | None = None
     updated_at: float = 0.0
     version: int = 0
@@ -126,3 +132,28 @@ class Transition:
             or self.envelope_json
             or self.provided
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    catalogue: Catalogue
+    now: float
+    timezone: dt.tzinfo
+    poll_seconds: Mapping[str, float]  # systems whose decisions are polled, and how often
+    calendar: WorkCalendar = field(default_factory=default_calendar)
+
+
+INTERIM_FROM = {
+    # an interim answer only moves a task forward; replies may arrive out of order
+    "in_progress": frozenset({TaskStatus.DISPATCHED, TaskStatus.SUBMITTED, TaskStatus.SUSPENDED}),
+    "suspended": frozenset({TaskStatus.DISPATCHED, TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS}),
+}
+
+
+def stale_interim(task: TaskRecord, outcome: str | None, case_number: str | None) -> bool:
+    """True for an interim answer (in progress, suspended) that would move the task back:
+    repeated by a poll, or arriving after a correction request or a later interim answer."""
+    allowed = INTERIM_FROM.get(outcome or "")
+    if allowed is None:
+        return False  # final answers and correction requests always count
+    return task.status not in allowed and not (case_number is not None and task.case_number is None)

@@ -33,8 +33,9 @@ from gateway.store.sql import _APP_COLUMNS, Database, Row, Tx, _application
 _TASK_COLUMNS = (
     "id, application_id, matter, step, system, operation, status, depends_on, attempt, "
     "case_number, certificate, reason, gaps_json, provides_json, dispatched_at, "
-    "clock_started_at, due_at, finished_at, updated_at"
+    "clock_started_at, due_at, finished_at, updated_at, clock_stopped_at"
 )
+_TASK_COLUMN_COUNT = len(_TASK_COLUMNS.split(", "))
 
 
 class UnknownApplication(LookupError):
@@ -68,6 +69,7 @@ def _task(row: Row) -> TaskRecord:
         due_at=_f(row[16]),
         finished_at=_f(row[17]),
         updated_at=float(row[18]),
+        clock_stopped_at=_f(row[19]),
     )
 
 
@@ -96,6 +98,7 @@ def _task_values(t: TaskRecord) -> tuple[Any, ...]:
         t.due_at,
         t.finished_at,
         t.updated_at,
+        t.clock_stopped_at,
     )
 
 
@@ -204,7 +207,8 @@ class CaseStore:
                 )
             else:
                 await tx.execute(
-                    f"INSERT INTO tasks ({_TASK_COLUMNS}, position) VALUES ({', '.join('?' * 20)})",
+                    f"INSERT INTO tasks ({_TASK_COLUMNS}, position) VALUES "
+                    f"({', '.join('?' * (_TASK_COLUMN_COUNT + 1))})",
                     (*values, order[t.id]),
                 )
 

@@ -86,6 +86,7 @@ async def test_newborn_bundle_completes_in_dependency_order(pipeline: Pipeline) 
     view = await pipeline.settled(app_id)
     assert view["status"] == "completed", by_step(view)
     results = {r["step"]: r for r in view["results"]}
+    assert "cn-workdays" in view["calendar"]  # due times name the calendar they used
     assert set(results) == {
         "birth_certificate",
         "vaccination",

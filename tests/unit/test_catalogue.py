@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import zoneinfo
-
 import pytest
 
-from gateway import deadlines
 from gateway.catalogue.model import check, load, parse
 from gateway.catalogue.paths import envelope_paths
 from gateway.errors import ConfigurationError
-
-TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 STEP = """
 [[matters.newborn.steps]]
@@ -71,27 +65,6 @@ def test_a_provided_field_from_an_ancestor_is_fine() -> None:
         {"key": "a", "provides": '"x"'}, {"key": "b", "deps": '"a"', "needs": '"provided.x"'}
     )
     check(parse(text, "test"), envelope_paths())
-
-
-def at(y: int, m: int, d: int, hh: int, mm: int = 0) -> dt.datetime:
-    return dt.datetime(y, m, d, hh, mm, tzinfo=TZ)
-
-
-@pytest.mark.parametrize(
-    ("start", "value", "unit", "due"),
-    [
-        (at(2026, 11, 18, 14), 2, "WORKHOUR", at(2026, 11, 18, 16)),
-        (at(2026, 11, 18, 16), 2, "WORKHOUR", at(2026, 11, 19, 10)),  # over the night
-        (at(2026, 11, 20, 16), 2, "WORKHOUR", at(2026, 11, 23, 10)),  # Friday → Monday
-        (at(2026, 11, 21, 10), 1, "WORKHOUR", at(2026, 11, 23, 10)),  # Saturday start
-        (at(2026, 11, 18, 7), 0.5, "WORKDAY", at(2026, 11, 18, 13)),  # before opening
-        (at(2026, 11, 18, 9), 15, "WORKDAY", at(2026, 12, 8, 17)),
-        (at(2026, 11, 18, 9), 30, "CALENDAR_DAY", at(2026, 12, 18, 9)),
-        (at(2026, 11, 21, 23), 2, "HOUR", at(2026, 11, 22, 1)),
-    ],
-)
-def test_deadline_units(start: dt.datetime, value: float, unit: str, due: dt.datetime) -> None:
-    assert deadlines.due_at(start, deadlines.Budget(value, unit)) == due
 
 
 async def test_a_catalogue_system_without_a_systems_table_stops_the_gateway_at_start() -> None:

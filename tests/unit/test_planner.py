@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import zoneinfo
 from dataclasses import replace
@@ -164,7 +165,8 @@ def test_receipt_starts_the_clock_and_a_poll_timer_for_polled_systems() -> None:
         "P-1",
         NOW + 3,
     )
-    assert task.due_at == NOW + 3 + 2 * 3600  # 2 working hours, inside office hours
+    # 2 working hours; the receipt came at 14:00, in the lunch break, so they count from 14:30
+    assert task.due_at == NOW + 2.5 * 3600
     assert [(t.task_id, t.due_at) for t in tr.timers] == [(hukou.id, NOW + 5 + 60.0)]
 
 
@@ -386,3 +388,117 @@ def test_a_correction_does_not_rerun_tasks_still_in_progress() -> None:
         state, ctx(), state.application.envelope_json, ["subjects.child.name"]
     )
     assert set(dispatched(tr)) == {"hukou"}
+
+
+# --- clocks that stop and start (DOMAIN §5) ----------------------------------------------
+
+
+def local(y: int, m: int, d: int, hh: int, mm: int = 0) -> float:
+    return dt.datetime(y, m, d, hh, mm, tzinfo=TZ).timestamp()
+
+
+def on(state: CaseState, now: float, step: str, kind: str, **kw: Any) -> Transition:
+    task = state.task(step)
+    return planner.on_result(
+        state, ctx(now), ResultMessage(task.id, "app1", task.system, kind, task.attempt, **kw)
+    )
+
+
+def clock_entries(tr: Transition) -> list[tuple[str, dict[str, Any]]]:
+    return [(e.kind, dict(e.detail)) for e in tr.timeline if e.kind.startswith("task.clock_")]
+
+
+def test_a_correction_stops_the_clock_and_the_redispatch_keeps_the_time_used() -> None:
+    wed_0900 = local(2026, 11, 18, 9)
+    state = apply(new_case(), planner.start(new_case(), ctx(wed_0900)))
+    state = apply(state, on(state, wed_0900, "birth_certificate", "receipt"))
+    done = {"outcome": "completed", "provides": {"birth_certificate_no": "A1"}}
+    state = apply(state, on(state, wed_0900, "birth_certificate", "decision", **done))
+    state = apply(state, on(state, wed_0900, "hukou", "receipt", case_number="P-1"))
+    hukou = state.task("hukou")
+    assert hukou.due_at == local(2026, 11, 18, 11)  # 2 working hours
+
+    gap = ({"field": "subjects.child.name", "message": "spelling"},)
+    asked = local(2026, 11, 18, 10)  # one hour used, one left
+    tr = on(state, asked, "hukou", "decision", outcome="correction_requested", gaps=gap)
+    state = apply(state, tr)
+    assert state.task("hukou").clock_stopped_at == asked
+    assert clock_entries(tr) == [("task.clock_stopped", {"reason": "correction_requested"})]
+
+    thu_0900 = local(2026, 11, 19, 9)  # the citizen answers the next morning
+    tr = planner.on_correction(
+        state, ctx(thu_0900), state.application.envelope_json, ["subjects.child.name"]
+    )
+    state = apply(state, tr)
+    hukou = state.task("hukou")
+    # the hour left counts from the re-dispatch, not a new budget of two
+    assert (hukou.attempt, hukou.status, hukou.due_at) == (
+        2,
+        TaskStatus.DISPATCHED,
+        local(2026, 11, 19, 10),
+    )
+    assert (hukou.clock_started_at, hukou.clock_stopped_at) == (wed_0900, None)
+    assert [e.kind for e in tr.timeline if e.task_id == hukou.id] == [
+        "task.dispatched",
+        "task.clock_started",
+    ]
+    [(_, started)] = clock_entries(tr)
+    assert started["reason"] == "corrected" and started["stopped_at"] == asked
+    assert (started["previous_due_at"], started["due_at"]) == (
+        local(2026, 11, 18, 11),
+        local(2026, 11, 19, 10),
+    )
+
+    # the department's receipt for the corrected attempt does not restart the budget
+    tr = on(state, thu_0900 + 60, "hukou", "receipt", accepted_at=thu_0900 + 30)
+    [task] = tr.tasks
+    assert (task.due_at, task.clock_started_at) == (local(2026, 11, 19, 10), wed_0900)
+
+
+def test_a_suspension_over_a_public_holiday_pushes_the_due_time_by_office_time() -> None:
+    tue_1500 = local(2025, 9, 30, 15)  # the day before the National Day holiday (1-8 October)
+    state = apply(new_case(), planner.start(new_case(), ctx(tue_1500)))
+    done = {"outcome": "completed", "provides": {"birth_certificate_no": "A1"}}
+    state = apply(state, on(state, tue_1500, "birth_certificate", "decision", **done))
+    state = apply(state, on(state, tue_1500, "hukou", "receipt", case_number="P-1"))
+    assert state.task("hukou").due_at == local(2025, 9, 30, 17)
+
+    suspended = {"outcome": "suspended", "case_number": "P-1", "reason": "DNA test"}
+    tr = on(state, local(2025, 9, 30, 16), "hukou", "decision", **suspended)
+    state = apply(state, tr)
+    assert clock_entries(tr) == [("task.clock_stopped", {"reason": "suspended"})]
+    assert not on(state, local(2025, 10, 3, 10), "hukou", "decision", **suspended).changed
+
+    resumed_at = local(2025, 10, 9, 10)  # first working day after the holiday
+    tr = on(state, resumed_at, "hukou", "decision", outcome="in_progress", case_number="P-1")
+    state = apply(state, tr)
+    hukou = state.task("hukou")
+    assert hukou.status is TaskStatus.IN_PROGRESS and hukou.clock_stopped_at is None
+    assert hukou.due_at == local(2025, 10, 9, 11)  # the hour left, from 10:00
+    [(kind, detail)] = clock_entries(tr)
+    assert (kind, detail["reason"], detail["calendar"]) == (
+        "task.clock_started",
+        "suspension_ended",
+        ctx().calendar.version,
+    )
+
+
+def test_a_suspended_task_asked_for_a_correction_keeps_its_first_stop() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
+    state = apply(state, on(state, NOW, "hukou", "receipt", case_number="P-1"))
+    state = apply(state, on(state, NOW + 60, "hukou", "decision", outcome="suspended"))
+    gap = ({"field": "subjects.child.name", "message": "spelling"},)
+    tr = on(state, NOW + 120, "hukou", "decision", outcome="correction_requested", gaps=gap)
+    assert clock_entries(tr) == []
+    assert apply(state, tr).task("hukou").clock_stopped_at == NOW + 60
+
+
+def test_a_due_time_past_the_calendar_data_is_flagged() -> None:
+    late = local(2027, 3, 1, 9)  # no State Council notice for 2027 in the data
+    tr = planner.start(new_case(), ctx(late))
+    [entry] = [e for e in tr.timeline if e.kind == "task.dispatched"]
+    assert entry.detail["calendar_uncovered_years"] == [2027]
+    tr = planner.start(new_case(), ctx())
+    [entry] = [e for e in tr.timeline if e.kind == "task.dispatched"]
+    assert "calendar_uncovered_years" not in entry.detail
