@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         dest="roles",
         metavar="ROLE",
-        help="intake, orchestrator, relay, deadletters, webhooks or connector:<system> "
+        help="intake, orchestrator, relay, deadletters, webhooks, scheduler or "
+        "connector:<system> "
         "(repeatable); all roles by default",
     )
     run.set_defaults(func=_cmd_run)
@@ -106,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     apps_show = apps_sub.add_parser("show", help="one application, envelope masked")
     apps_show.add_argument("application_id")
     apps_show.set_defaults(func=_cmd_apps_show)
+
+    tasks = sub.add_parser("tasks", help="tasks of applications in progress")
+    tasks_sub = tasks.add_subparsers(required=True, metavar="action")
+    overdue = tasks_sub.add_parser(
+        "overdue", help="overdue and due-soon tasks by department (no personal data)"
+    )
+    overdue.add_argument("--limit", type=int, default=1000)
+    overdue.set_defaults(func=_cmd_tasks_overdue)
 
     contracts = sub.add_parser("contracts", help="contract artefacts generated from the code")
     c_sub = contracts.add_subparsers(required=True, metavar="action")
@@ -190,6 +199,55 @@ def _cmd_apps_show(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+def _cmd_tasks_overdue(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+    import zoneinfo
+
+    from gateway.catalogue.model import load
+
+    async def go() -> None:
+        store = await open_store(settings.database_url)
+        try:
+            now = time.time()
+            rows = await store.cases.deadline_tasks(
+                now, settings.scheduler.due_soon_share, args.limit, pending=False
+            )
+        finally:
+            await store.close()
+        catalogue = load()
+        tz = zoneinfo.ZoneInfo(settings.timezone)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for t in rows:
+            try:
+                department = catalogue.matter(t.matter).step(t.step).department
+            except KeyError:
+                department = "?"
+            assert t.due_at is not None
+            late = now - t.due_at
+            state = "overdue" if late >= 0 else "due soon"
+            when = dt.datetime.fromtimestamp(t.due_at, tz).isoformat(timespec="minutes")
+            groups.setdefault((department, t.system), []).append(
+                f"  {t.application_id:<38} {t.matter:<14} {t.step:<20} {when:<25} "
+                f"{state:<9} {_span(abs(late))}{' late' if late >= 0 else ' left'}"
+            )
+        if not groups:
+            print("no overdue or due-soon tasks")
+        for (department, system), lines in sorted(groups.items()):
+            print(f"{department} ({system}): {len(lines)}")
+            print(f"  {'application id':<38} {'matter':<14} {'step':<20} {'due':<25} state")
+            print("\n".join(lines))
+
+    asyncio.run(go())
+    return 0
+
+
+def _span(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    return f"{days}d {hours:02d}h{minutes:02d}m" if days else f"{hours}h{minutes:02d}m"
 
 
 def _cmd_contracts_export(args: argparse.Namespace, settings: Settings) -> int:

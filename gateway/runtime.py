@@ -5,6 +5,7 @@
     relay             republishes what a crash left in the store (applications, outbox)
     deadletters       gw.dead-letters → the dead-letter store
     webhooks          gw.webhooks (every portal event) → signed POSTs to portals
+    scheduler         task deadlines → task.due_soon and task.overdue events
     connector:<name>  gw.tasks.<name> → the department system, its polling and results
 
 ``gateway run`` starts all roles; ``--role`` runs a subset. Every role may run in several
@@ -51,6 +52,7 @@ from gateway.intake.relay import Relay
 from gateway.intake.service import IntakeService
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.orchestration.escalation import Scheduler
 from gateway.orchestration.orchestrator import Orchestrator
 from gateway.orchestration.outbox import Outbox
 from gateway.orchestration.runner import ConnectorRunner, Reporter
@@ -145,6 +147,15 @@ class Gateway:
             )
             self._spawn(relay.run(s.intake.relay_interval_seconds, self._stop))
             self._spawn(outbox.run(s.intake.relay_interval_seconds, self._stop))
+        if "scheduler" in roles:
+            scheduler = Scheduler(
+                self.store.cases,
+                orchestrator,
+                share=s.scheduler.due_soon_share,
+                batch=s.scheduler.batch,
+                clock=self.clock,
+            )
+            self._spawn(scheduler.run(s.scheduler.interval_seconds, self._stop))
         if "deadletters" in roles:
             sink = DeadLetterSink(self.store, self.metrics, self.publish, clock=self.clock)
             await broker.consume(DEAD_LETTERS, sink.handle, prefetch=s.broker.prefetch_deadletters)

@@ -26,7 +26,14 @@ from gateway.errors import ConfigurationError
 SystemKind = Literal["soap", "rest", "filedrop", "amqp"]
 OperatorRole = Literal["view", "replay", "edit", "purge", "unmask"]
 Role = str
-BASE_ROLES: tuple[Role, ...] = ("intake", "orchestrator", "relay", "deadletters", "webhooks")
+BASE_ROLES: tuple[Role, ...] = (
+    "intake",
+    "orchestrator",
+    "relay",
+    "deadletters",
+    "webhooks",
+    "scheduler",
+)
 """Roles every gateway has; each configured system adds ``connector:<system>``."""
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
@@ -100,6 +107,14 @@ class IntakeTuning(_Section):
     relay_grace_seconds: float = Field(default=10.0, ge=0)
 
 
+class SchedulerTuning(_Section):
+    """``[scheduler]``: escalation of task deadlines (``task.due_soon``, ``task.overdue``)."""
+
+    due_soon_share: float = Field(default=0.8, gt=0, lt=1)  # share of the budget used
+    interval_seconds: float = Field(default=10.0, gt=0)  # how often it looks
+    batch: int = Field(default=200, ge=1)  # tasks per look at most
+
+
 class CalendarConfig(_Section):
     """``[calendar]``: the working-day calendar deadlines are counted on (DESIGN "Time")."""
 
@@ -135,6 +150,7 @@ class Settings(BaseSettings):
     broker: BrokerTuning = BrokerTuning()
     intake: IntakeTuning = IntakeTuning()
     calendar: CalendarConfig = CalendarConfig()
+    scheduler: SchedulerTuning = SchedulerTuning()
 
     @model_validator(mode="after")
     def _amqp_users_unique(self) -> Settings:

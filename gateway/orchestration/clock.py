@@ -54,7 +54,7 @@ def restart(
             },
         )
     )
-    return replace(task, clock_stopped_at=None, due_at=pushed)
+    return replace(task, clock_stopped_at=None, due_at=pushed, escalated=None)
 
 
 def detail(ctx: Context, start: float | None, due: float | None) -> dict[str, Any]:

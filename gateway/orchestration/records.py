@@ -61,6 +61,7 @@ class TaskRecord:
     due_at: float | None = None
     clock_stopped_at: float | None = None  # set while the clock stands still (CLOCK_STOPS)
     finished_at: float | None = None
+    escalated: str | None = None  # highest deadline threshold raised: "due_soon" | "overdue"
     updated_at: float = 0.0
     version: int = 0
 

@@ -33,7 +33,7 @@ from gateway.store.sql import _APP_COLUMNS, Database, Row, Tx, _application
 _TASK_COLUMNS = (
     "id, application_id, matter, step, system, operation, status, depends_on, attempt, "
     "case_number, certificate, reason, gaps_json, provides_json, dispatched_at, "
-    "clock_started_at, due_at, finished_at, updated_at, clock_stopped_at"
+    "clock_started_at, due_at, finished_at, updated_at, clock_stopped_at, escalated"
 )
 _TASK_COLUMN_COUNT = len(_TASK_COLUMNS.split(", "))
 
@@ -70,6 +70,7 @@ def _task(row: Row) -> TaskRecord:
         finished_at=_f(row[17]),
         updated_at=float(row[18]),
         clock_stopped_at=_f(row[19]),
+        escalated=row[20],
     )
 
 
@@ -99,6 +100,7 @@ def _task_values(t: TaskRecord) -> tuple[Any, ...]:
         t.finished_at,
         t.updated_at,
         t.clock_stopped_at,
+        t.escalated,
     )
 
 
@@ -278,6 +280,41 @@ class CaseStore:
             await tx.execute(
                 "UPDATE timers SET due_at = ?, lease_until = 0 WHERE task_id = ?", (due_at, task_id)
             )
+
+    # -- deadlines ---------------------------------------------------------------------
+    async def deadline_tasks(
+        self, now: float, share: float, limit: int, *, pending: bool = True
+    ) -> list[TaskRecord]:
+        """Tasks whose running clock crossed ``share`` of its budget (or its due time).
+
+        ``pending``: only what escalation still has to do (a threshold crossed beyond the
+        one raised, or a stopped clock still carrying a raised threshold), for the
+        scheduler; otherwise every running task past the share, for the operator's list.
+        One query on ``tasks_status_due``; the guarded transition decides, so several
+        schedulers may read the same rows.
+        """
+        running = tuple(
+            s.value for s in (TaskStatus.DISPATCHED, TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS)
+        )
+        stopped = tuple(s.value for s in (TaskStatus.CORRECTION_REQUESTED, TaskStatus.SUSPENDED))
+        start = "COALESCE(clock_started_at, due_at)"
+        soon = f"{start} + ? * (due_at - {start}) <= ?"
+        where = "status IN (?, ?, ?) AND due_at IS NOT NULL AND clock_stopped_at IS NULL"
+        if pending:
+            where = (
+                f"({where} AND ((escalated IS NULL AND {soon}) OR "
+                "(escalated = 'due_soon' AND due_at <= ?))) "
+                "OR (status IN (?, ?) AND escalated IS NOT NULL)"
+            )
+            params: tuple[Any, ...] = (*running, share, now, now, *stopped, limit)
+        else:
+            where = f"{where} AND {soon}"
+            params = (*running, share, now, limit)
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE {where} ORDER BY due_at LIMIT ?", params
+            )
+        return [_task(r) for r in rows]
 
     # -- reading -----------------------------------------------------------------------
     async def timeline(self, application_id: str) -> list[TimelineEntry]:

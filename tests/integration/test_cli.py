@@ -153,3 +153,50 @@ def test_simulate_names_a_system_it_has_no_table_for(tmp_path: Path, rabbit: Rab
     )
     assert done.returncode == 2
     assert "no [systems.*] table for hospital" in done.stderr
+
+
+async def test_tasks_overdue_lists_late_tasks_by_department(tmp_path: Path, rabbit: Rabbit) -> None:
+    import time
+    import zoneinfo
+
+    from gateway.catalogue.model import load
+    from gateway.orchestration import planner
+    from gateway.store import NewApplication, open_store
+    from tests.support.portal import example
+
+    cfg = config(tmp_path, rabbit, free_port())
+    store = await open_store(f"sqlite:///{tmp_path / 'gw.sqlite3'}")
+    try:
+        long_ago = time.time() - 30 * 86400  # dispatched a month ago: long overdue
+        await store.claim_idempotency("window", "late-1", "f", long_ago, 30)
+        await store.create_application(
+            NewApplication(
+                id="01a22190-0000-7000-8000-00000000late",
+                portal_id="window",
+                idempotency_key="late-1",
+                channel="http",
+                matter="newborn",
+                schema_version="1.0",
+                envelope_json=example("newborn-yizhang-window").decode(),
+                fingerprint="f",
+                created_at=long_ago,
+            )
+        )
+        ctx = planner.Context(load(), long_ago, zoneinfo.ZoneInfo("Asia/Shanghai"), {})
+        await store.cases.transition(
+            "01a22190-0000-7000-8000-00000000late", lambda s: planner.start(s, ctx), long_ago
+        )
+    finally:
+        await store.close()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gateway.cli", "--config", str(cfg), "tasks", "overdue"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "health_commission" in done.stdout or "hospital" in done.stdout
+    assert "birth_certificate" in done.stdout and "01a22190" in done.stdout
+    assert "vaccination" not in done.stdout  # still waiting on its dependency: no clock yet
