@@ -224,17 +224,24 @@ class IntakeService:
                 created_at=now,
             )
             structlog.contextvars.bind_contextvars(application_id=new.id)
-            await self._store.create_application(new)
-            app = await self._store.get_application(new.id)
-            assert app is not None
+            app = await self._store.create_application(new)
+        outcome = self._accepted(app.id)
         if app.status is ApplicationStatus.RECEIVED:
             await self._publish(ACCEPTED, app.matter, accepted_message(app, traceparent))
             self._metrics.published.labels(ACCEPTED).inc()
-            await self._store.mark_accepted(app.id, self._clock())
-        outcome = self._accepted(app.id)
-        await self._store.complete_idempotency(
-            portal_id, key, outcome.status, outcome.body, outcome.content_type
-        )
+            await self._store.accept_and_answer(
+                app.id,
+                self._clock(),
+                portal_id,
+                key,
+                outcome.status,
+                outcome.body,
+                outcome.content_type,
+            )
+        else:
+            await self._store.complete_idempotency(
+                portal_id, key, outcome.status, outcome.body, outcome.content_type
+            )
         log.info("intake_accepted", portal_id=portal_id, application_id=app.id, matter=app.matter)
         return outcome
 

@@ -68,12 +68,27 @@ class Store(Protocol):
         """Drop the lease without a stored response (5xx): the same key may try again."""
 
     # -- applications ------------------------------------------------------------------
-    async def create_application(self, app: NewApplication) -> None:
+    async def create_application(self, app: NewApplication) -> ApplicationRecord:
         """Insert the application as ``received`` and link it to its idempotency record,
-        in one transaction."""
+        in one transaction; the record as stored."""
+        ...
 
     async def mark_accepted(self, application_id: str, now: float) -> bool:
         """``received`` → ``accepted``; False when the row was not ``received``."""
+        ...
+
+    async def accept_and_answer(
+        self,
+        application_id: str,
+        now: float,
+        portal_id: str,
+        key: str,
+        status_code: int,
+        body: bytes,
+        content_type: str,
+    ) -> bool:
+        """``mark_accepted`` and ``complete_idempotency`` in one transaction (intake's hot
+        path); True when the row moved from ``received``."""
         ...
 
     async def get_application(self, application_id: str) -> ApplicationRecord | None: ...

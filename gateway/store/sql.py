@@ -208,6 +208,25 @@ def _dead_letter(row: Row) -> DeadLetterRecord:
     return DeadLetterRecord(id=int(row[0]), letter=letter, stored_at=float(row[15]))
 
 
+async def _mark_accepted(tx: Tx, application_id: str, now: float) -> bool:
+    changed = await tx.execute(
+        "UPDATE applications SET status = ?, accepted_at = ?, updated_at = ?, "
+        "version = version + 1, relay_lease_until = NULL WHERE id = ? AND status = ?",
+        (ApplicationStatus.ACCEPTED.value, float(now), float(now), application_id, _RECEIVED),
+    )
+    return changed == 1
+
+
+async def _complete(
+    tx: Tx, portal_id: str, key: str, status_code: int, body: bytes, content_type: str
+) -> None:
+    await tx.execute(
+        "UPDATE idempotency SET status_code = ?, response_body = ?, content_type = ?, "
+        "lease_until = NULL WHERE portal_id = ? AND key = ?",
+        (status_code, bytes(body), content_type, portal_id, key),
+    )
+
+
 class SqlStore:
     """``Store`` over any ``Database``; every method is one transaction."""
 
@@ -291,11 +310,7 @@ class SqlStore:
         self, portal_id: str, key: str, status_code: int, body: bytes, content_type: str
     ) -> None:
         async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE idempotency SET status_code = ?, response_body = ?, content_type = ?, "
-                "lease_until = NULL WHERE portal_id = ? AND key = ?",
-                (status_code, bytes(body), content_type, portal_id, key),
-            )
+            await _complete(tx, portal_id, key, status_code, body, content_type)
 
     async def release_idempotency(self, portal_id: str, key: str) -> None:
         async with self._db.transaction() as tx:
@@ -305,7 +320,7 @@ class SqlStore:
                 (portal_id, key),
             )
 
-    async def create_application(self, app: NewApplication) -> None:
+    async def create_application(self, app: NewApplication) -> ApplicationRecord:
         async with self._db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO applications (id, portal_id, idempotency_key, channel, matter, "
@@ -329,21 +344,39 @@ class SqlStore:
                 "UPDATE idempotency SET application_id = ? WHERE portal_id = ? AND key = ?",
                 (app.id, app.portal_id, app.idempotency_key),
             )
+        return ApplicationRecord(
+            id=app.id,
+            portal_id=app.portal_id,
+            idempotency_key=app.idempotency_key,
+            channel=app.channel,
+            matter=app.matter,
+            schema_version=app.schema_version,
+            status=ApplicationStatus.RECEIVED,
+            envelope_json=app.envelope_json,
+            created_at=float(app.created_at),
+            updated_at=float(app.created_at),
+            accepted_at=None,
+            version=1,
+        )
 
     async def mark_accepted(self, application_id: str, now: float) -> bool:
         async with self._db.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE applications SET status = ?, accepted_at = ?, updated_at = ?, "
-                "version = version + 1, relay_lease_until = NULL WHERE id = ? AND status = ?",
-                (
-                    ApplicationStatus.ACCEPTED.value,
-                    float(now),
-                    float(now),
-                    application_id,
-                    _RECEIVED,
-                ),
-            )
-        return changed == 1
+            return await _mark_accepted(tx, application_id, now)
+
+    async def accept_and_answer(
+        self,
+        application_id: str,
+        now: float,
+        portal_id: str,
+        key: str,
+        status_code: int,
+        body: bytes,
+        content_type: str,
+    ) -> bool:
+        async with self._db.transaction() as tx:
+            changed = await _mark_accepted(tx, application_id, now)
+            await _complete(tx, portal_id, key, status_code, body, content_type)
+        return changed
 
     async def get_application(self, application_id: str) -> ApplicationRecord | None:
         return await self._one_application("id = ?", (application_id,))

@@ -379,3 +379,29 @@ class FailingDatabase:
 
     async def close(self) -> None:
         await self._db.close()
+
+
+async def test_create_returns_the_stored_record_and_accept_and_answer_is_one_step(
+    store: Store,
+) -> None:
+    app = new_app("k")
+    await store.claim_idempotency("window", "k", "fp", T0, LEASE)
+    created = await store.create_application(app)
+    assert created == await store.get_application(app.id)
+    assert await store.accept_and_answer(
+        app.id, T0 + 1, "window", "k", 202, b"{}", "application/json"
+    )
+    accepted = await store.get_application(app.id)
+    assert accepted is not None
+    assert (accepted.status, accepted.accepted_at, accepted.version) == (
+        ApplicationStatus.ACCEPTED,
+        T0 + 1,
+        2,
+    )
+    assert await store.claim_idempotency("window", "k", "fp", T0 + 2, LEASE) == Replay(
+        202, b"{}", "application/json", app.id
+    )
+    # a second time (the relay got there first): no change of status, answer still stored
+    assert not await store.accept_and_answer(
+        app.id, T0 + 3, "window", "k", 202, b"{}", "application/json"
+    )
