@@ -7,16 +7,15 @@ one relay at a time (a lease on the row), so any number of relays may run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
 from gateway.broker.messages import Message
 from gateway.broker.topology import ACCEPTED
-from gateway.errors import Retryable
 from gateway.intake.service import accepted_message
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.periodic import repeat
 from gateway.store import Store
 
 log = get_logger(__name__)
@@ -59,12 +58,4 @@ class Relay:
         return done
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Retryable as exc:
-                log.warning("relay_deferred", error=str(exc))
-            except Exception:
-                log.exception("relay_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+        await repeat(self.run_once, interval, stop, name="relay")

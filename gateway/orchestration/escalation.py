@@ -15,13 +15,11 @@ task, so several schedulers may run; the second to arrive changes nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Literal
 
-from gateway.errors import Retryable
 from gateway.logs import get_logger
 from gateway.orchestration import notices
 from gateway.orchestration.orchestrator import Orchestrator
@@ -34,6 +32,7 @@ from gateway.orchestration.records import (
     TimelineEntry,
     Transition,
 )
+from gateway.periodic import repeat
 from gateway.store.cases import CaseStore, UnknownApplication
 
 log = get_logger(__name__)
@@ -158,12 +157,4 @@ class Scheduler:
         return lambda state, ctx: on_deadline(state, ctx, task_id, self._share)
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except Retryable as exc:
-                log.warning("scheduler_deferred", error=str(exc))
-            except Exception:
-                log.exception("scheduler_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+        await repeat(self.tick, interval, stop, name="scheduler")

@@ -5,7 +5,6 @@ event ids)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -13,6 +12,7 @@ from gateway.broker.messages import Message
 from gateway.errors import Retryable
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.periodic import repeat
 from gateway.store.cases import CaseStore, OutboxRow
 
 log = get_logger(__name__)
@@ -62,13 +62,6 @@ class Outbox:
         return len(rows)
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                if await self.relay_once():
-                    continue
-            except Retryable as exc:
-                log.warning("outbox_relay_deferred", error=str(exc))
-            except Exception:
-                log.exception("outbox_relay_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+        await repeat(
+            self.relay_once, interval, stop, name="outbox_relay", again_at_once_when_busy=True
+        )

@@ -15,7 +15,6 @@ the queue's delivery limit dead-letters a task that keeps failing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -35,6 +34,7 @@ from gateway.orchestration.messages import (
     task_of,
 )
 from gateway.orchestration.records import TERMINAL, TaskStatus
+from gateway.periodic import repeat
 from gateway.store.cases import CaseStore
 
 log = get_logger(__name__)
@@ -183,15 +183,7 @@ class ConnectorRunner:
         return len(timers)
 
     async def run_polling(self, interval: float, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-            except Retryable as exc:
-                log.warning("poll_deferred", error=str(exc))
-            except Exception:
-                log.exception("poll_loop_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+        await repeat(self.poll_once, interval, stop, name="poll")
 
     async def run_source(self, source: ResultSource) -> None:
         await source.run(self.report)
