@@ -40,6 +40,21 @@ async def accepted(store: Store, app_id: str = "app1") -> None:
     )
 
 
+async def birth_certificate_issued(store: Store) -> None:
+    """Started, and the hospital issued the certificate: police and CDC are next."""
+    await store.cases.transition("app1", lambda s: planner.start(s, ctx()), 1.0)
+    issued = ResultMessage(
+        "app1.birth_certificate",
+        "app1",
+        "hospital",
+        "decision",
+        1,
+        outcome="completed",
+        provides={"birth_certificate_no": "A123456789"},
+    )
+    await store.cases.transition("app1", lambda s: planner.on_result(s, ctx(), issued), 2.0)
+
+
 async def test_start_writes_tasks_timeline_and_outbox_in_one_go(store: Store) -> None:
     await accepted(store)
     tr, rows = await store.cases.transition("app1", lambda s: planner.start(s, ctx()), 1.0)
@@ -76,24 +91,7 @@ async def test_concurrent_results_for_one_application_are_serialised(
 ) -> None:
     """Two orchestrators (two store objects) apply two results at once: both count."""
     await accepted(store)
-    await store.cases.transition("app1", lambda s: planner.start(s, ctx()), 1.0)
-    await store.cases.transition(
-        "app1",
-        lambda s: planner.on_result(
-            s,
-            ctx(),
-            ResultMessage(
-                "app1.birth_certificate",
-                "app1",
-                "hospital",
-                "decision",
-                1,
-                outcome="completed",
-                provides={"birth_certificate_no": "A123456789"},
-            ),
-        ),
-        2.0,
-    )
+    await birth_certificate_issued(store)
     other = await open_store(store_url)
     try:
         results = [
@@ -144,24 +142,7 @@ async def test_outbox_rows_go_to_one_relay_after_their_lease(store: Store) -> No
 
 async def test_poll_timers_are_claimed_once_and_rescheduled(store: Store) -> None:
     await accepted(store)
-    await store.cases.transition("app1", lambda s: planner.start(s, ctx()), 1.0)
-    await store.cases.transition(
-        "app1",
-        lambda s: planner.on_result(
-            s,
-            ctx(),
-            ResultMessage(
-                "app1.birth_certificate",
-                "app1",
-                "hospital",
-                "decision",
-                1,
-                outcome="completed",
-                provides={"birth_certificate_no": "A123456789"},
-            ),
-        ),
-        2.0,
-    )
+    await birth_certificate_issued(store)
     await store.cases.transition(
         "app1",
         lambda s: planner.on_result(
