@@ -28,6 +28,7 @@ from gateway.errors import InvalidEnvelope
 from gateway.intake.auth import PortalAuth
 from gateway.intake.problem_http import problem_response
 from gateway.orchestration import planner
+from gateway.orchestration.clock import budget_view
 from gateway.orchestration.orchestrator import Orchestrator, changed_paths
 from gateway.orchestration.records import CaseState, TaskStatus
 from gateway.problems import Problem
@@ -200,6 +201,7 @@ class CasesApi:
             "accepted_at": self._when(app.accepted_at),
             "updated_at": self._when(app.updated_at),
             "calendar": self._calendar.describe(),
+            **budget_view(state, self._tz, self._calendar),
             "tasks": tasks,
         }
         if matter and app.status in (ApplicationStatus.COMPLETED, ApplicationStatus.DELIVERED):

@@ -4,15 +4,19 @@ task waits for the citizen (correction) or a special procedure (suspension). Pur
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from gateway import deadlines
-from gateway.catalogue.model import Step
+from gateway.calendar import WorkCalendar
+from gateway.catalogue.budget import ApplicationBudget, application_budget, promise_due
+from gateway.catalogue.model import CURRENT_VERSION, Matter, Step, load
 from gateway.orchestration.records import (
     CaseState,
     Context,
     TaskRecord,
+    TaskStatus,
     TimelineEntry,
     Transition,
 )
@@ -58,13 +62,58 @@ def restart(
 
 
 def detail(ctx: Context, start: float | None, due: float | None) -> dict[str, Any]:
-    """Which calendar a due time was counted on, and the years it had no holidays for."""
+    """The clock's start and due time, which calendar the due time was counted on, and the
+    years it had no holidays for. The start in the timeline is what lets the supervision
+    ledger recompute every due time from the timeline alone."""
     detail: dict[str, Any] = {"calendar": ctx.calendar.version}
+    if start is not None:
+        detail["clock_started_at"] = start
+    if due is not None:
+        detail["due_at"] = due
     if start is not None and due is not None:
         uncovered = ctx.calendar.uncovered(day(start, ctx), day(due, ctx))
         if uncovered:
             detail["calendar_uncovered_years"] = list(uncovered)
     return detail
+
+
+def application_due(
+    matter: Matter,
+    tasks: Iterable[TaskRecord],
+    accepted_at: float,
+    timezone: dt.tzinfo,
+    calendar: WorkCalendar,
+) -> ApplicationBudget:
+    """The application's budget from its acceptance: the critical path over the steps that
+    apply to it (a task cancelled as not applicable does not count)."""
+    applies = {t.step for t in tasks if not not_applicable(t)}
+    start = dt.datetime.fromtimestamp(accepted_at, timezone)
+    return application_budget(matter, start, calendar, applies)
+
+
+def budget_view(state: CaseState, timezone: dt.tzinfo, calendar: WorkCalendar) -> dict[str, Any]:
+    """The application's due time (critical path from acceptance), the path, and the
+    matter's promise beside it, for the case view and ``gateway apps show``. Recomputed
+    from what is stored (acceptance time, catalogue version, the tasks that apply), so it
+    is the same every time it is shown."""
+    accepted = state.application.accepted_at
+    if accepted is None or not state.tasks:
+        return {"due_at": None, "critical_path": [], "promise": None}
+    matter = load(state.catalogue_version or CURRENT_VERSION).matter(state.application.matter)
+    budget = application_due(matter, state.tasks, accepted, timezone, calendar)
+    return {
+        "due_at": budget.due_at.isoformat(timespec="seconds"),
+        "critical_path": list(budget.critical_path),
+        "promise": {
+            **matter.promise.model_dump(),
+            "due_at": promise_due(matter, budget.start, calendar).isoformat(timespec="seconds"),
+        },
+    }
+
+
+def not_applicable(task: TaskRecord) -> bool:
+    """Cancelled at the start because its ``when`` condition (or a dependency's) did not hold."""
+    return task.status is TaskStatus.CANCELLED and (task.reason or "").startswith("not applicable")
 
 
 def day(ts: float, ctx: Context) -> dt.date:

@@ -1,0 +1,208 @@
+"""An application's budget is the critical path of its matter's dependency graph.
+
+Figures by hand on the packaged calendar: office hours 08:30-12:00 and 14:30-17:30
+(6.5 hours a working day); 2025 National Day 1-8 October off, Saturday 11 October works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import replace
+
+from gateway.calendar import default_calendar
+from gateway.catalogue.budget import application_budget, exceeds_promise, promise_due
+from gateway.catalogue.model import load as load_catalogue
+from gateway.catalogue.model import parse
+from gateway.orchestration.clock import application_due, budget_view
+from gateway.orchestration.records import CaseState, TaskRecord, TaskStatus
+from gateway.store.records import ApplicationRecord, ApplicationStatus
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+CAL = default_calendar()
+CATALOGUE = load_catalogue()
+
+
+def at(y: int, m: int, d: int, hh: int, mm: int = 0) -> dt.datetime:
+    return dt.datetime(y, m, d, hh, mm, tzinfo=TZ)
+
+
+def test_newborn_critical_path_is_five_working_hours_longer_than_its_promise() -> None:
+    newborn = CATALOGUE.matter("newborn")
+    b = application_budget(newborn, at(2026, 11, 18, 8, 30), CAL)
+    # birth certificate 2 h → 10:30; hukou 2 h: 1.5 h to 12:00, 0.5 h from 14:30 → 15:00;
+    # medical insurance (or the card, equally long; the first listed is named) 1 h → 16:00
+    assert b.critical_path == ("birth_certificate", "hukou", "medical_insurance")
+    assert b.due_at == at(2026, 11, 18, 16)
+    assert b.ends["vaccination"] == at(2026, 11, 18, 11, 30)
+    # DOMAIN's promise is half a working day: 3 h 15 min → 11:45, before the path ends
+    assert (newborn.promise.value, newborn.promise.unit) == (0.5, "WORKDAY")
+    assert promise_due(newborn, b.start, CAL) == at(2026, 11, 18, 11, 45)
+
+
+def test_newborn_accepted_on_a_friday_afternoon_runs_into_monday() -> None:
+    b = application_budget(CATALOGUE.matter("newborn"), at(2026, 11, 20, 15), CAL)
+    # birth certificate → Fri 17:00; hukou: 0.5 h Friday, 1.5 h Monday from 08:30 → 10:00;
+    # insurance → Mon 11:00 (the weekend counts nothing)
+    assert b.ends["birth_certificate"] == at(2026, 11, 20, 17)
+    assert b.ends["hukou"] == at(2026, 11, 23, 10)
+    assert b.due_at == at(2026, 11, 23, 11)
+
+
+def test_retirement_is_twelve_working_days_within_its_promise_of_fifteen() -> None:
+    retirement = CATALOGUE.matter("retirement")
+    b = application_budget(retirement, at(2026, 11, 18, 8, 30), CAL)
+    # file review 5 + pension 5 + payment account 2 = 12 working days from Wed 18 Nov:
+    # 18 19 20 | 23 24 25 26 27 | 30 Nov, 1 2 3 Dec → Thu 3 Dec at closing
+    assert b.critical_path == ("file_review", "pension", "payment_account")
+    assert b.due_at == at(2026, 12, 3, 17, 30)
+    assert (retirement.promise.value, retirement.promise.unit) == (15, "WORKDAY")
+    assert promise_due(retirement, b.start, CAL) == at(2026, 12, 8, 17, 30)
+
+
+def test_retirement_over_national_day_counts_the_make_up_saturday() -> None:
+    b = application_budget(CATALOGUE.matter("retirement"), at(2025, 9, 30, 8, 30), CAL)
+    # 30 Sep | 9 10 11(Sat, works) | 13 14 15 16 17 | 20 21 22 → 12th working day is 22 Oct
+    assert b.due_at == at(2025, 10, 22, 17, 30)
+
+
+def test_only_the_steps_that_apply_count() -> None:
+    after_death = CATALOGUE.matter("after_death")
+    every = application_budget(after_death, at(2026, 11, 18, 8, 30), CAL)
+    assert every.critical_path == ("death_certificate", "kinship", "property_inheritance")
+    applies = {
+        "death_certificate",
+        "cremation",
+        "hukou_cancellation",
+        "pension_stop",
+        "medical_insurance_stop",
+        "property_inheritance",  # listed, but it depends on kinship, which does not apply
+    }
+    b = application_budget(after_death, at(2026, 11, 18, 8, 30), CAL, applies)
+    assert "property_inheritance" not in b.ends
+    # 1 + 1 + 5 working days from Wed 18 Nov: 18 | 19 | 20 23 24 25 26 → Thu 26 Nov
+    assert b.critical_path == ("death_certificate", "hukou_cancellation", "pension_stop")
+    assert b.due_at == at(2026, 11, 26, 17, 30)
+
+
+MIXED = """
+version = "t"
+[matters.newborn]
+title = "mixed"
+promise = { value = 2, unit = "WORKDAY" }
+[[matters.newborn.steps]]
+key = "a"
+title = "a"
+department = "d"
+system = "hospital"
+operation = "op"
+needs = []
+limit = { value = 1, unit = "WORKDAY" }
+[[matters.newborn.steps]]
+key = "b"
+title = "b"
+department = "d"
+system = "hospital"
+operation = "op"
+needs = []
+depends_on = ["a"]
+limit = { value = 2, unit = "HOUR" }
+[[matters.newborn.steps]]
+key = "c"
+title = "c"
+department = "d"
+system = "hospital"
+operation = "op"
+needs = []
+depends_on = ["b"]
+limit = { value = 1, unit = "CALENDAR_DAY" }
+[[matters.newborn.steps]]
+key = "d"
+title = "d"
+department = "d"
+system = "hospital"
+operation = "op"
+needs = []
+limit = { value = 2, unit = "WORKDAY" }
+"""
+
+
+def test_mixed_units_compose_step_by_step_and_the_latest_end_wins() -> None:
+    matter = parse(MIXED, "test").matter("newborn")
+    b = application_budget(matter, at(2026, 11, 20, 9), CAL)  # a Friday
+    # a: 6.5 office hours = Fri 3 h + 3 h, Mon 0.5 h → Mon 09:00; b: 2 wall hours → 11:00;
+    # c: one calendar day → Tue 11:00.  d: 13 office hours = Fri 6 h, Mon 6.5 h, Tue 0.5 h
+    # → Tue 09:00. Counted in "working days" a+b+c would look shorter than d; it is not.
+    assert b.ends == {
+        "a": at(2026, 11, 23, 9),
+        "d": at(2026, 11, 24, 9),
+        "b": at(2026, 11, 23, 11),
+        "c": at(2026, 11, 24, 11),
+    }
+    assert (b.critical_path, b.due_at) == (("a", "b", "c"), at(2026, 11, 24, 11))
+
+
+def test_the_catalogue_matters_that_overrun_their_promise_are_named() -> None:
+    # catalogue 2026.1 against DOMAIN: newborn (5 working hours against half a day) and
+    # after death with property inheritance (33 working days against 10) overrun
+    late = exceeds_promise(CATALOGUE, at(2026, 11, 18, 8, 30), CAL)
+    assert set(late) == {"newborn", "after_death"}
+
+
+def _case(tasks: tuple[TaskRecord, ...], accepted: float | None) -> CaseState:
+    app = ApplicationRecord(
+        id="app1",
+        portal_id="window",
+        idempotency_key="k",
+        channel="http",
+        matter="after_death",
+        schema_version="1.0",
+        status=ApplicationStatus.IN_PROGRESS,
+        envelope_json="{}",
+        created_at=0.0,
+        updated_at=0.0,
+        accepted_at=accepted,
+        version=1,
+    )
+    return CaseState(app, "2026.1", {}, tasks)
+
+
+def test_the_case_view_leaves_out_tasks_cancelled_as_not_applicable() -> None:
+    matter = CATALOGUE.matter("after_death")
+    base = TaskRecord(
+        id="x",
+        application_id="app1",
+        matter="after_death",
+        step="",
+        system="provincial",
+        operation="op",
+        status=TaskStatus.WAITING,
+        depends_on=(),
+    )
+    skipped = {"kinship", "provident_fund", "driving_licence", "property_inheritance"}
+    tasks = tuple(
+        replace(
+            base,
+            step=s.key,
+            status=TaskStatus.CANCELLED if s.key in skipped else TaskStatus.WAITING,
+            reason="not applicable: subjects.heirs is empty" if s.key in skipped else None,
+        )
+        for s in matter.steps
+    )
+    accepted = at(2026, 11, 18, 8, 30).timestamp()
+    assert application_due(matter, tasks, accepted, TZ, CAL).due_at == at(2026, 11, 26, 17, 30)
+    view = budget_view(_case(tasks, accepted), TZ, CAL)
+    assert view["due_at"] == "2026-11-26T17:30:00+08:00"
+    assert view["critical_path"] == ["death_certificate", "hukou_cancellation", "pension_stop"]
+    # the promise, 10 working days: 18 19 20 | 23 24 25 26 27 | 30 Nov, 1 Dec
+    assert view["promise"] == {
+        "value": 10,
+        "unit": "WORKDAY",
+        "due_at": "2026-12-01T17:30:00+08:00",
+    }
+    # a withdrawal cancels too, but those steps still applied: the budget stays whole
+    withdrawn = tuple(replace(t, status=TaskStatus.CANCELLED, reason="withdrawn") for t in tasks)
+    assert budget_view(_case(withdrawn, accepted), TZ, CAL)["critical_path"][-1] == (
+        "property_inheritance"
+    )
+    assert budget_view(_case(tasks, None), TZ, CAL)["due_at"] is None  # not accepted yet
