@@ -62,12 +62,17 @@ class TaskRecord:
     clock_stopped_at: float | None = None  # set while the clock stands still (CLOCK_STOPS)
     finished_at: float | None = None
     escalated: str | None = None  # highest deadline threshold raised: "due_soon" | "overdue"
+    request_key: str | None = None  # an operator's edited copy: "<id>.r<n>" for its attempt
     updated_at: float = 0.0
     version: int = 0
 
     @property
     def request_id(self) -> str:
-        """The idempotency key the department sees for the current attempt."""
+        """The idempotency key the department sees for the current attempt: ``<id>`` first,
+        ``<id>.c<n>`` after a correction, ``<id>.r<n>`` for an operator's edited copy; ``n``
+        is always ``attempt - 1``, so the two kinds never share a key."""
+        if self.request_key is not None and self.request_key.endswith(f".r{self.attempt - 1}"):
+            return self.request_key  # a later correction's attempt no longer matches it
         return self.id if self.attempt <= 1 else f"{self.id}.c{self.attempt - 1}"
 
 

@@ -12,6 +12,7 @@ import time
 
 from gateway.errors import ConfigurationError
 from gateway.store.base import Store
+from gateway.store.operators import OperatorStore, operators_of
 from gateway.store.postgres import PostgresDatabase
 from gateway.store.records import (
     ApplicationRecord,
@@ -38,9 +39,11 @@ __all__ = [
     "InFlight",
     "Mismatch",
     "NewApplication",
+    "OperatorStore",
     "Replay",
     "Store",
     "open_store",
+    "operators_of",
 ]
 
 _SQLITE_PREFIX = "sqlite:///"

@@ -33,7 +33,7 @@ from gateway.store.sql import _APP_COLUMNS, Database, Row, Tx, _application
 _TASK_COLUMNS = (
     "id, application_id, matter, step, system, operation, status, depends_on, attempt, "
     "case_number, certificate, reason, gaps_json, provides_json, dispatched_at, "
-    "clock_started_at, due_at, finished_at, updated_at, clock_stopped_at, escalated"
+    "clock_started_at, due_at, finished_at, updated_at, clock_stopped_at, escalated, request_key"
 )
 _TASK_COLUMN_COUNT = len(_TASK_COLUMNS.split(", "))
 
@@ -71,6 +71,7 @@ def _task(row: Row) -> TaskRecord:
         updated_at=float(row[18]),
         clock_stopped_at=_f(row[19]),
         escalated=row[20],
+        request_key=row[21],
     )
 
 
@@ -101,6 +102,7 @@ def _task_values(t: TaskRecord) -> tuple[Any, ...]:
         t.updated_at,
         t.clock_stopped_at,
         t.escalated,
+        t.request_key,
     )
 
 
