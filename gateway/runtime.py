@@ -33,6 +33,7 @@ from gateway.broker.messages import Message
 from gateway.broker.topology import (
     ACCEPTED,
     DEAD_LETTERS,
+    DEFAULT_RETRY_LADDER,
     DEFAULT_SYSTEMS,
     INTAKE,
     RESULTS,
@@ -53,6 +54,7 @@ from gateway.intake.service import IntakeService
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.orchestration.escalation import Scheduler
+from gateway.orchestration.maintenance import Maintenance
 from gateway.orchestration.orchestrator import Orchestrator
 from gateway.orchestration.outbox import Outbox
 from gateway.orchestration.runner import ConnectorRunner, Reporter
@@ -106,6 +108,8 @@ class Gateway:
             webhook_portals=webhook_portals,
             delivery_limit=s.broker.delivery_limit,
             max_length=s.broker.max_queue_length,
+            retry_ladder={v for c in s.systems.values() for v in c.retry.ladder}
+            or DEFAULT_RETRY_LADDER,
         )
         self.broker = BrokerClient(
             s.amqp_url,
@@ -192,6 +196,9 @@ class Gateway:
             self.publish,
             poll_seconds=config.poll_seconds,
             clock=self.clock,
+            retry=config.retry,
+            timeout_seconds=config.timeout_seconds,
+            maintenance=Maintenance.parse(config.maintenance, self.settings.timezone),
         )
         await self.broker.consume(
             f"{TASKS}.{system}", runner.on_task, prefetch=max(1, config.concurrency * 2)

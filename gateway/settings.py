@@ -13,7 +13,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,9 +69,25 @@ class OperatorConfig(_Section):
 
 
 class RetryPolicy(_Section):
-    attempts: int = Field(default=5, ge=1, le=100)
+    """``[systems.<name>.retry]``: how a transient failure is retried
+    (``gateway.orchestration.retries``). ``ladder`` lists the broker delay queues' waits in
+    seconds (``gw.retry.<level>``); a task waits in the longest one not above its backoff."""
+
+    attempts: int = Field(default=10, ge=1, le=100)  # tries in all, the first one included
+    quick_attempts: int = Field(default=3, ge=1, le=10)  # of these, made in process
     initial_seconds: float = Field(default=1.0, gt=0)
     max_seconds: float = Field(default=300.0, gt=0)
+    ladder: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 300.0)
+
+    @field_validator("ladder")
+    @classmethod
+    def _ladder_of_whole_milliseconds(cls, ladder: tuple[float, ...]) -> tuple[float, ...]:
+        if not ladder or len(ladder) > 12:
+            raise ValueError("the ladder needs 1 to 12 levels")
+        for level in ladder:
+            if not 0.001 <= level <= 86_400 or abs(level * 1000 - round(level * 1000)) > 1e-6:
+                raise ValueError(f"ladder level {level} is not whole milliseconds up to a day")
+        return tuple(sorted(set(ladder)))
 
 
 class SystemConfig(_Section):
@@ -84,7 +108,17 @@ class SystemConfig(_Section):
     timeout_seconds: float = Field(default=30.0, gt=0)
     retry: RetryPolicy = RetryPolicy()
     poll_seconds: float = Field(default=30.0, gt=0)  # how often a polled system is asked
-    maintenance: tuple[str, ...] = ()  # "Mon-Fri 22:00-23:30" style windows, used by later issues
+    # "Mon-Fri 22:00-23:30", "Sat 00:00-06:00", "2026-12-24 08:00-12:00" in Settings.timezone
+    maintenance: tuple[str, ...] = ()
+
+    @field_validator("maintenance")
+    @classmethod
+    def _windows_readable(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        from gateway.orchestration.maintenance import parse_window
+
+        for entry in entries:
+            parse_window(entry)  # BadWindow is a ValueError naming the entry
+        return entries
 
 
 class BrokerTuning(_Section):

@@ -8,6 +8,10 @@ by default on 3.10) and at-least-once dead-lettering into ``gw.dlx``, which need
 ``x-overflow=reject-publish``. Arguments fixed at declaration cannot change without
 re-creating the queue, so the gateway refuses to start when a queue exists with other
 arguments and says which.
+
+Retries wait in delay queues (``gw.retry.<level>``, one per level of the retry ladder, each
+behind a fanout exchange of the same name): quorum queues with a message TTL that
+dead-letter back into ``gw.tasks`` under the task's own routing key.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ TASKS = "gw.tasks"
 RESULTS = "gw.results"
 EVENTS = "gw.events"
 DLX = "gw.dlx"
+RETRY = "gw.retry"
 DEAD_LETTERS = "gw.dead-letters"
 WEBHOOKS = "gw.webhooks"
 
@@ -40,6 +45,9 @@ HEADER_ORIGINAL_EXCHANGE = "x-original-exchange"
 HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 HEADER_PORTAL = "x-portal-id"
 HEADER_FIRST_FAILED_AT = "x-first-failed-at"
+
+DEFAULT_RETRY_LADDER = (1.0, 5.0, 30.0, 120.0, 300.0)
+"""Seconds a task waits in each broker delay queue (``RetryPolicy.ladder``'s default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +94,58 @@ def work_queue_arguments(delivery_limit: int, max_length: int) -> dict[str, Any]
     }
 
 
+def retry_name(seconds: float) -> str:
+    """The delay queue (and its fanout exchange) of one ladder level: ``gw.retry.30s``,
+    ``gw.retry.250ms``."""
+    ms = round(seconds * 1000)
+    return f"{RETRY}.{ms // 1000}s" if ms % 1000 == 0 else f"{RETRY}.{ms}ms"
+
+
+def retry_queue_arguments(seconds: float, max_length: int) -> dict[str, Any]:
+    """A delay queue: nobody consumes it; each message expires after ``seconds`` and is
+    dead-lettered (at least once) into ``gw.tasks`` under its own routing key. One TTL per
+    queue, never a per-message expiration: RabbitMQ expires messages only at the head of a
+    queue, so mixed expirations would hold short waits behind long ones."""
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": round(seconds * 1000),
+        "x-dead-letter-exchange": TASKS,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+        "x-max-length": max_length,
+    }
+
+
+def retry_topology(
+    ladder: Iterable[float], max_length: int
+) -> tuple[list[Exchange], list[Queue], list[Binding]]:
+    """Per level a fanout exchange and its delay queue: publishing to the exchange keeps the
+    task's routing key, which the queue's dead-lettering routes back by."""
+    names = {retry_name(s): s for s in sorted(set(ladder))}
+    return (
+        [Exchange(n, "fanout") for n in names],
+        [Queue(n, retry_queue_arguments(s, max_length)) for n, s in names.items()],
+        [Binding(n, n, "") for n in names],
+    )
+
+
 def build_topology(
     systems: Iterable[str] = DEFAULT_SYSTEMS,
     *,
     webhook_portals: Iterable[str] = (),
     delivery_limit: int = 5,
     max_length: int = 1_000_000,
+    retry_ladder: Iterable[float] = DEFAULT_RETRY_LADDER,
 ) -> Topology:
-    """DESIGN's exchange table as data, for the given department systems."""
+    """DESIGN's exchange table as data, for the given department systems, plus the delay
+    queues of ``retry_ladder`` (the union of the systems' retry ladders)."""
     systems = sorted(set(systems))
     work = work_queue_arguments(delivery_limit, max_length)
-    exchanges = tuple(Exchange(n) for n in (INTAKE, ACCEPTED, TASKS, RESULTS, EVENTS, DLX))
+    retry_exchanges, retry_queues, retry_bindings = retry_topology(retry_ladder, max_length)
+    exchanges = (
+        *(Exchange(n) for n in (INTAKE, ACCEPTED, TASKS, RESULTS, EVENTS, DLX)),
+        *retry_exchanges,
+    )
     queues: list[Queue] = [
         Queue(INTAKE, work),
         Queue(ACCEPTED, work),
@@ -110,6 +159,7 @@ def build_topology(
             DEAD_LETTERS,
             {"x-queue-type": "quorum", "x-max-length": max_length, "x-overflow": "reject-publish"},
         ),
+        *retry_queues,
     ]
     for s in systems:
         if s in QUEUE_DEPARTMENTS:
@@ -121,6 +171,7 @@ def build_topology(
         *(Binding(EVENTS, f"{WEBHOOKS}.{p}", f"{p}.#") for p in sorted(set(webhook_portals))),
         *(Binding(TASKS, f"{TASKS}.{s}", f"{s}.#") for s in systems),
         Binding(DLX, DEAD_LETTERS, "#"),
+        *retry_bindings,
     ]
     return Topology(exchanges, tuple(queues), tuple(bindings))
 

@@ -8,24 +8,47 @@ first); waiting for a decision never holds a delivery open. Decisions arrive by 
 
 Failures: a ``Permanent`` one (the department refused the request, the mapping failed)
 parks the task message in the dead-letter store and tells the orchestrator, which blocks
-the application with the reason. A ``Retryable`` one requeues the delivery after a pause;
-the queue's delivery limit dead-letters a task that keeps failing.
+the application with the reason. A ``Retryable`` one is retried by the system's
+``RetryPolicy`` (``gateway.orchestration.retries``): a few quick tries in process, then a
+copy of the task waits in a broker delay queue (``gw.retry.<level>``) and the delivery is
+acked once the copy is confirmed; when the budget is spent the task is parked like a
+permanent failure, the reason naming the tries and the last error. A message that crashes
+the worker is requeued by the broker client until the queue's delivery limit dead-letters it.
+
+During one of the system's maintenance windows the department is not called: each task is
+sent round a delay queue until the window ends, its ``x-attempt`` untouched (no retry is
+spent), and polling waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+)
 
 from connectors.base import Connector, Decision, DepartmentRequest, ResultSource
 from gateway.broker.messages import Delivery, Message
-from gateway.broker.topology import RESULTS
+from gateway.broker.topology import (
+    HEADER_ATTEMPT,
+    HEADER_FIRST_FAILED_AT,
+    RESULTS,
+    retry_name,
+)
 from gateway.deadletters import park
 from gateway.errors import Permanent, Retryable
 from gateway.logs import get_logger
+from gateway.orchestration.maintenance import Maintenance
 from gateway.orchestration.messages import (
     ResultMessage,
     attempt_of,
@@ -34,12 +57,21 @@ from gateway.orchestration.messages import (
     task_of,
 )
 from gateway.orchestration.records import TERMINAL, TaskStatus
+from gateway.orchestration.retries import (
+    GiveUp,
+    TryAgainLater,
+    backoff,
+    ladder_level,
+    next_step,
+    quick_tries,
+    tries_spent,
+)
 from gateway.periodic import repeat
+from gateway.settings import RetryPolicy
 from gateway.store.cases import CaseStore
 
 log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
-RETRY_PAUSE_SECONDS = 1.0
 POLLED = frozenset(
     {TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUSPENDED, TaskStatus.DISPATCHED}
 )
@@ -76,6 +108,10 @@ class ConnectorRunner:
         *,
         poll_seconds: float,
         clock: Callable[[], float] = time.time,
+        retry: RetryPolicy | None = None,
+        timeout_seconds: float = 30.0,
+        maintenance: Maintenance | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.system = system
         self._connector = connector
@@ -84,6 +120,10 @@ class ConnectorRunner:
         self._poll = poll_seconds
         self._clock = clock
         self._reporter = Reporter(system, cases, publish)
+        self._retry = retry or RetryPolicy()
+        self._timeout = timeout_seconds  # the quick tries of one delivery stay within it
+        self._maintenance = maintenance
+        self._rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
 
     async def on_task(self, delivery: Delivery) -> None:
         try:
@@ -100,29 +140,31 @@ class ConnectorRunner:
             log.info("task_superseded", status=task.status.value, attempt=task.attempt)
             delivery.ack()  # withdrawn, cancelled, or re-dispatched since: do not send it
             return
+        now = self._clock()
+        ends = self._maintenance.ends_at(now) if self._maintenance is not None else None
+        if ends is not None:
+            await self._hold(delivery, ends - now)
+            return
+        spent = tries_spent(delivery.header(HEADER_ATTEMPT), request.attempt)
+        tries = 0
         try:
-            receipt = await self._connector.send(request)
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(quick_tries(self._retry, spent))
+                | stop_before_delay(self._timeout),
+                wait=lambda state: backoff(self._retry, spent + state.attempt_number, self._rng),
+                retry=retry_if_exception_type(Retryable),
+                before_sleep=self._quick_retry,
+                reraise=True,
+            ):
+                with attempt:
+                    tries += 1
+                    receipt = await self._connector.send(request)
         except Retryable as exc:
-            log.warning("department_unavailable", error=str(exc), attempt=request.attempt)
-            await asyncio.sleep(RETRY_PAUSE_SECONDS)
-            delivery.reject(requeue=True)
+            await self._retry_later(delivery, request, spent + tries, exc)
             return
         except Permanent as exc:
             log.warning("department_refused", error=str(exc))
-            await park(self._publish, delivery, reason=str(exc), extra={"x-system": self.system})
-            await self._report(
-                request.matter,
-                request.task,
-                ResultMessage(
-                    task_id=task_of(request.task_id),
-                    application_id=request.application_id,
-                    system=self.system,
-                    kind="dead_lettered",
-                    attempt=request.attempt,
-                    reason=str(exc),
-                ),
-            )
-            delivery.ack()
+            await self._dead_letter(delivery, request, str(exc), "permanent", {})
             return
         await self._report(request.matter, request.task, ResultMessage.of_receipt(request, receipt))
         if receipt.decision is not None:
@@ -130,6 +172,94 @@ class ConnectorRunner:
             await self._report(request.matter, request.task, result)
         delivery.ack()
         log.info("task_handed_over", case_number=receipt.case_number)
+
+    # -- retries and maintenance ---------------------------------------------------------
+    def _quick_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.info(
+            "department_retry_in_process",
+            error=str(error),
+            tries=state.attempt_number,
+            pause=round(state.upcoming_sleep, 3),
+        )
+
+    async def _retry_later(
+        self, delivery: Delivery, request: DepartmentRequest, tries: int, exc: Retryable
+    ) -> None:
+        step = next_step(self._retry, tries, str(exc), self._rng)
+        if isinstance(step, GiveUp):
+            log.warning("retry_budget_spent", error=str(exc), tries=tries)
+            first = delivery.header(HEADER_FIRST_FAILED_AT)
+            extra: dict[str, Any] = {HEADER_ATTEMPT: tries}
+            if isinstance(first, int):
+                extra[HEADER_FIRST_FAILED_AT] = first
+            await self._dead_letter(delivery, request, step.reason, "retries_exhausted", extra)
+            return
+        level = (
+            step.level
+            if isinstance(step, TryAgainLater)
+            else ladder_level(self._retry.ladder, step.delay)  # the quick tries ran out of time
+        )
+        first = delivery.header(HEADER_FIRST_FAILED_AT)
+        headers = {
+            HEADER_ATTEMPT: request.attempt + tries,
+            HEADER_FIRST_FAILED_AT: first if isinstance(first, int) else int(self._clock() * 1000),
+        }
+        await self._send_round(delivery, level, headers)
+        log.warning(
+            "department_unavailable",
+            error=str(exc),
+            tries=tries,
+            retry_in=level,
+            backoff=step.delay,
+        )
+
+    async def _hold(self, delivery: Delivery, seconds_left: float) -> None:
+        level = ladder_level(self._retry.ladder, seconds_left)
+        await self._send_round(delivery, level, {})
+        log.info("task_held_for_maintenance", seconds_left=round(seconds_left, 3), retry_in=level)
+
+    async def _send_round(self, delivery: Delivery, level: float, headers: dict[str, Any]) -> None:
+        """A copy of the task into the delay queue of ``level`` seconds, confirmed, and only
+        then the delivery acked (a failed publish raises: the broker redelivers it)."""
+        kept = {k: v for k, v in delivery.headers.items() if k != "x-death"}  # broker's own
+        copy = Message(
+            body=delivery.body,
+            correlation_id=delivery.correlation_id,
+            headers={**kept, **headers},
+            content_type=delivery.content_type or "application/json",
+        )
+        await self._publish(retry_name(level), delivery.routing_key, copy)
+        delivery.ack()
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        request: DepartmentRequest,
+        reason: str,
+        kind: str,
+        extra: dict[str, Any],
+    ) -> None:
+        await park(
+            self._publish,
+            delivery,
+            reason=reason,
+            kind=kind,
+            extra={"x-system": self.system, **extra},
+        )
+        await self._report(
+            request.matter,
+            request.task,
+            ResultMessage(
+                task_id=task_of(request.task_id),
+                application_id=request.application_id,
+                system=self.system,
+                kind="dead_lettered",
+                attempt=request.attempt,
+                reason=reason,
+            ),
+        )
+        delivery.ack()
 
     async def report(self, decision: Decision) -> None:
         await self._reporter.report(decision)
@@ -139,7 +269,10 @@ class ConnectorRunner:
 
     # -- polling -------------------------------------------------------------------------
     async def poll_once(self) -> int:
-        timers = await self._cases.claim_timers(self.system, self._clock(), 60.0, 50)
+        now = self._clock()
+        if self._maintenance is not None and self._maintenance.ends_at(now) is not None:
+            return 0  # the timers stay due and are claimed once the window is over
+        timers = await self._cases.claim_timers(self.system, now, 60.0, 50)
         for timer in timers:
             task = await self._cases.task(timer.task_id)
             if task is None or task.status not in POLLED:
