@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     export = c_sub.add_parser("export", help="write the envelope schema and definitions.json")
     export.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
     export.set_defaults(func=_cmd_contracts_export)
+
+    from gateway.supervision.cli import register as register_reports
+
+    register_reports(sub)  # report ledger
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Supervision: the monthly ledger of time limits kept, per department and matter."""

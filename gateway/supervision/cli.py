@@ -1,0 +1,62 @@
+"""``gateway report ledger --month YYYY-MM [--format table|csv|json] [--out FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+from gateway.calendar import calendar_from
+from gateway.settings import Settings
+from gateway.store import open_store
+from gateway.supervision.ledger import InvalidMonth, Month
+from gateway.supervision.render import FORMATS, render
+from gateway.supervision.report import month_ledger
+
+
+def register(sub: Any) -> None:
+    """Add ``report ledger`` to the ``gateway`` command's sub-parsers."""
+    report = sub.add_parser("report", help="reports for supervision")
+    r_sub = report.add_subparsers(required=True, metavar="report")
+    ledger = r_sub.add_parser(
+        "ledger",
+        help="per department and matter: received, on time, late, open, overdue, hours used",
+    )
+    ledger.add_argument("--month", required=True, help="YYYY-MM (in the configured time zone)")
+    ledger.add_argument("--format", choices=FORMATS, default="table")
+    ledger.add_argument("--out", type=Path, help="write to FILE instead of the terminal")
+    ledger.set_defaults(func=_cmd_ledger)
+
+
+def _cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        month = Month.parse(args.month)
+    except InvalidMonth as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> str:
+        store = await open_store(settings.database_url)
+        try:
+            ledger = await month_ledger(
+                store,
+                month,
+                now=time.time(),
+                tz=zoneinfo.ZoneInfo(settings.timezone),
+                calendar=calendar_from(settings.calendar),
+            )
+        finally:
+            await store.close()
+        return render(ledger, args.format)
+
+    text = asyncio.run(go())
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
