@@ -45,6 +45,7 @@ from gateway.store import (
     Replay,
     Store,
 )
+from gateway.store.base import Answer
 
 log = get_logger(__name__)
 
@@ -73,18 +74,25 @@ def fingerprint(body: bytes) -> str:
 
 
 def accepted_message(app: ApplicationRecord, traceparent: str | None = None) -> Message:
-    """The ``gw.accepted`` message for an application: envelope plus gateway metadata."""
-    body = {
-        "application_id": app.id,
-        "portal_id": app.portal_id,
-        "matter": app.matter,
-        "schema_version": app.schema_version,
-        "channel": app.channel,
-        "received_at": app.created_at,
-        "envelope": json.loads(app.envelope_json),
-    }
+    """The ``gw.accepted`` message for an application: envelope plus gateway metadata.
+
+    The envelope goes in as the JSON text stored for it (validated and normalised at
+    intake), spliced in rather than parsed and dumped again."""
+    meta = json.dumps(
+        {
+            "application_id": app.id,
+            "portal_id": app.portal_id,
+            "matter": app.matter,
+            "schema_version": app.schema_version,
+            "channel": app.channel,
+            "received_at": app.created_at,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    body = f'{meta[:-1]},"envelope":{app.envelope_json}}}'
     return Message(
-        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        body=body.encode(),
         correlation_id=app.id,
         headers={
             HEADER_TASK_ID: "",  # application-level message: no task yet
@@ -125,9 +133,21 @@ class IntakeService:
     async def _submit(
         self, portal_id: str, key: str, body: bytes, channel: str, traceparent: str | None
     ) -> Outcome:
+        # Validated before the key is claimed, so that claiming it, creating the application
+        # (or storing the 422) is one transaction; what a replay or a conflict answers does
+        # not depend on it.
+        digest = fingerprint(body)
+        now = self._clock()
+        new, refusal = self._prepare(portal_id, key, body, channel, digest, now)
         try:
-            claim = await self._store.claim_idempotency(
-                portal_id, key, fingerprint(body), self._clock(), self._lease
+            claim, app = await self._store.admit(
+                portal_id,
+                key,
+                digest,
+                now,
+                self._lease,
+                new=new,
+                refusal=None if refusal is None else _answer(refusal),
             )
         except StoreUnavailable as exc:
             log.warning("intake_unavailable", portal_id=portal_id, error=str(exc))
@@ -166,8 +186,13 @@ class IntakeService:
                 )
             )
         assert isinstance(claim, Fresh)
+        if app is None:  # the envelope is invalid: its 422 is stored with the claim
+            assert refusal is not None
+            assert refusal.problem is not None
+            log.info("intake_rejected", portal_id=portal_id, errors=len(refusal.problem.errors))
+            return refusal
         try:
-            return await self._accept(portal_id, key, body, channel, claim, traceparent)
+            return await self._accept(portal_id, key, app, traceparent)
         except (BrokerUnavailable, StoreUnavailable) as exc:
             log.warning("intake_unavailable", portal_id=portal_id, error=str(exc))
             await self._release(portal_id, key)
@@ -176,55 +201,45 @@ class IntakeService:
             await self._release(portal_id, key)  # a crash must not hold the key for 30 s
             raise
 
+    def _prepare(
+        self, portal_id: str, key: str, body: bytes, channel: str, digest: str, now: float
+    ) -> tuple[NewApplication | None, Outcome | None]:
+        """The application to create, or the 422 that refuses the envelope."""
+        try:
+            envelope = parse_envelope(body)
+        except InvalidEnvelope as exc:
+            refusal = _problem(
+                Problem(
+                    422,
+                    "invalid-envelope",
+                    "Invalid application envelope",
+                    f"{len(exc.errors)} field(s) are wrong; every one is listed in 'errors'",
+                    errors=exc.as_dicts(),
+                )
+            )
+            return None, refusal
+        register_personal_data(personal_values(envelope))
+        new = NewApplication(
+            id=uuid7(),
+            portal_id=portal_id,
+            idempotency_key=key,
+            channel=channel,
+            matter=envelope.matter,
+            schema_version=envelope.schema_version,
+            envelope_json=ENVELOPE_ADAPTER.dump_json(envelope).decode(),
+            fingerprint=digest,
+            created_at=now,
+        )
+        return new, None
+
     async def _release(self, portal_id: str, key: str) -> None:
         with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
             await self._store.release_idempotency(portal_id, key)
 
     async def _accept(
-        self,
-        portal_id: str,
-        key: str,
-        body: bytes,
-        channel: str,
-        claim: Fresh,
-        traceparent: str | None,
+        self, portal_id: str, key: str, app: ApplicationRecord, traceparent: str | None
     ) -> Outcome:
-        app: ApplicationRecord | None = None
-        if claim.application_id is not None:
-            app = await self._store.get_application(claim.application_id)
-        if app is None:
-            try:
-                envelope = parse_envelope(body)
-            except InvalidEnvelope as exc:
-                outcome = _problem(
-                    Problem(
-                        422,
-                        "invalid-envelope",
-                        "Invalid application envelope",
-                        f"{len(exc.errors)} field(s) are wrong; every one is listed in 'errors'",
-                        errors=exc.as_dicts(),
-                    )
-                )
-                await self._store.complete_idempotency(
-                    portal_id, key, outcome.status, outcome.body, outcome.content_type
-                )
-                log.info("intake_rejected", portal_id=portal_id, errors=len(exc.errors))
-                return outcome
-            register_personal_data(personal_values(envelope))
-            now = self._clock()
-            new = NewApplication(
-                id=uuid7(),
-                portal_id=portal_id,
-                idempotency_key=key,
-                channel=channel,
-                matter=envelope.matter,
-                schema_version=envelope.schema_version,
-                envelope_json=ENVELOPE_ADAPTER.dump_json(envelope).decode(),
-                fingerprint=fingerprint(body),
-                created_at=now,
-            )
-            structlog.contextvars.bind_contextvars(application_id=new.id)
-            app = await self._store.create_application(new)
+        structlog.contextvars.bind_contextvars(application_id=app.id)
         outcome = self._accepted(app.id)
         if app.status is ApplicationStatus.RECEIVED:
             await self._publish(ACCEPTED, app.matter, accepted_message(app, traceparent))
@@ -265,6 +280,10 @@ def _problem(problem: Problem, headers: Mapping[str, str] | None = None) -> Outc
         problem=problem,
         headers=dict(headers or {}),
     )
+
+
+def _answer(outcome: Outcome) -> Answer:
+    return Answer(outcome.status, outcome.body, outcome.content_type)
 
 
 def _unavailable(detail: str) -> Outcome:

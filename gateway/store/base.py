@@ -8,6 +8,7 @@ one store (DESIGN "Scale").
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.store.records import (
@@ -21,6 +22,15 @@ from gateway.store.records import (
 
 if TYPE_CHECKING:
     from gateway.store.cases import CaseStore
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response stored for an idempotency key (202 and 422 are stored; 5xx never)."""
+
+    status_code: int
+    body: bytes
+    content_type: str
 
 
 class Store(Protocol):
@@ -56,6 +66,26 @@ class Store(Protocol):
         fingerprint → ``Mismatch``; a stored response → ``Replay``; lease held and not
         expired → ``InFlight``; lease expired or released → take it over and return
         ``Fresh(application_id_of_the_earlier_attempt)``.
+        """
+        ...
+
+    async def admit(
+        self,
+        portal_id: str,
+        key: str,
+        fingerprint: str,
+        now: float,
+        lease_seconds: float,
+        *,
+        new: NewApplication | None,
+        refusal: Answer | None = None,
+    ) -> tuple[Claim, ApplicationRecord | None]:
+        """``claim_idempotency`` and what intake does next, in one transaction (its hot path).
+
+        Not ``Fresh`` → the claim and None. ``Fresh`` with an earlier attempt's application
+        still stored → that application. Otherwise, ``new`` given → it is created as with
+        ``create_application`` and returned; else ``refusal`` (the 422 for an invalid
+        envelope), when given, is stored as the key's response, and None is returned.
         """
         ...
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.errors import Permanent, StoreUnavailable
-from gateway.store.sql import Dialect, Params, Row
+from gateway.store.database import Dialect, Params, Row, Work
+
+T = TypeVar("T")
 
 # Serialises migrations across processes; the bytes spell "gw-store".
 MIGRATION_LOCK_KEY = int.from_bytes(b"gw-store", "big")
@@ -105,6 +108,12 @@ class PostgresDatabase:
                 yield _PostgresTx(cursor)
         except psycopg.Error as exc:  # checkout, BEGIN, COMMIT or ROLLBACK
             raise _translate(exc, "transaction") from exc
+
+    async def run(self, work: Work[T]) -> T:
+        """``work`` in one transaction on one pooled connection (concurrent works use
+        other connections, so no grouping is needed here)."""
+        async with self.transaction() as tx:
+            return await work(tx)
 
     async def close(self) -> None:
         await self._pool.close()

@@ -1,14 +1,8 @@
-"""The one ``Store`` implementation, written once over a tiny database seam.
+"""The one ``Store`` implementation, written once over the database seam (``database.py``).
 
-    SqlStore ── Database.transaction() ──▶ Tx.execute / Tx.fetchone / Tx.fetchall
-                    ├── SqliteDatabase    gateway/store/sqlite.py
-                    └── PostgresDatabase  gateway/store/postgres.py
-
-SQL is written here with ``?`` placeholders; the PostgreSQL seam turns them into ``%s``.
-What differs between the dialects is data on ``Dialect``: two type tokens in the migration
-files, the row-lock suffixes, and the statement that serialises migrations. Each seam
-translates its driver's exceptions into ``StoreUnavailable`` (try again) or ``Permanent``
-(a constraint or SQL error: a bug, retrying cannot help), so nothing here catches them.
+Every method is one ``Database.run(work)``: on SQLite one hop to the store's thread, grouped
+with concurrent callers' works into one commit. What differs between the dialects is data
+on ``Dialect``; nothing here catches a driver's exception (the seams translate them).
 """
 
 # ruff: noqa: S608 -- statements here are assembled only from this module's literals and
@@ -16,14 +10,22 @@ translates its driver's exceptions into ``StoreUnavailable`` (try again) or ``Pe
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from gateway.errors import ConfigurationError, StoreUnavailable
+from gateway.errors import StoreUnavailable
+from gateway.store.base import Answer
+from gateway.store.database import (
+    Database,
+    Dialect,
+    Migration,
+    Params,
+    Row,
+    Tx,
+    Work,
+    apply_migrations,
+    load_migrations,
+)
 from gateway.store.records import (
     ApplicationRecord,
     ApplicationStatus,
@@ -40,123 +42,20 @@ from gateway.store.records import (
 if TYPE_CHECKING:
     from gateway.store.cases import CaseStore
 
-Row = tuple[Any, ...]
-Params = Sequence[object]
+__all__ = [  # the seam's names stay importable from here, where they used to live
+    "Database",
+    "Dialect",
+    "Migration",
+    "Params",
+    "Row",
+    "SqlStore",
+    "Tx",
+    "Work",
+    "apply_migrations",
+    "load_migrations",
+]
 
 NONCE_PURGE_INTERVAL = 60.0  # seconds between opportunistic purges of expired nonces
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    name: str  # "sqlite" | "postgresql"
-    tokens: Mapping[str, str]  # {{TOKEN}} substitutions in migration files
-    lock_rows: str  # appended to a SELECT whose rows the transaction will change
-    skip_locked: str  # appended to a SELECT that claims rows other workers may hold
-    migration_lock: str | None  # run first in the migration transaction, if needed
-
-
-class Tx(Protocol):
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement; the number of rows it changed."""
-        ...
-
-    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
-
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
-
-
-class Database(Protocol):
-    @property
-    def dialect(self) -> Dialect: ...
-
-    def transaction(self) -> AbstractAsyncContextManager[Tx]:
-        """One transaction: committed when the block ends, rolled back when it raises."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-# --- migrations ---------------------------------------------------------------------------
-
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-_TOKEN = re.compile(r"\{\{(\w+)\}\}")
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    def statements(self, dialect: Dialect) -> list[str]:
-        """The file's statements, tokens substituted; ``--`` comment lines dropped."""
-
-        def substitute(match: re.Match[str]) -> str:
-            try:
-                return dialect.tokens[match[1]]
-            except KeyError:
-                raise ConfigurationError(
-                    f"migration {self.name} uses unknown token {match[0]}", system="store"
-                ) from None
-
-        lines = [ln for ln in self.sql.splitlines() if not ln.lstrip().startswith("--")]
-        text = _TOKEN.sub(substitute, "\n".join(lines))
-        return [s.strip() for s in text.split(";") if s.strip()]
-
-
-def load_migrations() -> list[Migration]:
-    """The packaged ``migrations/NNNN_name.sql`` files, in version order."""
-    folder = resources.files("gateway.store").joinpath("migrations")
-    found: dict[int, Migration] = {}
-    for entry in folder.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match is None:
-            continue
-        version = int(match[1])
-        if version in found:
-            raise ConfigurationError(
-                f"two migrations share version {version}: {found[version].name}, {entry.name}",
-                system="store",
-            )
-        found[version] = Migration(version, entry.name, entry.read_text("utf-8"))
-    return [found[v] for v in sorted(found)]
-
-
-async def apply_migrations(db: Database, now: float) -> list[int]:
-    """Apply the migrations this database lacks, in one transaction; the versions applied.
-
-    Safe when several processes start at once: PostgreSQL takes a transaction-scoped
-    advisory lock first, SQLite's ``BEGIN IMMEDIATE`` already holds the write lock.
-    """
-    migrations = load_migrations()
-    async with db.transaction() as tx:
-        if db.dialect.migration_lock:
-            await tx.execute(db.dialect.migration_lock)
-        await tx.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            "version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-        )
-        done = {int(r[0]) for r in await tx.fetchall("SELECT version FROM schema_migrations")}
-        known = max((m.version for m in migrations), default=0)
-        if done and max(done) > known:
-            raise ConfigurationError(
-                f"the database schema is at version {max(done)}, newer than this gateway's "
-                f"{known}: run a gateway release that knows it",
-                system="store",
-            )
-        applied: list[int] = []
-        for migration in migrations:
-            if migration.version in done:
-                continue
-            for statement in migration.statements(db.dialect):
-                await tx.execute(statement)
-            await tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                (migration.version, now),
-            )
-            applied.append(migration.version)
-    return applied
-
 
 # --- the store ----------------------------------------------------------------------------
 
@@ -227,8 +126,90 @@ async def _complete(
     )
 
 
+async def _claim(
+    tx: Tx,
+    dialect: Dialect,
+    portal_id: str,
+    key: str,
+    fingerprint: str,
+    now: float,
+    lease_seconds: float,
+) -> Claim:
+    lease_until = float(now + lease_seconds)
+    inserted = await tx.execute(
+        "INSERT INTO idempotency (portal_id, key, fingerprint, lease_until, created_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (portal_id, key) DO NOTHING",
+        (portal_id, key, fingerprint, lease_until, float(now)),
+    )
+    if inserted:
+        return Fresh(None)
+    row = await tx.fetchone(
+        "SELECT fingerprint, application_id, status_code, response_body, content_type, "
+        "lease_until FROM idempotency WHERE portal_id = ? AND key = ?" + dialect.lock_rows,
+        (portal_id, key),
+    )
+    if row is None:  # only if a purge removed it between the two statements
+        raise StoreUnavailable("idempotency record vanished during claim", system="store")
+    stored_fingerprint, application_id, status_code, body, content_type, held = row
+    if stored_fingerprint != fingerprint:
+        return Mismatch()
+    if status_code is not None:
+        return Replay(int(status_code), bytes(body), content_type, application_id)
+    if held is not None and float(held) > now:
+        return InFlight(float(held))
+    await tx.execute(
+        "UPDATE idempotency SET lease_until = ? WHERE portal_id = ? AND key = ?",
+        (lease_until, portal_id, key),
+    )
+    return Fresh(application_id)
+
+
+async def _create(tx: Tx, app: NewApplication) -> ApplicationRecord:
+    await tx.execute(
+        "INSERT INTO applications (id, portal_id, idempotency_key, channel, matter, "
+        "schema_version, status, envelope_json, fingerprint, created_at, updated_at, "
+        "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+        (
+            app.id,
+            app.portal_id,
+            app.idempotency_key,
+            app.channel,
+            app.matter,
+            app.schema_version,
+            _RECEIVED,
+            app.envelope_json,
+            app.fingerprint,
+            float(app.created_at),
+            float(app.created_at),
+        ),
+    )
+    await tx.execute(
+        "UPDATE idempotency SET application_id = ? WHERE portal_id = ? AND key = ?",
+        (app.id, app.portal_id, app.idempotency_key),
+    )
+    return ApplicationRecord(
+        id=app.id,
+        portal_id=app.portal_id,
+        idempotency_key=app.idempotency_key,
+        channel=app.channel,
+        matter=app.matter,
+        schema_version=app.schema_version,
+        status=ApplicationStatus.RECEIVED,
+        envelope_json=app.envelope_json,
+        created_at=float(app.created_at),
+        updated_at=float(app.created_at),
+        accepted_at=None,
+        version=1,
+    )
+
+
+async def _one_application(tx: Tx, where: str, params: Params) -> ApplicationRecord | None:
+    row = await tx.fetchone(f"SELECT {_APP_COLUMNS} FROM applications WHERE {where}", params)
+    return None if row is None else _application(row)
+
+
 class SqlStore:
-    """``Store`` over any ``Database``; every method is one transaction."""
+    """``Store`` over any ``Database``; every method is one transaction (``Database.run``)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -253,115 +234,102 @@ class SqlStore:
         return self._db.dialect.name
 
     async def ping(self) -> None:
-        async with self._db.transaction() as tx:
+        async def work(tx: Tx) -> None:
             await tx.fetchone("SELECT 1")
+
+        await self._db.run(work)
 
     async def close(self) -> None:
         await self._db.close()
 
     async def remember_nonce(self, portal_id: str, nonce: str, now: float, ttl: float) -> bool:
-        async with self._db.transaction() as tx:
-            if now >= self._next_nonce_purge:
+        purge = now >= self._next_nonce_purge
+        if purge:
+            self._next_nonce_purge = now + NONCE_PURGE_INTERVAL
+
+        async def work(tx: Tx) -> int:
+            if purge:
                 await tx.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
-                self._next_nonce_purge = now + NONCE_PURGE_INTERVAL
             # A row comes back only when it is new or its earlier use has expired.
-            changed = await tx.execute(
+            return await tx.execute(
                 "INSERT INTO nonces (portal_id, nonce, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (portal_id, nonce) DO UPDATE SET expires_at = excluded.expires_at "
                 "WHERE nonces.expires_at <= ?",
                 (portal_id, nonce, float(now + ttl), float(now)),
             )
-        return changed == 1
+
+        return await self._db.run(work) == 1
 
     async def claim_idempotency(
         self, portal_id: str, key: str, fingerprint: str, now: float, lease_seconds: float
     ) -> Claim:
-        lease_until = float(now + lease_seconds)
-        async with self._db.transaction() as tx:
-            inserted = await tx.execute(
-                "INSERT INTO idempotency (portal_id, key, fingerprint, lease_until, created_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (portal_id, key) DO NOTHING",
-                (portal_id, key, fingerprint, lease_until, float(now)),
+        async def work(tx: Tx) -> Claim:
+            return await _claim(
+                tx, self._db.dialect, portal_id, key, fingerprint, now, lease_seconds
             )
-            if inserted:
-                return Fresh(None)
-            row = await tx.fetchone(
-                "SELECT fingerprint, application_id, status_code, response_body, content_type, "
-                "lease_until FROM idempotency WHERE portal_id = ? AND key = ?"
-                + self._db.dialect.lock_rows,
-                (portal_id, key),
+
+        return await self._db.run(work)
+
+    async def admit(
+        self,
+        portal_id: str,
+        key: str,
+        fingerprint: str,
+        now: float,
+        lease_seconds: float,
+        *,
+        new: NewApplication | None,
+        refusal: Answer | None = None,
+    ) -> tuple[Claim, ApplicationRecord | None]:
+        async def work(tx: Tx) -> tuple[Claim, ApplicationRecord | None]:
+            claim = await _claim(
+                tx, self._db.dialect, portal_id, key, fingerprint, now, lease_seconds
             )
-            if row is None:  # only if a purge removed it between the two statements
-                raise StoreUnavailable("idempotency record vanished during claim", system="store")
-            stored_fingerprint, application_id, status_code, body, content_type, held = row
-            if stored_fingerprint != fingerprint:
-                return Mismatch()
-            if status_code is not None:
-                return Replay(int(status_code), bytes(body), content_type, application_id)
-            if held is not None and float(held) > now:
-                return InFlight(float(held))
-            await tx.execute(
-                "UPDATE idempotency SET lease_until = ? WHERE portal_id = ? AND key = ?",
-                (lease_until, portal_id, key),
-            )
-            return Fresh(application_id)
+            if not isinstance(claim, Fresh):
+                return claim, None
+            if claim.application_id is not None:
+                earlier = await _one_application(tx, "id = ?", (claim.application_id,))
+                if earlier is not None:
+                    return claim, earlier
+            if new is not None:
+                return claim, await _create(tx, new)
+            if refusal is not None:
+                await _complete(
+                    tx, portal_id, key, refusal.status_code, refusal.body, refusal.content_type
+                )
+            return claim, None
+
+        return await self._db.run(work)
 
     async def complete_idempotency(
         self, portal_id: str, key: str, status_code: int, body: bytes, content_type: str
     ) -> None:
-        async with self._db.transaction() as tx:
+        async def work(tx: Tx) -> None:
             await _complete(tx, portal_id, key, status_code, body, content_type)
 
+        await self._db.run(work)
+
     async def release_idempotency(self, portal_id: str, key: str) -> None:
-        async with self._db.transaction() as tx:
+        async def work(tx: Tx) -> None:
             await tx.execute(
                 "UPDATE idempotency SET lease_until = NULL "
                 "WHERE portal_id = ? AND key = ? AND status_code IS NULL",
                 (portal_id, key),
             )
 
+        await self._db.run(work)
+
     async def create_application(self, app: NewApplication) -> ApplicationRecord:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO applications (id, portal_id, idempotency_key, channel, matter, "
-                "schema_version, status, envelope_json, fingerprint, created_at, updated_at, "
-                "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                (
-                    app.id,
-                    app.portal_id,
-                    app.idempotency_key,
-                    app.channel,
-                    app.matter,
-                    app.schema_version,
-                    _RECEIVED,
-                    app.envelope_json,
-                    app.fingerprint,
-                    float(app.created_at),
-                    float(app.created_at),
-                ),
-            )
-            await tx.execute(
-                "UPDATE idempotency SET application_id = ? WHERE portal_id = ? AND key = ?",
-                (app.id, app.portal_id, app.idempotency_key),
-            )
-        return ApplicationRecord(
-            id=app.id,
-            portal_id=app.portal_id,
-            idempotency_key=app.idempotency_key,
-            channel=app.channel,
-            matter=app.matter,
-            schema_version=app.schema_version,
-            status=ApplicationStatus.RECEIVED,
-            envelope_json=app.envelope_json,
-            created_at=float(app.created_at),
-            updated_at=float(app.created_at),
-            accepted_at=None,
-            version=1,
-        )
+        async def work(tx: Tx) -> ApplicationRecord:
+            return await _create(tx, app)
+
+        return await self._db.run(work)
 
     async def mark_accepted(self, application_id: str, now: float) -> bool:
-        async with self._db.transaction() as tx:
+        async def work(tx: Tx) -> bool:
             return await _mark_accepted(tx, application_id, now)
+
+        return await self._db.run(work)
 
     async def accept_and_answer(
         self,
@@ -373,10 +341,12 @@ class SqlStore:
         body: bytes,
         content_type: str,
     ) -> bool:
-        async with self._db.transaction() as tx:
+        async def work(tx: Tx) -> bool:
             changed = await _mark_accepted(tx, application_id, now)
             await _complete(tx, portal_id, key, status_code, body, content_type)
-        return changed
+            return changed
+
+        return await self._db.run(work)
 
     async def get_application(self, application_id: str) -> ApplicationRecord | None:
         return await self._one_application("id = ?", (application_id,))
@@ -387,11 +357,10 @@ class SqlStore:
         )
 
     async def _one_application(self, where: str, params: Params) -> ApplicationRecord | None:
-        async with self._db.transaction() as tx:
-            row = await tx.fetchone(
-                f"SELECT {_APP_COLUMNS} FROM applications WHERE {where}", params
-            )
-        return None if row is None else _application(row)
+        async def work(tx: Tx) -> ApplicationRecord | None:
+            return await _one_application(tx, where, params)
+
+        return await self._db.run(work)
 
     async def list_applications(
         self,
@@ -417,21 +386,24 @@ class SqlStore:
                 conditions.append(condition)
                 params.append(value)
         where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-        async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
+
+        async def work(tx: Tx) -> list[Row]:
+            return await tx.fetchall(
                 f"SELECT {_APP_COLUMNS} FROM applications {where}"
                 "ORDER BY created_at DESC, id DESC LIMIT ?",
                 (*params, int(limit)),
             )
-        return [_application(r) for r in rows]
+
+        return [_application(r) for r in await self._db.run(work)]
 
     async def claim_unpublished(
         self, now: float, older_than: float, lease_seconds: float, limit: int
     ) -> Sequence[ApplicationRecord]:
         """Oldest first. On PostgreSQL rows another relay is claiming are skipped, not
         waited for; on SQLite ``BEGIN IMMEDIATE`` makes the whole claim exclusive."""
-        async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
+
+        async def work(tx: Tx) -> list[Row]:
+            return await tx.fetchall(
                 "UPDATE applications SET relay_lease_until = ? WHERE id IN ("
                 "SELECT id FROM applications WHERE status = ? AND updated_at < ? "
                 "AND (relay_lease_until IS NULL OR relay_lease_until <= ?) "
@@ -445,11 +417,13 @@ class SqlStore:
                     int(limit),
                 ),
             )
+
+        rows = await self._db.run(work)
         return sorted((_application(r) for r in rows), key=lambda a: (a.updated_at, a.id))
 
     async def add_dead_letter(self, letter: DeadLetter, now: float) -> int | None:
-        async with self._db.transaction() as tx:
-            row = await tx.fetchone(
+        async def work(tx: Tx) -> Row | None:
+            return await tx.fetchone(
                 f"INSERT INTO dead_letters ({_LETTER_COLUMNS}, stored_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (message_id) DO NOTHING RETURNING id",
@@ -471,6 +445,8 @@ class SqlStore:
                     float(now),
                 ),
             )
+
+        row = await self._db.run(work)
         return None if row is None else int(row[0])
 
     async def list_dead_letters(
@@ -478,10 +454,12 @@ class SqlStore:
     ) -> Sequence[DeadLetterRecord]:
         """Newest first."""
         where, params = ("WHERE system = ? ", (system,)) if system is not None else ("", ())
-        async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
+
+        async def work(tx: Tx) -> list[Row]:
+            return await tx.fetchall(
                 f"SELECT id, {_LETTER_COLUMNS}, stored_at FROM dead_letters {where}"
                 "ORDER BY id DESC LIMIT ?",
                 (*params, int(limit)),
             )
-        return [_dead_letter(r) for r in rows]
+
+        return [_dead_letter(r) for r in await self._db.run(work)]

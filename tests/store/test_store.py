@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -24,7 +24,7 @@ from gateway.store import (
     Store,
     open_store,
 )
-from gateway.store.sql import Database, Dialect, Params, Row, SqlStore, Tx
+from gateway.store.sql import Database, Dialect, Params, Row, SqlStore, Tx, Work
 
 Query = Callable[[Store, str], Awaitable[list[tuple[Any, ...]]]]
 
@@ -343,6 +343,8 @@ async def test_list_dead_letters_newest_first_by_system(store: Store) -> None:
 
 # --- a database that fails on cue -----------------------------------------------------
 
+T = TypeVar("T")
+
 
 class FailingTx:
     def __init__(self, tx: Tx, prefix: str) -> None:
@@ -376,6 +378,9 @@ class FailingDatabase:
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._db.transaction() as tx:
             yield FailingTx(tx, self._prefix)
+
+    async def run(self, work: Work[T]) -> T:
+        return await self._db.run(lambda tx: work(FailingTx(tx, self._prefix)))
 
     async def close(self) -> None:
         await self._db.close()
