@@ -182,9 +182,12 @@ def _cmd_apps_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_apps_show(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
+        from gateway.supervision.cli import application_budget
+
         store = await open_store(settings.database_url)
         try:
             record = await store.get_application(args.application_id)
+            budget = await application_budget(store, args.application_id, settings)
         finally:
             await store.close()
         if record is None:
@@ -197,6 +200,7 @@ def _cmd_apps_show(args: argparse.Namespace, settings: Settings) -> int:
             "status": record.status.value,
             "channel": record.channel,
             "version": record.version,
+            **budget,  # due_at (critical path from acceptance), critical_path, promise
             "envelope": mask_value(json.loads(record.envelope_json)),
         }
         print(json.dumps(view, ensure_ascii=False, indent=2))

@@ -11,11 +11,24 @@ from pathlib import Path
 from typing import Any
 
 from gateway.calendar import calendar_from
+from gateway.orchestration.clock import budget_view
 from gateway.settings import Settings
-from gateway.store import open_store
+from gateway.store import Store, open_store
 from gateway.supervision.ledger import InvalidMonth, Month
 from gateway.supervision.render import FORMATS, render
 from gateway.supervision.report import month_ledger
+
+
+async def application_budget(
+    store: Store, application_id: str, settings: Settings
+) -> dict[str, Any]:
+    """``due_at``, ``critical_path`` and ``promise`` of one application, for ``apps show``."""
+    state = await store.cases.load(application_id)
+    if state is None:
+        return {}
+    return budget_view(
+        state, zoneinfo.ZoneInfo(settings.timezone), calendar_from(settings.calendar)
+    )
 
 
 def register(sub: Any) -> None:
