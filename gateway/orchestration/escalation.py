@@ -4,8 +4,10 @@ The due-soon threshold is a share of the task's budget (default 80 %):
 ``clock_started_at + share × (due_at − clock_started_at)``; overdue is the due time itself.
 ``on_deadline`` is pure: it raises the highest threshold crossed and not yet raised, once,
 remembered on the task (``escalated``), with a timeline entry and an event whose ``event_id``
-is stable per task, attempt and threshold, so a repeat after a crash is recognisable. A
-stopped clock forgets what was raised, so thresholds count anew after it restarts.
+is stable per task, attempt, threshold and due time, so a repeat after a crash is
+recognisable. A stopped clock forgets what was raised, so thresholds count anew after it
+restarts; the due time it restarts with is a new one, so a threshold raised again then
+carries a new ``event_id`` (the same one if the stop moved nothing, e.g. over a weekend).
 
 The ``Scheduler`` is the role that looks for candidates (one indexed query) and applies
 ``on_deadline`` through ``Orchestrator.apply``: one guarded transaction with the outbox per
@@ -113,7 +115,11 @@ def on_deadline(
     }
     tr.tasks.append(replace(task, escalated=which, updated_at=ctx.now))
     tr.timeline.append(TimelineEntry(ctx.now, name, task.id, detail))
-    notices.event(tr, state, ctx, name, (task.id, str(task.attempt), which), detail)
+    # the id names the due time it announces: a repeat (a crash before the commit, two
+    # schedulers) is the same event; a threshold crossed again on a due time that a clock
+    # stop moved is a new one, which a portal must not drop as a duplicate
+    subject = (task.id, str(task.attempt), which, f"{task.due_at:.3f}")
+    notices.event(tr, state, ctx, name, subject, detail)
     return tr
 
 

@@ -140,3 +140,17 @@ def test_a_stopped_clock_forgets_what_was_raised() -> None:
 
 def test_unknown_task_changes_nothing() -> None:
     assert not escalation.on_deadline(case(task()), ctx(DUE), "app1.nope").changed
+
+
+def test_after_a_stop_a_threshold_on_the_moved_due_time_is_a_new_event() -> None:
+    first = escalation.on_deadline(case(task()), ctx(DUE + 60), "app1.hukou")
+    first_id = json.loads(first.outbox[0].message.body)["event_id"]
+    # suspended, escalation forgotten, resumed with the due time pushed by the stop
+    resumed = replace(first.tasks[0], escalated=None, due_at=DUE + 3_600)
+    again = escalation.on_deadline(case(resumed), ctx(DUE + 3_700), "app1.hukou")
+    body = json.loads(again.outbox[0].message.body)
+    assert body["event"] == "task.overdue" and body["event_id"] != first_id
+    # a stop that moved nothing (outside office hours): the same overdue, the same id
+    unmoved = replace(first.tasks[0], escalated=None)
+    same = escalation.on_deadline(case(unmoved), ctx(DUE + 120), "app1.hukou")
+    assert json.loads(same.outbox[0].message.body)["event_id"] == first_id
