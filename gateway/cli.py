@@ -121,10 +121,17 @@ def _parser() -> argparse.ArgumentParser:
     export = c_sub.add_parser("export", help="write the envelope schema and definitions.json")
     export.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
     export.set_defaults(func=_cmd_contracts_export)
+    from gateway.compat.command import register as register_contracts_check
+
+    register_contracts_check(c_sub)  # contracts check --against REF
 
     from gateway.supervision.cli import register as register_reports
 
     register_reports(sub)  # report ledger
+
+    from gateway.admin.cli import register as register_operators
+
+    register_operators(sub)  # dlq list|show|groups|replay|edit|purge
     return parser
 
 

@@ -1,0 +1,141 @@
+"""``gateway contracts check --against REF``: every contract of this tree against REF.
+
+Which file is which contract, and whose, follows from where it lives:
+
+    contracts/envelope/envelope.schema.json   JSON Schema     portals (they write it)
+    contracts/intake/openapi.yaml             OpenAPI         portals
+    contracts/asyncapi/asyncapi.yaml          AsyncAPI        each channel's x-party
+    contracts/<system>/*.wsdl | *.xsd         WSDL / XSD      department <system>
+    contracts/<system>/openapi.yaml           OpenAPI         department <system>
+    contracts/<system>/**/*.schema.json       JSON Schema     department <system>
+
+A department's JSON schema is compared as ``request`` (the gateway writes it, the department
+reads it) unless its name says the department writes it (reply, ack, result, receipt,
+event, case): then as ``response``. Examples, READMEs and expectation files are not
+contracts of their own (tests hold them to the contracts).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Protocol
+
+import yaml
+
+from gateway.compat.asyncapi import diff_asyncapi
+from gateway.compat.openapi import diff_openapi
+from gateway.compat.report import Change, Changes, Direction
+from gateway.compat.schema import diff_schemas
+from gateway.compat.xsd import diff_wsdl, diff_xsd
+from gateway.errors import ConfigurationError
+
+_ANSWERS = re.compile(r"(reply|ack|result|receipt|event|^case)\b")
+_NOT_CONTRACTS = ("examples", "baseline")
+
+
+class Files(Protocol):
+    def paths(self) -> list[str]: ...
+
+    def read(self, path: str) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    path: str
+    kind: str  # jsonschema | openapi | asyncapi | xsd | wsdl
+    party: str
+    direction: Direction = "request"
+
+
+def classify(path: str) -> Contract | None:
+    """What contract a repository path holds, and whose; None for any other file."""
+    parts = PurePosixPath(path).parts
+    if len(parts) < 3 or parts[0] != "contracts" or any(p in _NOT_CONTRACTS for p in parts):
+        return None
+    folder, name = parts[1], parts[-1]
+    if folder == "envelope":
+        if name.endswith(".schema.json"):
+            return Contract(path, "jsonschema", "portals")
+        return None
+    if folder == "intake":
+        return Contract(path, "openapi", "portals") if name == "openapi.yaml" else None
+    if folder == "asyncapi":
+        return Contract(path, "asyncapi", "") if name == "asyncapi.yaml" else None
+    party = f"department {folder}"
+    if name.endswith(".wsdl"):
+        return Contract(path, "wsdl", party)
+    if name.endswith(".xsd"):
+        return Contract(path, "xsd", party)
+    if name == "openapi.yaml":
+        return Contract(path, "openapi", party)
+    if name.endswith(".schema.json"):
+        direction: Direction = "response" if _ANSWERS.search(name) else "request"
+        return Contract(path, "jsonschema", party, direction)
+    return None
+
+
+def compare(before: Files, after: Files) -> list[Change]:
+    """Every change between the contracts of ``before`` and those of ``after``."""
+    old = {p: c for p in before.paths() if (c := classify(p))}
+    new = {p: c for p in after.paths() if (c := classify(p))}
+    found: list[Change] = []
+    for path, contract in old.items():
+        if path not in new:
+            out = Changes(contract.party or "every party", path)
+            out.breaking("", "contract file removed")
+            found += out.found
+            continue
+        found += _compare(contract, before.read(path), after.read(path))
+    for path, contract in new.items():
+        if path not in old:
+            out = Changes(contract.party or "every party", path)
+            out.additive("", "contract file added")
+            found += out.found
+    return found
+
+
+def _compare(contract: Contract, old: bytes, new: bytes) -> list[Change]:
+    if old == new:
+        return []
+    out = Changes(contract.party, contract.path)
+    try:
+        if contract.kind == "jsonschema":
+            diff_schemas(out, _json(old), _json(new), contract.direction)
+        elif contract.kind == "openapi":
+            diff_openapi(out, _yaml(old), _yaml(new))
+        elif contract.kind == "asyncapi":
+            parties: dict[str, Changes] = {}
+            diff_asyncapi(parties, contract.path, _yaml(old), _yaml(new))
+            return [c for changes in parties.values() for c in changes.found]
+        elif contract.kind == "xsd":
+            diff_xsd(out, old, new)
+        else:
+            diff_wsdl(out, old, new)
+    except (ValueError, yaml.YAMLError) as exc:  # lxml's XMLSyntaxError is a ValueError
+        out.breaking("", f"cannot be read any more: {exc}")
+    return out.found
+
+
+def _json(data: bytes) -> Mapping[str, Any]:
+    value = json.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def _yaml(data: bytes) -> Mapping[str, Any]:
+    value = yaml.safe_load(data)
+    if not isinstance(value, dict):
+        raise ValueError("not a YAML mapping")
+    return value
+
+
+def breaking(changes: Iterable[Change]) -> list[Change]:
+    return [c for c in changes if c.breaking]
+
+
+__all__ = ["ConfigurationError", "Contract", "breaking", "classify", "compare"]
