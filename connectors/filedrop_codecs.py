@@ -4,9 +4,10 @@ A ``Codec`` turns a ``DepartmentRequest`` into request bytes that pass the syste
 turns a complete answer file into a ``Decision``; both raise ``Permanent`` when the contract
 says no. ``codec_for(system)`` is the registry (one line per file-drop system).
 
-XML is parsed with one safe parser: no network, no DTD, no entity expansion, no huge trees; a
-document with a DOCTYPE is refused outright. Schema error messages are kept to the element and
-the rule broken: the offending value is cut out (it may be a name or an ID number).
+XML is read under the one XML policy (``connectors.xmlsafe``): size and depth caps, no network,
+no DTD, no entity expansion, no huge trees; a document with a DOCTYPE is refused outright.
+Schema error messages are kept to the element and the rule broken: the offending value is cut
+out (it may be a name or an ID number).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from lxml import etree
 
+from connectors import xmlsafe
 from connectors.base import Decision, DepartmentRequest
 from gateway.errors import ConfigurationError, Permanent
 from mappings import hospital, hospital_xml
@@ -30,17 +32,6 @@ class Codec(Protocol):
     def read(self, data: bytes) -> Decision:
         """The decision (or receipt, as ``in_progress``) a complete answer file holds."""
         ...
-
-
-def safe_parser() -> Any:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_pis=True,
-    )
 
 
 _QUOTED = re.compile(r"(\[facet )?'[^']*'")
@@ -61,14 +52,9 @@ def schema_errors(log: Any, limit: int = 5) -> str:
 
 
 def parse(data: bytes, system: str) -> Any:
-    """The root element of ``data``, parsed safely; ``Permanent`` if it is not XML we read."""
-    try:
-        root = etree.fromstring(data, safe_parser())
-    except etree.XMLSyntaxError as exc:
-        raise Permanent(f"not well-formed XML: {exc.msg}", system=system, code="xml") from None
-    if root.getroottree().docinfo.doctype:
-        raise Permanent("a DOCTYPE is not allowed", system=system, code="xml")
-    return root
+    """The root element of ``data`` under the XML policy; ``UnsafeXml`` (``Permanent``) naming
+    the rule otherwise."""
+    return xmlsafe.parse(data, system=system)
 
 
 def load_schema(package: str, *path: str) -> Any:
@@ -76,7 +62,7 @@ def load_schema(package: str, *path: str) -> Any:
 
     try:
         source = files(package).joinpath(*path).read_bytes()
-        return etree.XMLSchema(etree.fromstring(source, safe_parser()))
+        return etree.XMLSchema(etree.fromstring(source, xmlsafe.parser()))
     except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
         raise ConfigurationError(f"cannot load schema {package}/{'/'.join(path)}: {exc}") from None
 

@@ -11,9 +11,15 @@ gateway's timer calls ``check``, which asks QueryCase.
 
 Library exceptions are translated here, and only here:
 
-    Retryable   connection refused/reset, timeouts, HTTP 5xx/408/429, SOAP Server fault
+    Retryable   connection refused/reset or cut mid-answer, timeouts, HTTP 5xx/408/429,
+                SOAP Server fault
     Permanent   SOAP Client / VersionMismatch / MustUnderstand fault, other HTTP 4xx,
-                invalid XML or an answer outside the contract, a request zeep cannot build
+                invalid XML or an answer outside the contract, a request zeep cannot build,
+                an answer the XML policy refuses (``xmlsafe.UnsafeXml``: a DOCTYPE or
+                entity, over 1 MiB, nested too deep)
+
+The WSDL and every answer pass through ``xmlsafe.ContractTransport``: no socket while loading
+a local WSDL, no file outside its folder, answers read up to the cap and vetted before zeep.
 """
 
 from __future__ import annotations
@@ -27,14 +33,14 @@ from typing import Any, Final, TypeVar, cast, get_args
 
 import requests.exceptions  # type: ignore[import-untyped, unused-ignore]  # zeep's transport
 from requests.adapters import HTTPAdapter  # type: ignore[import-untyped, unused-ignore]
-from zeep import Client, Settings
+from zeep import Client
 from zeep.exceptions import Error as ZeepError
-from zeep.exceptions import Fault, TransportError
+from zeep.exceptions import ExternalReferenceForbidden, Fault, TransportError
 from zeep.helpers import serialize_object
-from zeep.transports import Transport
 
 from connectors.base import Decision, DepartmentRequest, Receipt
 from connectors.limits import Limiter
+from connectors.xmlsafe import ContractTransport, UnsafeXml, zeep_settings
 from gateway.errors import ConfigurationError, GatewayError, Permanent, Retryable
 from gateway.settings import SystemConfig
 from mappings import hukou
@@ -62,9 +68,9 @@ class SoapConnector:
         self.system = system
         self._config = config
         self._limiter = Limiter(config.concurrency, config.rate_per_second)
-        # zeep ships py.typed but leaves these constructors unannotated: hence the ignores.
-        self._transport = Transport(  # type: ignore[no-untyped-call]
-            timeout=config.timeout_seconds, operation_timeout=config.timeout_seconds
+        # Loads stay in the WSDL's folder (or origin); answers are capped and vetted (xmlsafe).
+        self._transport = ContractTransport(
+            system=system, wsdl=config.wsdl or _packaged_wsdl(), timeout=config.timeout_seconds
         )
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.concurrency)
         self._transport.session.mount("http://", adapter)
@@ -107,7 +113,11 @@ class SoapConnector:
             raise self._fault(exc) from None
         except TransportError as exc:
             raise self._http(exc.status_code) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError,  # the connection broke mid-answer
+        ) as exc:
             kind = type(exc).__name__
             raise Retryable(
                 f"police service unreachable: {kind}", self.system, "unreachable"
@@ -147,21 +157,24 @@ class SoapConnector:
 
     def _build_service(self) -> Any:
         # A local WSDL must not reach out; one served over HTTP imports its XSD from there.
-        remote = (self._config.wsdl or "").startswith(("http://", "https://"))
-        settings = Settings(
-            strict=True, xml_huge_tree=False, forbid_dtd=True, forbid_entities=True,
-            forbid_external=not remote,
-        )  # fmt: skip
+        settings = zeep_settings(remote=self._transport.remote)
         try:
-            if self._config.wsdl:
-                client = Client(self._config.wsdl, transport=self._transport, settings=settings)  # type: ignore[no-untyped-call]
-            else:
-                wsdl = resources.files("contracts").joinpath(*PACKAGED_WSDL)
-                with resources.as_file(wsdl) as path:
-                    client = Client(str(path), transport=self._transport, settings=settings)  # type: ignore[no-untyped-call]
+            wsdl = self._config.wsdl or _packaged_wsdl()
+            client = Client(wsdl, transport=self._transport, settings=settings)  # type: ignore[no-untyped-call]
             if self._config.url:
                 return client.create_service(BINDING, self._config.url)  # type: ignore[no-untyped-call]
             return client.service
+        except UnsafeXml as exc:
+            raise ConfigurationError(
+                f"[systems.{self.system}] cannot load the WSDL: {exc.detail}", self.system, exc.code
+            ) from None
+        except ExternalReferenceForbidden as exc:  # zeep's own guard, before the transport's
+            raise ConfigurationError(
+                f"[systems.{self.system}] cannot load the WSDL: refused to load "
+                f"{_short(str(exc.url))}: external reference",
+                self.system,
+                "xml_outside",
+            ) from None
         except (OSError, ZeepError, requests.exceptions.RequestException) as exc:
             raise ConfigurationError(
                 f"[systems.{self.system}] cannot load the WSDL: {_short(str(exc))}",
@@ -184,6 +197,11 @@ class SoapConnector:
             return Retryable(detail, self.system, f"http_{status}")
         # A 200 with a body that is not XML lands here too (status 200): contract broken.
         return Permanent(detail, self.system, f"http_{status}")
+
+
+def _packaged_wsdl() -> str:
+    """The WSDL shipped in the ``contracts`` package, as a file path (installed as files)."""
+    return str(resources.files("contracts").joinpath(*PACKAGED_WSDL))
 
 
 # --- zeep answer → typed values (run in the worker thread) ------------------------------

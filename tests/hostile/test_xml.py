@@ -1,0 +1,324 @@
+"""Hostile XML at every door, one suite: the same documents through the policy itself, a SOAP
+answer from a real local HTTP server, a hospital answer file in a real folder and a WSDL.
+
+Every case asserts the four things the issue asks: the error kind and a message naming the
+rule (it fails fast: nothing is retried), peak memory growth under ``MEMORY_BOUND``, no
+connection to a listener whose port the document names, and nothing reported or published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from connectors import xmlsafe
+from connectors.base import Decision, DepartmentRequest
+from connectors.filedrop import FileDropResultSource
+from connectors.soap import SoapConnector
+from connectors.xmlsafe import UnsafeXml
+from gateway.catalogue.fields import select
+from gateway.catalogue.model import load
+from gateway.envelope.model import ENVELOPE_ADAPTER, parse_envelope
+from gateway.errors import ConfigurationError, Permanent, Retryable
+from gateway.settings import SystemConfig
+from mappings.hospital import NS as HOSPITAL_NS
+from tests.hostile.kit import HOSTILE, IDS, MEMORY_BOUND, Hostile, Listener, Wrap, peak_growth
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT = ROOT / "contracts" / "hukou"
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+HUKOU_NS = "urn:cn:gov:police:hukou:2026"
+APP = "01936f0e-7a4b-7c3d-8e9f-0123456789ab"
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    sock = Listener()
+    yield sock
+    sock.close()
+
+
+def assert_refused(exc: BaseException, hostile: Hostile, code: str | None = None) -> None:
+    assert isinstance(exc, Permanent) and not isinstance(exc, Retryable), repr(exc)
+    assert exc.code == (code or hostile.code), str(exc)
+    assert re.search(hostile.words, exc.detail), exc.detail
+
+
+# --- 1. the policy itself ----------------------------------------------------------------------
+@pytest.mark.parametrize("hostile", HOSTILE, ids=IDS)
+def test_the_policy_refuses(hostile: Hostile, listener: Listener) -> None:
+    document = hostile.document(Wrap(b"<r>", b"</r>"), listener.port)
+    with peak_growth() as peak, pytest.raises(UnsafeXml) as info:
+        xmlsafe.parse(document, system="test")
+    assert_refused(info.value, hostile)
+    assert peak.growth < MEMORY_BOUND, peak
+    assert listener.connections() == 0
+
+
+def test_a_huge_text_node_is_refused_even_under_a_huge_cap(listener: Listener) -> None:
+    """With the size cap out of the way, libxml2's own limits still hold (no huge tree)."""
+    huge = next(h for h in HOSTILE if h.name == "huge_text_node")
+    document = huge.document(Wrap(b"<r>", b"</r>"), listener.port)
+    with peak_growth() as peak, pytest.raises(UnsafeXml) as info:
+        xmlsafe.parse(document, max_bytes=1 << 30)
+    assert info.value.code == "xml_too_large" and "text node over 10 MB" in info.value.detail
+    assert peak.growth < MEMORY_BOUND, peak
+
+
+def test_the_policy_reads_ordinary_documents() -> None:
+    root = xmlsafe.parse(b'<?xml version="1.0"?><r><a>\xe7\x8e\x8b</a><!-- c --></r>')
+    assert root.findtext("a") == "王"
+    deep = b"<d>" * xmlsafe.MAX_DEPTH + b"</d>" * xmlsafe.MAX_DEPTH
+    assert xmlsafe.parse(deep).tag == "d"  # the cap itself is allowed
+    with pytest.raises(UnsafeXml) as info:
+        xmlsafe.parse(b"<d>" + deep + b"</d>")
+    assert info.value.code == "xml_too_deep"
+    with pytest.raises(UnsafeXml) as info:
+        xmlsafe.parse(b"<r><unclosed></r>")
+    assert info.value.code == "xml_malformed"
+
+
+# --- 2. a SOAP answer from the police service --------------------------------------------------
+@dataclass
+class Answer:
+    body: bytes = b""
+    status: int = 200
+
+
+@pytest.fixture
+async def soap_server() -> AsyncIterator[tuple[str, Answer]]:
+    answer = Answer()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(
+            status=answer.status, headers={"Content-Type": "text/xml; charset=utf-8"}
+        )
+        response.content_length = len(answer.body)
+        await response.prepare(request)
+        view = memoryview(answer.body)
+        try:  # streamed: the server's own buffers stay small while the client reads
+            for offset in range(0, len(view), 64 * 1024):
+                await response.write(view[offset : offset + 64 * 1024])
+        except ConnectionError:
+            pass  # the client stopped reading at its cap
+        return response
+
+    app = web.Application()
+    app.router.add_post("/hukou", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/hukou", answer
+    await runner.cleanup()
+
+
+def birth_request() -> DepartmentRequest:
+    raw = (ROOT / "contracts/envelope/examples/valid/newborn-yizhang-window.json").read_bytes()
+    envelope = json.loads(ENVELOPE_ADAPTER.dump_json(parse_envelope(raw)))
+    step = load().matter("newborn").step("hukou")
+    fields = select(envelope, step.needs, {"birth_certificate_no": "Q430012345"})
+    return DepartmentRequest(f"{APP}.hukou", APP, "newborn", "hukou", "hukou",
+                             step.operation, 1, fields)  # fmt: skip
+
+
+SOAP_WRAP = Wrap(
+    f'<soap:Envelope xmlns:soap="{SOAP}"><soap:Body>'
+    f'<hk:Receipt xmlns:hk="{HUKOU_NS}"><hk:CaseNo>'.encode(),
+    b"</hk:CaseNo></hk:Receipt></soap:Body></soap:Envelope>",
+)
+
+
+@pytest.mark.parametrize("status", [200, 500], ids=["answer", "fault"])
+@pytest.mark.parametrize("hostile", HOSTILE, ids=IDS)
+async def test_a_soap_answer_is_refused(
+    hostile: Hostile, status: int, soap_server: tuple[str, Answer], listener: Listener
+) -> None:
+    url, answer = soap_server
+    answer.body, answer.status = hostile.document(SOAP_WRAP, listener.port), status
+    connector = SoapConnector("hukou", SystemConfig(kind="soap", url=url, timeout_seconds=10))
+    try:
+        with peak_growth() as peak, pytest.raises(Permanent) as info:
+            await connector.send(birth_request())
+    finally:
+        await connector.close()
+    assert_refused(info.value, hostile)
+    assert info.value.system == "hukou"
+    assert peak.growth < MEMORY_BOUND, peak
+    assert listener.connections() == 0
+
+
+# --- 3. a hospital answer file ------------------------------------------------------------------
+class Reports:
+    def __init__(self) -> None:
+        self.decisions: list[Decision] = []
+
+    async def __call__(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+
+
+@pytest.fixture
+def hospital(tmp_path: Path) -> SystemConfig:
+    base = tmp_path / "hospital"
+    for name in ("outbox", "inbox", "archive", "error"):
+        (base / name).mkdir(parents=True)
+    return SystemConfig(kind="filedrop", outbox=base / "outbox", inbox=base / "inbox",
+                        archive=base / "archive", error=base / "error")  # fmt: skip
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+HOSPITAL_WRAP = Wrap(
+    f'<CertificateResult xmlns="{HOSPITAL_NS}" version="1.0"><TaskId>'.encode(),
+    b"</TaskId></CertificateResult>",
+)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=IDS)
+async def test_a_hospital_answer_file_is_refused(
+    hostile: Hostile, hospital: SystemConfig, listener: Listener
+) -> None:
+    inbox, error = Path(str(hospital.inbox)), Path(str(hospital.error))
+    name = "0190a0b0-0000-7000-8000-000000000001.birth_certificate.result.xml"
+    document = hostile.document(HOSPITAL_WRAP, listener.port)
+    (inbox / name).write_bytes(document)
+    (inbox / f"{name}.sha256").write_text(f"{hashlib.sha256(document).hexdigest()}  {name}\n")
+    del document
+    source = FileDropResultSource("hospital", hospital, scan_seconds=0.01)
+    reports = Reports()
+    with peak_growth() as peak:
+        counts = await source.scan(reports)
+    assert (counts.parked, counts.reported, reports.decisions) == (1, 0, [])
+    assert names(error) == [name, f"{name}.reason.txt", f"{name}.sha256"]
+    assert names(inbox) == []
+    reason = read_text(error / f"{name}.reason.txt")
+    assert re.search(hostile.words, reason), reason
+    assert peak.growth < MEMORY_BOUND, peak
+    assert listener.connections() == 0
+
+
+# --- 4. the WSDL and what it imports -------------------------------------------------------------
+@pytest.fixture
+def contract(tmp_path: Path) -> Path:
+    """A copy of the police contract in a folder of its own, with a copy of its XSD outside."""
+    folder = tmp_path / "contract"
+    folder.mkdir()
+    for name in ("hukou.wsdl", "hukou.xsd"):
+        shutil.copy(CONTRACT / name, folder / name)
+    (tmp_path / "outside").mkdir()
+    shutil.copy(CONTRACT / "hukou.xsd", tmp_path / "outside" / "hukou.xsd")
+    return folder
+
+
+def load_wsdl(wsdl: str | Path) -> SoapConnector:
+    config = SystemConfig(kind="soap", wsdl=str(wsdl), url="http://127.0.0.1:9/hukou")
+    return SoapConnector("hukou", config)
+
+
+def test_the_contract_copy_loads(contract: Path) -> None:
+    """The control: the copies used below load, so each refusal is the policy's doing."""
+    connector = load_wsdl(contract / "hukou.wsdl")
+    assert connector._load() is not None
+
+
+def _wsdl_wrap(contract: Path) -> Wrap:
+    text = (contract / "hukou.wsdl").read_bytes()
+    text = text[text.index(b"<wsdl:definitions") :]
+    end = text.index(b">") + 1  # the end of the opening tag of the root
+    return Wrap(text[:end] + b"<wsdl:documentation>", b"</wsdl:documentation>" + text[end:])
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=IDS)
+def test_a_hostile_wsdl_is_refused(hostile: Hostile, contract: Path, listener: Listener) -> None:
+    wsdl = contract / "hukou.wsdl"
+    wsdl.write_bytes(hostile.document(_wsdl_wrap(contract), listener.port))
+    with peak_growth() as peak, pytest.raises(ConfigurationError) as info:
+        load_wsdl(wsdl)
+    assert_refused(info.value, hostile)
+    assert "cannot load the WSDL" in info.value.detail
+    assert peak.growth < MEMORY_BOUND, peak
+    assert listener.connections() == 0
+
+
+IMPORTS = {
+    "absolute_path_outside": "{outside}/hukou.xsd",
+    "relative_path_outside": "../outside/hukou.xsd",
+    "file_url_outside": "file://{outside}/hukou.xsd",
+    "etc_passwd": "/etc/passwd",
+    "network_url": "http://127.0.0.1:{port}/hukou.xsd",
+    "symlink_outside": "linked.xsd",
+}
+
+
+@pytest.mark.parametrize("target", list(IMPORTS), ids=list(IMPORTS))
+def test_a_wsdl_import_outside_its_folder_is_refused(
+    target: str, contract: Path, listener: Listener
+) -> None:
+    (contract / "linked.xsd").symlink_to(contract.parent / "outside" / "hukou.xsd")
+    location = IMPORTS[target].format(outside=contract.parent / "outside", port=listener.port)
+    wsdl = contract / "hukou.wsdl"
+    wsdl.write_text(wsdl.read_text().replace('schemaLocation="hukou.xsd"',
+                                             f'schemaLocation="{location}"'))  # fmt: skip
+    with pytest.raises(ConfigurationError) as info:
+        load_wsdl(wsdl)
+    assert info.value.code == "xml_outside", str(info.value)
+    assert "refused to load" in info.value.detail
+    assert listener.connections() == 0
+
+
+def test_a_wsdl_import_of_another_wsdl_over_the_network_is_refused(
+    contract: Path, listener: Listener
+) -> None:
+    wsdl = contract / "hukou.wsdl"
+    wsdl.write_text(wsdl.read_text().replace("<wsdl:types>", (
+        f'<wsdl:import namespace="urn:evil" location="http://127.0.0.1:{listener.port}/x.wsdl"/>'
+        "<wsdl:types>"
+    ), 1))  # fmt: skip
+    with pytest.raises(ConfigurationError) as info:
+        load_wsdl(wsdl)
+    assert info.value.code == "xml_outside", str(info.value)
+    assert listener.connections() == 0
+
+
+async def test_a_served_wsdl_may_not_import_from_another_origin(
+    contract: Path, listener: Listener
+) -> None:
+    evil = f"http://127.0.0.1:{listener.port}/hukou.xsd"
+    served = (contract / "hukou.wsdl").read_bytes().replace(b"hukou.xsd", evil.encode())
+
+    async def wsdl(_request: web.Request) -> web.Response:
+        return web.Response(body=served, content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_get("/hukou", wsdl)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    config = SystemConfig(kind="soap", wsdl=f"http://127.0.0.1:{port}/hukou?wsdl")
+    connector = SoapConnector("hukou", config)  # a served WSDL loads on the first call
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            await connector.send(birth_request())
+    finally:
+        await connector.close()
+        await runner.cleanup()
+    assert info.value.code == "xml_outside" and "another origin" in info.value.detail
+    assert listener.connections() == 0
