@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.base import Connector
+from gateway.admin.http import build_admin
 from gateway.broker.client import BrokerClient
 from gateway.broker.messages import Message
 from gateway.broker.topology import (
@@ -239,6 +240,8 @@ class Gateway:
             auth, self.store, orchestrator, timezone=tz, clock=self.clock, calendar=calendar
         )
         routes: list[RouteAdder] = list(self.extra_routes)
+        admin = build_admin(s, self.store, self.publish, timezone=tz, clock=self.clock)
+        routes.append(admin)  # more admin routes: admin.route(method, path, role, handler)
         for name, config in s.systems.items():
             reporter = Reporter(name, self.store.cases, self.publish)
             routes += callback_routes(name, config, reporter.report)

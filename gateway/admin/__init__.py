@@ -1,0 +1,10 @@
+"""The operator surface: the dead-letter desk, the admin API and the ``dlq``/``apps``
+commands, with roles, department scopes and the audit trail.
+
+    auth.py   Bearer token → Operator (roles, systems); 401 / 403 as typed errors
+    desk.py   dead letters: list, show, groups, replay, edit-and-replay, purge; the
+              application search; every action and unmasked read in the audit trail
+    views.py  masked (or, with ``unmask``, full) JSON views of letters and applications
+    http.py   /v1/admin/… routes (aiohttp)
+    cli.py    ``gateway dlq …`` and ``gateway apps …``
+"""

@@ -1,0 +1,294 @@
+"""``gateway dlq list|show|groups|replay|edit|purge``: the dead-letter desk from a shell.
+
+The operator is whoever holds the token in ``GATEWAY_OPERATOR_TOKEN`` or in the file given
+with ``--token-file``; roles, systems and the audit trail are the admin API's. Replays
+publish through a broker connection of their own that declares nothing, with confirms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import zoneinfo
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from gateway.admin import views
+from gateway.admin.auth import Forbidden, Operator, OperatorAuth, Unauthenticated
+from gateway.admin.desk import Conflict, Desk, Invalid, NotFound
+from gateway.admin.http import Query, letter_filter
+from gateway.broker.client import BrokerClient
+from gateway.broker.messages import Message
+from gateway.broker.topology import Topology
+from gateway.errors import ConfigurationError
+from gateway.settings import Settings
+from gateway.store import Store, open_store
+
+TOKEN_ENV = "GATEWAY_OPERATOR_TOKEN"  # noqa: S105 -- the name of a variable, not a secret
+Command = Callable[[argparse.Namespace, Desk, Operator, Settings], Awaitable[int]]
+
+
+def register(sub: Any) -> None:
+    """Add ``dlq`` to the ``gateway`` command's sub-parsers."""
+    dlq = sub.add_parser("dlq", help="dead letters: find what failed, why, and replay it")
+    d_sub = dlq.add_subparsers(required=True, metavar="action")
+
+    listing = d_sub.add_parser("list", help="dead letters, newest first (masked)")
+    _filters(listing)
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--before", type=int, help="only ids below this (the next page)")
+    _common(listing, _list)
+
+    groups = d_sub.add_parser("groups", help="dead letters counted by reason")
+    _filters(groups)
+    _common(groups, _groups)
+
+    show = d_sub.add_parser("show", help="one dead letter: headers, body, edits (masked)")
+    show.add_argument("id", type=int)
+    show.add_argument("--unmask", action="store_true", help="full data (role unmask; audited)")
+    show.add_argument("--why", help="why the full data is needed (goes to the audit trail)")
+    _common(show, _show)
+
+    replay = d_sub.add_parser(
+        "replay", help="send dead letters again: by id, by filter, or --all parked ones"
+    )
+    replay.add_argument("ids", type=int, nargs="*", metavar="ID")
+    _filters(replay)
+    replay.add_argument("--all", action="store_true", help="every parked letter in scope")
+    replay.add_argument("--reason", required=True, help="why (goes to the audit trail)")
+    replay.add_argument("--force", action="store_true", help="again, though replayed before")
+    replay.add_argument("--limit", type=int, default=500)
+    _common(replay, _replay)
+
+    edit = d_sub.add_parser(
+        "edit", help="replay an edited copy of a task message under <task id>.r<n>"
+    )
+    edit.add_argument("id", type=int)
+    edit.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="fields.PATH=JSON",
+        help="a change, e.g. --set 'fields.subjects.child.name=\"王小明\"' (repeatable)",
+    )
+    edit.add_argument("--reason", required=True)
+    edit.add_argument("--force", action="store_true", help="the letter died of timeouts")
+    _common(edit, _edit)
+
+    purge = d_sub.add_parser("purge", help="drop dead letters with a reason")
+    purge.add_argument("ids", type=int, nargs="+", metavar="ID")
+    purge.add_argument("--reason", required=True)
+    _common(purge, _purge)
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--system")
+    p.add_argument("--reason-contains", dest="reason_part", metavar="TEXT")
+    p.add_argument("--group", help="exactly this reason (as `dlq groups` prints it)")
+    p.add_argument("--kind", help="error kind: permanent, delivery_limit, rejected, …")
+    p.add_argument("--matter")
+    p.add_argument("--application")
+    p.add_argument("--since", help="last failure at or after: YYYY-MM-DD or ISO date-time")
+    p.add_argument("--until", help="last failure before (a date: the end of that day)")
+    p.add_argument("--status", default="parked", help="parked, replayed, purged or any")
+
+
+def _common(p: argparse.ArgumentParser, command: Command) -> None:
+    p.add_argument("--token-file", type=Path, help=f"the operator token (default: ${TOKEN_ENV})")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=lambda args, settings: _run(args, settings, command))
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file is not None:
+        try:
+            return str(args.token_file.read_text(encoding="utf-8")).strip()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read --token-file {args.token_file}: {exc}") from None
+    return os.environ.get(TOKEN_ENV, "").strip()
+
+
+def _run(args: argparse.Namespace, settings: Settings, command: Command) -> int:
+    token = _token(args)
+    auth = OperatorAuth(settings.operators)
+    try:
+        operator = auth.identify(token)
+    except Unauthenticated:
+        print(
+            f"gateway: set {TOKEN_ENV} (or --token-file) to a token of [operators.<name>]",
+            file=sys.stderr,
+        )
+        return 2
+
+    name = command.__name__.lstrip("_")
+
+    async def go() -> int:
+        async with _desk(settings, needs_broker=name in ("replay", "edit")) as desk:
+            try:
+                return await command(args, desk, operator, settings)
+            except Forbidden as exc:
+                await desk.denied(operator.name, f"dlq {name}", exc.detail)
+                print(f"gateway: forbidden: {exc.detail}", file=sys.stderr)
+                return 3
+            except (NotFound, Conflict) as exc:
+                print(f"gateway: {exc}", file=sys.stderr)
+                return 1
+            except Invalid as exc:
+                more = "".join(f"\n  {e['loc']}: {e['msg']}" for e in exc.errors)
+                print(f"gateway: {exc.detail}{more}", file=sys.stderr)
+                return 2
+
+    return asyncio.run(go())
+
+
+@asynccontextmanager
+async def _desk(settings: Settings, *, needs_broker: bool) -> AsyncIterator[Desk]:
+    store: Store = await open_store(settings.database_url)
+    broker: BrokerClient | None = None
+    try:
+        if needs_broker:
+            broker = BrokerClient(settings.amqp_url, Topology((), (), ()), name="gateway-dlq")
+            await broker.start()
+        client = broker
+
+        async def publish(exchange: str, routing_key: str, message: Message) -> None:
+            if client is None:
+                raise ConfigurationError("this command does not publish")
+            await client.publish(
+                exchange,
+                routing_key,
+                message,
+                timeout=settings.broker.publish_timeout_seconds,
+            )
+
+        yield Desk(
+            store,
+            publish,
+            timezone=zoneinfo.ZoneInfo(settings.timezone),
+            due_soon_share=settings.scheduler.due_soon_share,
+        )
+    finally:
+        if broker is not None:
+            await broker.close(2.0)
+        await store.close()
+
+
+def _filter_of(args: argparse.Namespace, settings: Settings) -> Any:
+    params = {
+        "system": args.system,
+        "reason": args.reason_part,
+        "group": args.group,
+        "kind": args.kind,
+        "matter": args.matter,
+        "application": args.application,
+        "since": args.since,
+        "until": args.until,
+        "status": args.status,
+    }
+    q = Query({k: v for k, v in params.items() if v}, zoneinfo.ZoneInfo(settings.timezone))
+    f = letter_filter(q)
+    q.done()
+    return f
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+async def _list(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+    tz = zoneinfo.ZoneInfo(s.timezone)
+    rows = await desk.letters(op, _filter_of(args, s), limit=args.limit, before=args.before)
+    items = [views.letter_summary(p, tz) for p in rows]
+    if args.json:
+        _print(items)
+        return 0
+    if not items:
+        print("no dead letters")
+    for v in items:
+        print(
+            f"{v['id']:>6} {v['status']:<8} {v['last_failed_at']} {v['system'] or '-':<10} "
+            f"{v['matter'] or '-':<14} {v['application_id'] or '-':<38} {v['error_kind']:<14} "
+            f"{v['reason'][:100]}"
+        )
+    if len(items) == args.limit:
+        print(f"more: --before {items[-1]['id']}")
+    return 0
+
+
+async def _groups(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+    tz = zoneinfo.ZoneInfo(s.timezone)
+    items = [views.group_view(g, tz) for g in await desk.groups(op, _filter_of(args, s))]
+    if args.json:
+        _print(items)
+        return 0
+    if not items:
+        print("no dead letters")
+    for g in items:
+        print(
+            f"{g['count']:>6}  {g['system'] or '-':<10} {g['error_kind']:<14} "
+            f"{g['last_failed_at']}  {g['reason']}"
+        )
+    return 0
+
+
+async def _show(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+    detail = await desk.letter(op, args.id, unmask=args.unmask, why=args.why)
+    _print(views.letter_detail(detail, zoneinfo.ZoneInfo(s.timezone)))
+    return 0
+
+
+async def _replay(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+    filtered = any(
+        (args.system, args.reason_part, args.group, args.kind, args.matter, args.application)
+    ) or any((args.since, args.until))
+    if args.ids:
+        if filtered or args.all:
+            raise Invalid("give letter ids, or a filter / --all, not both")
+        done = [await desk.replay(op, i, args.reason, force=args.force) for i in args.ids]
+        result: dict[str, Any] = {"replayed": [views.replayed_view(r) for r in done]}
+    elif filtered or args.all:
+        batch = await desk.replay_matching(op, _filter_of(args, s), args.reason, limit=args.limit)
+        result = views.batch_view(batch)
+    else:
+        raise Invalid("say which letters: ids, a filter (--system, --group, …) or --all")
+    if args.json:
+        _print(result)
+        return 0
+    for r in result["replayed"]:
+        print(
+            f"{r['id']:>6} {'sent' if r['sent'] else 'skipped':<8} {r['key'] or '-'}  {r['note']}"
+        )
+    for r in result.get("refused", []):
+        print(f"{r['id']:>6} refused  {r['detail']}")
+    return 0
+
+
+async def _edit(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+    changes: dict[str, Any] = {}
+    errors = []
+    for item in args.set:
+        path, sep, raw = item.partition("=")
+        try:
+            changes[path.strip()] = json.loads(raw) if sep else None
+        except ValueError:
+            errors.append({"loc": path, "msg": "the value must be JSON (quote strings)"})
+    if errors or not changes:
+        raise Invalid("give changes as --set fields.PATH=JSON", errors)
+    done = await desk.edit(op, args.id, changes, args.reason, force=args.force)
+    if args.json:
+        _print(views.replayed_view(done))
+    else:
+        print(f"{done.letter_id:>6} sent as {done.key}")
+    return 0
+
+
+async def _purge(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+    for letter_id in args.ids:
+        await desk.purge(op, letter_id, args.reason)
+        print(f"{letter_id:>6} purged")
+    return 0
