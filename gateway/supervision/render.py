@@ -66,7 +66,9 @@ def csv_text(ledger: Ledger) -> str:
     return out.getvalue()
 
 
-def table(ledger: Ledger) -> str:
+def table(ledger: Ledger, *, per_matter: bool = True) -> str:
+    """Aligned columns: per department and matter (unless ``per_matter`` is false), then
+    per department, then the total."""
     head = (
         f"Supervision ledger {ledger.month} (as of {ledger.as_of:%Y-%m-%d %H:%M %Z}; "
         f"{ledger.calendar}; open = within time, overdue = open past its due time)"
@@ -86,7 +88,9 @@ def table(ledger: Ledger) -> str:
         return "  ".join(left + right).rstrip()
 
     rule = "-" * len(fmt(_HEADS))
-    out = [head, fmt(_HEADS), rule, *(fmt(c) for c in lines), rule]
+    out = [head, fmt(_HEADS), rule]
+    if per_matter:
+        out += [*(fmt(c) for c in lines), rule]
     out += [fmt(c) for c in subtotal]
     out += [rule, fmt(total)]
     return "\n".join(out) + "\n"
