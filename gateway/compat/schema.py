@@ -13,6 +13,7 @@ Rules (``request``: the party writes; ``response``: the party reads):
     property no longer required   (response)         breaking
     type narrowed (a type no longer allowed)         breaking
     enum value removed / const changed               breaking       enum value added: additive
+    (a const is a one-value enum: const 1.0 → enum [1.1, 1.0] is additive)
     pattern added or changed, format added/changed   breaking       pattern removed: additive
     maxLength/maxItems/maximum lowered or added      breaking
     minLength/minItems/minimum raised or added       breaking
@@ -122,9 +123,8 @@ class SchemaDiff:
             self.out.additive(where, f"type widened with {sorted(new - old)}")
 
     def _values(self, before: Mapping[str, Any], after: Mapping[str, Any], where: str) -> None:
-        if "enum" in after:
-            old = before.get("enum")
-            new = list(after["enum"])
+        old, new = _allowed(before), _allowed(after)  # a const is a one-value enum
+        if new is not None:
             if old is None:
                 self.out.breaking(where, f"now limited to the values {new}")
             else:
@@ -134,8 +134,8 @@ class SchemaDiff:
                     self.out.breaking(where, f"enum value(s) {removed} removed")
                 if added:
                     self.out.additive(where, f"enum value(s) {added} added")
-        if "const" in after and before.get("const", object()) != after["const"]:
-            self.out.breaking(where, f"const changed to {after['const']!r}")
+        elif old is not None:
+            self.out.additive(where, f"no longer limited to the values {old}")
         for key in ("pattern", "format"):
             then, now = before.get(key), after.get(key)
             if now is not None and then != now:
@@ -213,6 +213,14 @@ def _type_set(node: Mapping[str, Any]) -> set[str] | None:
     if value is None:
         return None
     return {value} if isinstance(value, str) else {str(v) for v in value}
+
+
+def _allowed(node: Mapping[str, Any]) -> list[Any] | None:
+    if "enum" in node:
+        return list(node["enum"])
+    if "const" in node:
+        return [node["const"]]
+    return None
 
 
 def _label(branch: Any, index: int) -> str:

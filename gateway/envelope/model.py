@@ -47,10 +47,27 @@ from gateway.errors import FieldError, InvalidEnvelope
 from gateway.matters import MATTERS
 
 SCHEMA_VERSION: Final = "1.0"
+"""The current envelope version. A minor step (1.1) carries additive changes only; a change
+that would break a portal (``gateway contracts check``) needs a new major version."""
+
+
+def accepted_versions(current: str) -> tuple[str, ...]:
+    """What intake accepts: the current version and the previous minor of the same major.
+
+    ``1.0`` → ``("1.0",)``; ``1.1`` → ``("1.1", "1.0")``; ``2.0`` → ``("2.0",)``.
+    """
+    major, minor = (int(part) for part in current.split("."))
+    return (current,) if minor == 0 else (current, f"{major}.{minor - 1}")
+
+
+ACCEPTED_VERSIONS: Final = accepted_versions(SCHEMA_VERSION)
+SchemaVersion = Literal["1.0"]
+"""``ACCEPTED_VERSIONS`` as a type (a test holds the two equal): when SCHEMA_VERSION moves to
+1.1, this becomes ``Literal["1.1", "1.0"]`` and the exported schema's const an enum."""
 
 
 class _EnvelopeBase(StrictModel):
-    schema_version: Literal["1.0"]
+    schema_version: SchemaVersion
     matter: str  # narrowed to one Literal per matter
     channel: Channel
     applicant: Applicant
@@ -187,6 +204,8 @@ def _dotted(error: Any) -> str:
 
 
 def _message(error: Any) -> str:
+    if error["type"] == "literal_error" and tuple(error["loc"])[-1:] == ("schema_version",):
+        return f"unsupported schema version; this gateway accepts {', '.join(ACCEPTED_VERSIONS)}"
     if error["type"] == "union_tag_invalid":  # pydantic's text quotes the input tag
         return f"must be one of {error['ctx']['expected_tags']}"
     if error["type"] == "union_tag_not_found":

@@ -163,6 +163,20 @@ def test_for_readers_a_field_no_longer_guaranteed_breaks_and_a_new_required_one_
     assert added and not any(c.breaking for c in added)
 
 
+@pytest.mark.parametrize(
+    ("after", "breaking"),
+    [({"enum": ["1.1", "1.0"]}, False), ({"const": "1.1"}, True), ({"enum": ["1.1"]}, True)],
+)
+def test_a_const_is_a_one_value_enum(after: dict[str, Any], breaking: bool) -> None:
+    out = Changes("portals", "envelope.schema.json")
+    before = {"properties": {"schema_version": {"type": "string", "const": "1.0"}}}
+    diff_schemas(
+        out, before, {"properties": {"schema_version": {"type": "string", **after}}}, "request"
+    )
+    assert out.found and any(c.breaking for c in out.found) is breaking
+    assert {c.where for c in out.found} == {"schema_version"}
+
+
 # --- OpenAPI ---------------------------------------------------------------------------------
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
