@@ -61,6 +61,8 @@ from gateway.orchestration.outbox import Outbox
 from gateway.orchestration.runner import ConnectorRunner, Reporter
 from gateway.settings import Role, Settings
 from gateway.store import Store, open_store
+from gateway.supervision.admin import PATH as LEDGER_PATH
+from gateway.supervision.admin import ledger_handler
 from gateway.webhooks import WebhookSender
 
 log = get_logger(__name__)
@@ -242,6 +244,12 @@ class Gateway:
         routes: list[RouteAdder] = list(self.extra_routes)
         admin = build_admin(s, self.store, self.publish, timezone=tz, clock=self.clock)
         routes.append(admin)  # more admin routes: admin.route(method, path, role, handler)
+        admin.route(
+            "GET",
+            LEDGER_PATH,
+            "view",
+            ledger_handler(self.store, timezone=tz, calendar=calendar, clock=self.clock),
+        )
         for name, config in s.systems.items():
             reporter = Reporter(name, self.store.cases, self.publish)
             routes += callback_routes(name, config, reporter.report)
