@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 VerdictOutcome = Literal["completed", "denied", "correction_requested", "suspended"]
+Moment = Literal["arrived", "taken"]
+RequestHook = Callable[[Moment, str, str], None]
+"""``(moment, application id, task)``: a request has ``arrived`` (recorded in the ledger,
+not yet looked at) or been ``taken`` (the case is open), and the department has not answered
+yet. The fault-injection tests cut the caller's line there — the worst moment for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,7 @@ class Behaviour:
     by_application: dict[str, Verdict] = field(default_factory=dict)
     by_name: dict[str, Verdict] = field(default_factory=dict)
     seed: int | None = None
+    on_request: RequestHook | None = None  # see ``RequestHook``; the hukou simulator calls it
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +54,11 @@ class Behaviour:
             if name in self.by_name:
                 return self.by_name[name]
         return Verdict("completed")
+
+    def request(self, moment: Moment, application_id: str, task: str) -> None:
+        """Tell ``on_request`` (when set) where a request has got to."""
+        if self.on_request is not None:
+            self.on_request(moment, application_id, task)
 
     def due(self, submitted_at: float, now: float | None = None) -> bool:
         t = time.time() if now is None else now

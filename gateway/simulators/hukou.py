@@ -16,6 +16,9 @@ An honest implementation of the contract, reached at ``[systems.<name>] url``:
   ``RequestId`` through ``EffectLedger.apply``; a suspended case resumes when its verdict
   no longer says suspended.
 
+``Behaviour.request`` is told of each submission when it has arrived and when its case is
+open, before the answer leaves (the fault-injection tests kill the caller there).
+
 Every submission is recorded in the ledger under (system, application, task); the last
 raw request bodies are kept in ``received`` so tests can validate them independently.
 """
@@ -183,6 +186,7 @@ class HukouSimulator:
         except ValueError:  # another client's key: the ledger files it under the key itself
             application_id, task = request_id, operation
         await self.ledger.record_delivery(self.system, application_id, task, request_id, name)
+        self.behaviour.request("arrived", application_id, task)
         canonical = etree.tostring(element, method="c14n", exclusive=True)
         fingerprint = hashlib.sha256(canonical).hexdigest()
         now = datetime.now(CHINA).replace(microsecond=0)
@@ -200,6 +204,7 @@ class HukouSimulator:
                     raise SoapFault("Client", "DUPLICATE_REQUEST", "RequestId already used")
                 case.fingerprint, case.request, case.accepted_at = fingerprint, element, now
                 case.status, case.gaps, case.reason, case.decided_at = "PENDING", [], None, None
+        self.behaviour.request("taken", application_id, task)
         return tree("Receipt", [("CaseNo", case.case_no), ("AcceptedAt", case.accepted_at)])
 
     async def _query(self, element: Any) -> Any:

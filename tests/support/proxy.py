@@ -2,7 +2,9 @@
 
 It makes "broker down" and "connection cut" real network events for the gateway without
 touching the shared broker: ``cut()`` drops every open connection, ``refuse()`` also stops
-listening (connection refused), ``restore()`` listens again on the same port.
+listening (connection refused), ``restore()`` listens again on the same port; ``hold()``
+keeps connections open but stops passing bytes (a broker that has gone silent: no confirm
+comes back) until ``release()``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
         self.connections = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -40,6 +44,7 @@ class TcpProxy:
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
+                await self._flowing.wait()
                 dst.write(data)
                 await dst.drain()
         except (ConnectionError, OSError):
@@ -47,6 +52,13 @@ class TcpProxy:
         finally:
             dst.close()
             self._writers.discard(dst)
+
+    def hold(self) -> None:
+        """Stop passing bytes either way; what arrives meanwhile waits in the proxy."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
 
     async def cut(self) -> None:
         """Drop every connection now (the gateway sees a connection reset)."""
