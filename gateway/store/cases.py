@@ -27,6 +27,7 @@ from gateway.orchestration.records import (
     TimelineEntry,
     Transition,
 )
+from gateway.store import disclosures as disclosure_log
 from gateway.store.records import ApplicationRecord, ApplicationStatus
 from gateway.store.sql import _APP_COLUMNS, Database, Row, Tx, _application
 
@@ -171,6 +172,7 @@ class CaseStore:
                     " ON CONFLICT (task_id) DO UPDATE SET due_at = excluded.due_at",
                     (timer.task_id, timer.system, timer.due_at),
                 )
+            await disclosure_log.record(tx, tr.outbox, now)  # who gets which personal fields
             rows = [OutboxRow(await self._enqueue(tx, o, now), o) for o in tr.outbox]
         return tr, rows
 
@@ -319,6 +321,11 @@ class CaseStore:
         return [_task(r) for r in rows]
 
     # -- reading -----------------------------------------------------------------------
+    async def disclosures(self, application_id: str) -> list[disclosure_log.Disclosure]:
+        """Which department system received which personal fields, per dispatched task."""
+        async with self._db.transaction() as tx:
+            return await disclosure_log.read(tx, application_id)
+
     async def timeline(self, application_id: str) -> list[TimelineEntry]:
         async with self._db.transaction() as tx:
             rows = await tx.fetchall(
