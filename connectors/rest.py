@@ -10,7 +10,8 @@
 Every request is signed as portals sign theirs (``gateway.signing``), with ``X-Client-Id``
 in place of ``X-Portal-Id``. What crosses this boundary:
 
-    connection refused or reset, timeout, 429, 5xx     Retryable
+    connection refused, reset or cut, timeout,         Retryable
+    408, 429, 5xx
     401, 404, 409 (same key, other body), other 4xx    Permanent, code ``http_<status>``
     400 / 422 (the contract refuses the request)       Permanent, code ``invalid_request``
     an answer that breaks the contract                 Permanent, code ``bad_answer``
@@ -183,7 +184,7 @@ class RestConnector:
     def _refused(self, status: int, answer: bytes, what: str) -> GatewayError:
         slug, fields = _problem(answer)
         said = f"{what}: the platform answered {status}{f' {slug}' if slug else ''}"
-        if status == 429 or status >= 500:
+        if status in (408, 429) or status >= 500:
             return self._error(Retryable, said, f"http_{status}")
         if status == 409:
             return self._error(

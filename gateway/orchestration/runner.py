@@ -193,7 +193,7 @@ class ConnectorRunner:
             extra: dict[str, Any] = {HEADER_ATTEMPT: tries}
             if isinstance(first, int):
                 extra[HEADER_FIRST_FAILED_AT] = first
-            await self._dead_letter(delivery, request, step.reason, "retries_exhausted", extra)
+            await self._dead_letter(delivery, request, step.reason, "retryable", extra)
             return
         level = (
             step.level

@@ -226,7 +226,7 @@ async def test_the_spent_budget_dead_letters_with_tries_and_last_error() -> None
     (parked,) = out.to("gw.dlx")
     reason = "retry budget spent after 5 attempts: HTTP 503"
     assert parked.headers["x-reason"] == reason
-    assert parked.headers["x-error-kind"] == "retries_exhausted"
+    assert parked.headers["x-error-kind"] == "retryable"
     assert parked.headers["x-attempt"] == 5
     assert parked.headers["x-first-failed-at"] == first_failed
     (result,) = out.to("gw.results")
