@@ -240,3 +240,26 @@ def test_the_three_renderings_carry_the_same_figures() -> None:
     assert line.split()[-9:] == ["6", "1", "2", "1", "1", "2", "2.33", "3.00", "1"]
     empty = compute([], NOVEMBER, now=LATER, tz=TZ, calendar=CAL, catalogue_for=load)
     assert "no task clock ran in 2026-11" in render(empty, "table")
+
+
+def test_hours_over_national_day_count_the_make_up_saturday_and_not_the_holiday() -> None:
+    def t25(m: int, d: int, hh: int, mm: int = 0) -> float:
+        return dt.datetime(2025, m, d, hh, mm, tzinfo=TZ).timestamp()
+
+    # received Tue 30 Sep 2025 16:30, 2 working hours: 16:30-17:30, then 1-8 October are
+    # off → Thu 9 Oct 09:30. Completed Sat 11 Oct 09:00 (a make-up working day): late.
+    # Used: 1 h (30 Sep) + 6.5 (9 Oct) + 6.5 (10 Oct) + 0.5 (11 Oct) = 14.5 h
+    holiday = timeline(
+        "L", "hukou", [*started(t25(9, 30, 16, 30)), e(t25(10, 11, 9), "task.completed")]
+    )
+    facts = task_facts(holiday, load(), TZ, CAL, t25(11, 1, 0))
+    assert facts.due_at == t25(10, 9, 9, 30) and facts.used_hours == 14.5
+    october = compute(
+        [holiday], Month(2025, 10), now=LATER, tz=TZ, calendar=CAL, catalogue_for=load
+    )
+    assert october.total == LedgerRow("*", "*", "*", 0, 0, 1, 0, 0, 0, 14.5, 14.5, 0)
+    september = compute(
+        [holiday], Month(2025, 9), now=LATER, tz=TZ, calendar=CAL, catalogue_for=load
+    )
+    # at the end of September it was received and open, not yet overdue
+    assert september.total == LedgerRow("*", "*", "*", 1, 0, 0, 0, 1, 0, None, None, 0)
