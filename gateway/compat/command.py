@@ -28,15 +28,17 @@ def register(contracts: Any) -> None:
 
 
 def baseline(root: Path) -> str:
-    """The released contracts' commit, the first word of ``contracts/BASELINE``."""
+    """The released contracts' commit: the first line of ``contracts/BASELINE`` that is not
+    a ``#`` comment."""
     from gateway.errors import ConfigurationError
 
     path = root / BASELINE
     try:
-        words = path.read_text(encoding="utf-8").split()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}; pass --against") from None
-    commit = next((w for w in words if not w.startswith("#")), "")
+    found = [ln.split()[0] for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    commit = found[0] if found else ""
     if not commit:
         raise ConfigurationError(f"{path} names no commit; pass --against")
     return commit

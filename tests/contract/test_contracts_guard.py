@@ -111,3 +111,11 @@ def test_outside_a_git_checkout_it_says_so(tmp_path: Path) -> None:
     done = gateway("contracts", "check", "--against", "HEAD", "--root", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 2
     assert "is not a git checkout" in done.stderr
+
+
+def test_the_baseline_file_may_carry_comments(tmp_path: Path) -> None:
+    (tmp_path / "contracts").mkdir()
+    (tmp_path / "contracts/BASELINE").write_text(
+        "# released contracts, see README\n\n  abc123 released 2026-11\n", encoding="utf-8"
+    )
+    assert baseline(tmp_path) == "abc123"
