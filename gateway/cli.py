@@ -10,16 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
-from gateway.masking import mask_value
 from gateway.settings import Role, Settings, load_settings
-from gateway.store import ApplicationStatus, open_store
+from gateway.store import open_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,18 +94,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=_cmd_bench)
 
-    apps = sub.add_parser("apps", help="find applications (personal data masked)")
-    apps_sub = apps.add_subparsers(required=True, metavar="action")
-    apps_list = apps_sub.add_parser("list", help="list applications, newest first")
-    apps_list.add_argument("--status", choices=[s.value for s in ApplicationStatus])
-    apps_list.add_argument("--matter")
-    apps_list.add_argument("--portal")
-    apps_list.add_argument("--limit", type=int, default=50)
-    apps_list.set_defaults(func=_cmd_apps_list)
-    apps_show = apps_sub.add_parser("show", help="one application, envelope masked")
-    apps_show.add_argument("application_id")
-    apps_show.set_defaults(func=_cmd_apps_show)
-
     tasks = sub.add_parser("tasks", help="tasks of applications in progress")
     tasks_sub = tasks.add_subparsers(required=True, metavar="action")
     overdue = tasks_sub.add_parser(
@@ -131,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from gateway.admin.cli import register as register_operators
 
-    register_operators(sub)  # dlq list|show|groups|replay|edit|purge
+    register_operators(sub)  # apps list|show, dlq list|show|groups|replay|edit|purge
     return parser
 
 
@@ -164,56 +150,6 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(
         run_bench(settings, quick=args.quick, json_path=args.json_path, postgres_url=args.postgres)
     )
-
-
-def _cmd_apps_list(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> None:
-        store = await open_store(settings.database_url)
-        try:
-            rows = await store.list_applications(
-                status=ApplicationStatus(args.status) if args.status else None,
-                matter=args.matter,
-                portal_id=args.portal,
-                limit=args.limit,
-            )
-        finally:
-            await store.close()
-        print(f"{'application id':<38} {'portal':<12} {'matter':<14} {'status':<22} received")
-        for r in rows:
-            when = dt.datetime.fromtimestamp(r.created_at, dt.UTC).isoformat(timespec="seconds")
-            print(f"{r.id:<38} {r.portal_id:<12} {r.matter:<14} {r.status.value:<22} {when}")
-
-    asyncio.run(go())
-    return 0
-
-
-def _cmd_apps_show(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> int:
-        from gateway.supervision.cli import application_budget
-
-        store = await open_store(settings.database_url)
-        try:
-            record = await store.get_application(args.application_id)
-            budget = await application_budget(store, args.application_id, settings)
-        finally:
-            await store.close()
-        if record is None:
-            print(f"gateway: no application {args.application_id}", file=sys.stderr)
-            return 1
-        view = {
-            "application_id": record.id,
-            "portal_id": record.portal_id,
-            "matter": record.matter,
-            "status": record.status.value,
-            "channel": record.channel,
-            "version": record.version,
-            **budget,  # due_at (critical path from acceptance), critical_path, promise
-            "envelope": mask_value(json.loads(record.envelope_json)),
-        }
-        print(json.dumps(view, ensure_ascii=False, indent=2))
-        return 0
-
-    return asyncio.run(go())
 
 
 def _cmd_tasks_overdue(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,8 +1,12 @@
-"""``gateway dlq list|show|groups|replay|edit|purge``: the dead-letter desk from a shell.
+"""``gateway dlq list|show|groups|replay|edit|purge`` and ``gateway apps list|show``: the
+dead-letter desk and the application search from a shell.
 
 The operator is whoever holds the token in ``GATEWAY_OPERATOR_TOKEN`` or in the file given
-with ``--token-file``; roles, systems and the audit trail are the admin API's. Replays
-publish through a broker connection of their own that declares nothing, with confirms.
+with ``--token-file``; roles, systems and the audit trail are the admin API's. A gateway
+with no ``[operators.*]`` at all is a single-operator install: the commands then act as
+``local`` with every role (audited as such); one configured operator and a token is needed.
+Replays publish through a broker connection of their own that declares nothing, with
+confirms.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,22 +24,25 @@ from pathlib import Path
 from typing import Any
 
 from gateway.admin import views
-from gateway.admin.auth import Forbidden, Operator, OperatorAuth, Unauthenticated
+from gateway.admin.auth import ROLES, Forbidden, Operator, OperatorAuth, Unauthenticated
 from gateway.admin.desk import Conflict, Desk, Invalid, NotFound
-from gateway.admin.http import Query, letter_filter
+from gateway.admin.http import Query, app_cursor, letter_filter
 from gateway.broker.client import BrokerClient
 from gateway.broker.messages import Message
 from gateway.broker.topology import Topology
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
-from gateway.store import Store, open_store
+from gateway.store import ApplicationStatus, Store, open_store
+from gateway.store.operators import AppFilter
 
 TOKEN_ENV = "GATEWAY_OPERATOR_TOKEN"  # noqa: S105 -- the name of a variable, not a secret
+LOCAL = Operator("local", frozenset(ROLES), frozenset())  # no [operators.*] configured
 Command = Callable[[argparse.Namespace, Desk, Operator, Settings], Awaitable[int]]
 
 
 def register(sub: Any) -> None:
-    """Add ``dlq`` to the ``gateway`` command's sub-parsers."""
+    """Add ``dlq`` and ``apps`` to the ``gateway`` command's sub-parsers."""
+    _register_apps(sub)
     dlq = sub.add_parser("dlq", help="dead letters: find what failed, why, and replay it")
     d_sub = dlq.add_subparsers(required=True, metavar="action")
 
@@ -86,6 +94,28 @@ def register(sub: Any) -> None:
     _common(purge, _purge)
 
 
+def _register_apps(sub: Any) -> None:
+    apps = sub.add_parser("apps", help="find applications (personal data masked)")
+    a_sub = apps.add_subparsers(required=True, metavar="action")
+    listing = a_sub.add_parser("list", help="applications, newest first")
+    listing.add_argument("--status", choices=[s.value for s in ApplicationStatus])
+    listing.add_argument("--matter")
+    listing.add_argument("--portal")
+    listing.add_argument("--from", dest="created_from", help="received from: YYYY-MM-DD or ISO")
+    listing.add_argument("--to", dest="created_to", help="received before (a date: its end)")
+    late = listing.add_mutually_exclusive_group()
+    late.add_argument("--overdue", action="store_const", const="true", help="a task is overdue")
+    late.add_argument("--on-time", dest="overdue", action="store_const", const="false")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--cursor", help="the next page (printed at the end of a full page)")
+    _common(listing, _apps_list)
+    show = a_sub.add_parser("show", help="one application: tasks, timeline, envelope (masked)")
+    show.add_argument("application_id")
+    show.add_argument("--unmask", action="store_true", help="full data (role unmask; audited)")
+    show.add_argument("--why", help="why the full data is needed (goes to the audit trail)")
+    _common(show, _apps_show)
+
+
 def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system")
     p.add_argument("--reason-contains", dest="reason_part", metavar="TEXT")
@@ -115,15 +145,17 @@ def _token(args: argparse.Namespace) -> str:
 
 def _run(args: argparse.Namespace, settings: Settings, command: Command) -> int:
     token = _token(args)
-    auth = OperatorAuth(settings.operators)
-    try:
-        operator = auth.identify(token)
-    except Unauthenticated:
-        print(
-            f"gateway: set {TOKEN_ENV} (or --token-file) to a token of [operators.<name>]",
-            file=sys.stderr,
-        )
-        return 2
+    if not settings.operators:
+        operator = LOCAL
+    else:
+        try:
+            operator = OperatorAuth(settings.operators).identify(token)
+        except Unauthenticated:
+            print(
+                f"gateway: set {TOKEN_ENV} (or --token-file) to a token of [operators.<name>]",
+                file=sys.stderr,
+            )
+            return 2
 
     name = command.__name__.lstrip("_")
 
@@ -291,4 +323,54 @@ async def _purge(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings
     for letter_id in args.ids:
         await desk.purge(op, letter_id, args.reason)
         print(f"{letter_id:>6} purged")
+    return 0
+
+
+async def _apps_list(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+    tz = zoneinfo.ZoneInfo(s.timezone)
+    params = {
+        "from": args.created_from,
+        "to": args.created_to,
+        "overdue": args.overdue,
+        "cursor": args.cursor,
+    }
+    q = Query({k: v for k, v in params.items() if v}, tz)
+    created_from, created_to, overdue = q.time("from"), q.time("to", end=True), q.flag("overdue")
+    before = app_cursor(q.text("cursor"), q)
+    q.done()
+    now = time.time()
+    f = AppFilter(
+        status=ApplicationStatus(args.status) if args.status else None,
+        matter=args.matter,
+        portal_id=args.portal,
+        created_from=created_from,
+        created_to=created_to,
+        overdue_at=now if overdue is True else None,
+        not_overdue_at=now if overdue is False else None,
+    )
+    rows = await desk.applications(op, f, limit=args.limit, before=before)
+    items = [views.application_summary(a, tz) for a in rows]
+    if args.json:
+        _print(items)
+        return 0
+    print(f"{'application id':<38} {'portal':<12} {'matter':<14} {'status':<22} received")
+    for v in items:
+        print(
+            f"{v['application_id']:<38} {v['portal_id']:<12} {v['matter']:<14} "
+            f"{v['status']:<22} {v['received_at']}"
+        )
+    if rows and len(rows) == args.limit:
+        print(f"more: --cursor '{rows[-1].created_at!r}|{rows[-1].id}'")
+    return 0
+
+
+async def _apps_show(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+    from gateway.supervision.cli import application_budget
+
+    tz = zoneinfo.ZoneInfo(s.timezone)
+    detail = await desk.application(op, args.application_id, unmask=args.unmask, why=args.why)
+    view = views.application_detail(detail, time.time(), tz)
+    # due_at (critical path from acceptance), critical_path, promise
+    view.update(await application_budget(desk.store, args.application_id, s))
+    _print(view)
     return 0

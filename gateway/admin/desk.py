@@ -152,6 +152,10 @@ class Desk:
     def operators(self) -> OperatorStore:
         return self._ops
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
     # -- reading -----------------------------------------------------------------------
     async def letters(
         self, op: Operator, f: LetterFilter, *, limit: int = 50, before: int | None = None

@@ -145,7 +145,7 @@ class AdminApi:
         created_from, created_to = q.time("from"), q.time("to", end=True)
         cursor = q.text("cursor")
         limit = q.limit()
-        before = _app_cursor(cursor, q)
+        before = app_cursor(cursor, q)
         q.done()
         now = self._clock()
         f = AppFilter(
@@ -351,7 +351,7 @@ def letter_filter(q: Query) -> LetterFilter:
     )
 
 
-def _app_cursor(cursor: str | None, q: Query) -> tuple[float, str] | None:
+def app_cursor(cursor: str | None, q: Query) -> tuple[float, str] | None:
     if cursor is None:
         return None
     at, _, app_id = cursor.partition("|")

@@ -1,0 +1,173 @@
+"""``gateway dlq`` and ``gateway apps`` as an operator runs them: a real process over a real
+SQLite file, publishing to real RabbitMQ; identity from ``GATEWAY_OPERATOR_TOKEN``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.broker.topology import build_topology
+from gateway.orchestration import planner
+from gateway.orchestration.messages import ResultMessage
+from gateway.orchestration.records import TaskStatus
+from gateway.store import DeadLetter, open_store, operators_of
+from gateway.store.operators import LetterStatus
+from tests.store.test_cases import accepted, birth_certificate_issued, ctx
+from tests.support.rabbit import Rabbit
+
+LEAD = "lead-token-0123456789"
+CLERK = "clerk-token-0123456789"
+
+
+def config(tmp_path: Path, rabbit: Rabbit) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f'amqp_url = "{rabbit.url}"\n'
+        f'database_url = "sqlite:///{tmp_path / "gw.sqlite3"}"\n'
+        'log_format = "json"\n'
+        f'[operators.lead]\ntoken = "{LEAD}"\n'
+        'roles = ["view", "replay", "edit", "purge", "unmask"]\n'
+        f'[operators.clerk]\ntoken = "{CLERK}"\nroles = ["view"]\nsystems = ["hukou"]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+async def gateway(cfg: Path, token: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    if token is not None:
+        env["GATEWAY_OPERATOR_TOKEN"] = token
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gateway.cli", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+async def seed(db: Path) -> int:
+    """app1 started, its certificate issued, the police refused the hukou task: blocked,
+    with the task message in the dead-letter store as the runner parked it."""
+    store = await open_store(f"sqlite:///{db}")
+    try:
+        await accepted(store)
+        await birth_certificate_issued(store)
+        [row] = [
+            r
+            for r in await store.cases.claim_outbox(time.time() + 60, 30, 100)
+            if r.outgoing.exchange == "gw.tasks" and r.outgoing.routing_key.startswith("hukou")
+        ]
+        headers: dict[str, Any] = {
+            **row.outgoing.message.headers,
+            "x-reason": "police refused: household head unknown",
+            "x-error-kind": "permanent",
+            "x-original-exchange": "gw.tasks",
+            "x-original-routing-key": row.outgoing.routing_key,
+            "x-attempt": 1,
+        }
+        letter_id = await store.add_dead_letter(
+            DeadLetter(
+                message_id=row.outgoing.message.message_id,
+                exchange="gw.tasks",
+                routing_key=row.outgoing.routing_key,
+                headers_json=json.dumps(headers),
+                body=row.outgoing.message.body,
+                reason="police refused: household head unknown",
+                error_kind="permanent",
+                system="hukou",
+                matter="newborn",
+                application_id="app1",
+                portal_id="window",
+                attempts=1,
+                first_failed_at=time.time(),
+                last_failed_at=time.time(),
+            ),
+            time.time(),
+        )
+        dead = ResultMessage("app1.hukou", "app1", "hukou", "dead_lettered", 1, reason="refused")
+        await store.cases.transition("app1", lambda s: planner.on_result(s, ctx(), dead), 3.0)
+    finally:
+        await store.close()
+    assert letter_id is not None
+    return letter_id
+
+
+async def test_dlq_and_apps_commands(tmp_path: Path, rabbit: Rabbit) -> None:
+    cfg = config(tmp_path, rabbit)
+    db = tmp_path / "gw.sqlite3"
+    letter_id = await seed(db)
+    rabbit._run(  # the exchanges a running gateway declares; the CLI declares nothing
+        lambda ch: [
+            ch.exchange_declare(x.name, x.type, durable=True) for x in build_topology().exchanges
+        ]
+    )
+    queue = rabbit.bind_test_queue("gw.tasks", "hukou.#")
+
+    no_token = await gateway(cfg, None, "dlq", "list")
+    assert no_token.returncode == 2 and "GATEWAY_OPERATOR_TOKEN" in no_token.stderr
+
+    listed = await gateway(cfg, CLERK, "dlq", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"{letter_id:>6} parked" in listed.stdout and "household head unknown" in listed.stdout
+    groups = await gateway(cfg, CLERK, "dlq", "groups", "--json")
+    assert [g["count"] for g in json.loads(groups.stdout)] == [1]
+    shown = json.loads((await gateway(cfg, CLERK, "dlq", "show", str(letter_id))).stdout)
+    mother = shown["body"]["fields"]["subjects"]["mother"]["name"]
+    assert "*" in mother  # masked for a reader without unmask
+
+    refused = await gateway(cfg, CLERK, "dlq", "replay", str(letter_id), "--reason", "fixed")
+    assert refused.returncode == 3 and "lacks the 'replay' role" in refused.stderr
+
+    blocked = await gateway(cfg, CLERK, "apps", "list", "--status", "blocked")
+    assert blocked.returncode == 0 and "app1" in blocked.stdout, blocked.stderr
+    on_time = await gateway(cfg, LEAD, "apps", "list", "--overdue", "--json")
+    assert json.loads(on_time.stdout) == []  # dispatched just now: nothing overdue
+
+    done = await gateway(
+        cfg, LEAD, "dlq", "replay", str(letter_id), "--reason", "police fixed the register"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sent" in done.stdout and "app1.hukou" in done.stdout
+    [got] = await rabbit.aget_all(queue, wait=10, at_least=1)
+    assert got.json()["task_id"] == "app1.hukou" and got.routing_key == "hukou.newborn.hukou"
+    headers = got.properties.headers
+    assert headers["x-task-id"] == "app1.hukou" and headers["x-attempt"] == 1
+    assert "x-reason" not in headers and "x-original-exchange" not in headers
+
+    again = await gateway(cfg, LEAD, "dlq", "replay", str(letter_id), "--reason", "twice")
+    assert again.returncode == 1 and "force" in again.stderr
+
+    show = await gateway(cfg, LEAD, "apps", "show", "app1", "--unmask", "--why", "call back")
+    view = json.loads(show.stdout)
+    assert view["status"] == "in_progress" and view["unmasked"] is True
+    assert view["critical_path"]  # the supervision budget is still part of the view
+
+    purged = await gateway(cfg, LEAD, "dlq", "purge", str(letter_id), "--reason", "test data")
+    assert purged.returncode == 0 and "purged" in purged.stdout
+    assert "no dead letters" in (await gateway(cfg, LEAD, "dlq", "list")).stdout
+
+    store = await open_store(f"sqlite:///{db}")
+    try:
+        state = await store.cases.load("app1")
+        assert state is not None and state.task("hukou").status is TaskStatus.DISPATCHED
+        ops = operators_of(store)
+        letter = await ops.letter(letter_id)
+        assert letter is not None and letter.status is LetterStatus.PURGED
+        trail = [(e.operator, e.action) for e in reversed(await ops.audit_trail())]
+    finally:
+        await store.close()
+    assert trail == [
+        ("clerk", "denied"),
+        ("lead", "dlq.replay"),
+        ("lead", "application.unmask"),
+        ("lead", "dlq.purge"),
+    ]
