@@ -112,8 +112,10 @@ class CaseStore:
         self._db = db
 
     async def load(self, application_id: str) -> CaseState | None:
-        async with self._db.transaction() as tx:
+        async def work(tx: Tx) -> CaseState | None:
             return await self._load(tx, application_id, lock=False)
+
+        return await self._db.run(work)
 
     async def _load(self, tx: Tx, application_id: str, *, lock: bool) -> CaseState | None:
         suffix = self._db.dialect.lock_rows if lock else ""
@@ -143,7 +145,8 @@ class CaseStore:
         Raises ``UnknownApplication`` for an application not in this store; whatever
         ``plan`` raises rolls the transaction back.
         """
-        async with self._db.transaction() as tx:
+
+        async def work(tx: Tx) -> tuple[Transition, list[OutboxRow]]:
             state = await self._load(tx, application_id, lock=True)
             if state is None:
                 raise UnknownApplication(application_id)
@@ -173,8 +176,9 @@ class CaseStore:
                     (timer.task_id, timer.system, timer.due_at),
                 )
             await disclosure_log.record(tx, tr.outbox, now)  # who gets which personal fields
-            rows = [OutboxRow(await self._enqueue(tx, o, now), o) for o in tr.outbox]
-        return tr, rows
+            return tr, [OutboxRow(await self._enqueue(tx, o, now), o) for o in tr.outbox]
+
+        return await self._db.run(work)
 
     async def _write_application(
         self, tx: Tx, app: ApplicationRecord, tr: Transition, now: float
@@ -201,9 +205,11 @@ class CaseStore:
         )
 
     async def _write_tasks(self, tx: Tx, state: CaseState, tr: Transition) -> None:
-        known = {t.id for t in state.tasks}
+        known = {t.id: t for t in state.tasks}
         order = {t.id: i for i, t in enumerate(tr.tasks)}
         for t in tr.tasks:
+            if known.get(t.id) == t:
+                continue  # unchanged by this transition: no write
             values = _task_values(t)
             if t.id in known:
                 cols = _TASK_COLUMNS.split(", ")[1:]
@@ -243,47 +249,58 @@ class CaseStore:
     # -- outbox ------------------------------------------------------------------------
     async def claim_outbox(self, now: float, lease_seconds: float, limit: int) -> list[OutboxRow]:
         """Rows whose writer did not publish them in time (it crashed): leased to the caller."""
-        async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
+
+        async def work(tx: Tx) -> list[Row]:
+            return await tx.fetchall(
                 "UPDATE outbox SET lease_until = ? WHERE id IN (SELECT id FROM outbox "
                 f"WHERE lease_until <= ? ORDER BY id LIMIT ?{self._db.dialect.skip_locked}) "
                 "RETURNING id, exchange, routing_key, message_id, correlation_id, "
                 "content_type, type, headers_json, body",
                 (now + lease_seconds, now, limit),
             )
-        return sorted((_outbox(r) for r in rows), key=lambda r: r.id)
+
+        return sorted((_outbox(r) for r in await self._db.run(work)), key=lambda r: r.id)
 
     async def delete_outbox(self, ids: Sequence[int]) -> None:
         if not ids:
             return
-        async with self._db.transaction() as tx:
+
+        async def work(tx: Tx) -> None:
             await tx.execute(
                 f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids)
             )
+
+        await self._db.run(work)
 
     # -- timers ------------------------------------------------------------------------
     async def claim_timers(
         self, system: str, now: float, lease_seconds: float, limit: int
     ) -> list[PollTimer]:
-        async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
+
+        async def work(tx: Tx) -> list[Row]:
+            return await tx.fetchall(
                 "UPDATE timers SET lease_until = ?, polls = polls + 1 WHERE task_id IN ("
                 "SELECT task_id FROM timers WHERE system = ? AND due_at <= ? AND "
                 f"lease_until <= ? ORDER BY due_at LIMIT ?{self._db.dialect.skip_locked}) "
                 "RETURNING task_id, system, due_at",
                 (now + lease_seconds, system, now, now, limit),
             )
-        return [PollTimer(r[0], r[1], float(r[2])) for r in rows]
+
+        return [PollTimer(r[0], r[1], float(r[2])) for r in await self._db.run(work)]
 
     async def delete_timer(self, task_id: str) -> None:
-        async with self._db.transaction() as tx:
+        async def work(tx: Tx) -> None:
             await tx.execute("DELETE FROM timers WHERE task_id = ?", (task_id,))
 
+        await self._db.run(work)
+
     async def reschedule_timer(self, task_id: str, due_at: float) -> None:
-        async with self._db.transaction() as tx:
+        async def work(tx: Tx) -> None:
             await tx.execute(
                 "UPDATE timers SET due_at = ?, lease_until = 0 WHERE task_id = ?", (due_at, task_id)
             )
+
+        await self._db.run(work)
 
     # -- deadlines ---------------------------------------------------------------------
     async def deadline_tasks(
@@ -314,11 +331,13 @@ class CaseStore:
         else:
             where = f"{where} AND {soon}"
             params = (*running, share, now, limit)
-        async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
+
+        async def work(tx: Tx) -> list[Row]:
+            return await tx.fetchall(
                 f"SELECT {_TASK_COLUMNS} FROM tasks WHERE {where} ORDER BY due_at LIMIT ?", params
             )
-        return [_task(r) for r in rows]
+
+        return [_task(r) for r in await self._db.run(work)]
 
     # -- reading -----------------------------------------------------------------------
     async def disclosures(self, application_id: str) -> list[disclosure_log.Disclosure]:
@@ -327,17 +346,21 @@ class CaseStore:
             return await disclosure_log.read(tx, application_id)
 
     async def timeline(self, application_id: str) -> list[TimelineEntry]:
-        async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
+        async def work(tx: Tx) -> list[Row]:
+            return await tx.fetchall(
                 "SELECT at, kind, task_id, detail_json FROM timeline WHERE application_id = ? "
                 "ORDER BY seq",
                 (application_id,),
             )
+
+        rows = await self._db.run(work)
         return [TimelineEntry(float(r[0]), r[1], r[2], json.loads(r[3])) for r in rows]
 
     async def task(self, task_id: str) -> TaskRecord | None:
-        async with self._db.transaction() as tx:
-            row = await tx.fetchone(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        async def work(tx: Tx) -> Row | None:
+            return await tx.fetchone(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+
+        row = await self._db.run(work)
         return None if row is None else _task(row)
 
 
