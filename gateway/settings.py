@@ -73,7 +73,7 @@ class RetryPolicy(_Section):
     (``gateway.orchestration.retries``). ``ladder`` lists the broker delay queues' waits in
     seconds (``gw.retry.<level>``); a task waits in the longest one not above its backoff."""
 
-    attempts: int = Field(default=10, ge=1, le=100)  # tries in all, the first one included
+    attempts: int = Field(default=20, ge=1, le=100)  # tries in all: ~16 min of outage (median)
     quick_attempts: int = Field(default=3, ge=1, le=10)  # of these, made in process
     initial_seconds: float = Field(default=1.0, gt=0)
     max_seconds: float = Field(default=300.0, gt=0)
