@@ -109,3 +109,56 @@ async def test_a_slow_task_goes_due_soon_then_overdue_once(
     timeline = await again.store.cases.timeline(app_id)
     assert [e.kind for e in timeline if e.task_id == task_id].count("task.overdue") == 1
     assert json.dumps(body, ensure_ascii=False).count("citizen") == 0  # no personal data
+
+
+async def test_an_escalation_left_by_a_killed_scheduler_is_sent_with_the_same_event_id(
+    settings_for: Callable[..., Settings], tmp_path: Path, rabbit: Rabbit
+) -> None:
+    """A scheduler committed ``task.overdue`` (timeline, task, outbox row in one transaction),
+    published the event, and was killed before it could delete the outbox row. The next
+    process's relay sends the row again: the portal gets the same ``event_id`` twice and
+    drops the second; no scheduler raises the threshold a third time."""
+    from gateway.orchestration import escalation
+    from gateway.store import open_store
+    from gateway.store.sql import SqlStore
+    from tests.store.test_reports import at as ctx_at
+    from tests.store.test_reports import seeded
+
+    over_q = rabbit.bind_test_queue("gw.events", "window.*.task.overdue")
+    db = f"sqlite:///{tmp_path / 'killed.sqlite3'}"
+    store = await open_store(db)
+    try:
+        await seeded(store)  # app2's police task: due 26 October 2026 11:30, never answered
+        assert isinstance(store, SqlStore)
+        async with store.database.transaction() as tx:
+            await tx.execute("DELETE FROM outbox")  # the dispatches went out long ago
+        crashed_at = time.time() - 120  # the outbox lease (30 s) ran out since
+        _, rows = await store.cases.transition(
+            "app2",
+            lambda s: escalation.on_deadline(s, ctx_at(crashed_at), "app2.hukou"),
+            crashed_at,
+        )
+        [row] = rows
+        sent = row.outgoing.message  # the killed scheduler had published it once
+        await rabbit.apublish(
+            row.outgoing.exchange, row.outgoing.routing_key, bytes(sent.body), headers=sent.headers
+        )
+    finally:
+        await store.close()
+
+    settings = settings_for(db, scheduler={"interval_seconds": 0.2})
+    gw = Gateway(settings, roles=["relay", "scheduler"])
+    await gw.start()
+    try:
+        # app1's two unanswered provincial tasks go overdue now, raised by this scheduler
+        every = await rabbit.aget_all(over_q, wait=15, at_least=4)
+        got = [g for g in every if g.json()["application_id"] == "app2"]
+        assert len(got) == 2
+        ids = {g.json()["event_id"] for g in got} | {g.properties.headers["event_id"] for g in got}
+        assert ids == {json.loads(sent.body)["event_id"]}  # one event, delivered twice
+        assert await rabbit.aget_all(over_q, wait=1.0) == []  # not raised a third time
+        assert gw.store is not None
+        timeline = await gw.store.cases.timeline("app2")
+        assert [e.kind for e in timeline if e.task_id == "app2.hukou"].count("task.overdue") == 1
+    finally:
+        await gw.stop(drain_seconds=1)
