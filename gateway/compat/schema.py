@@ -189,6 +189,9 @@ class SchemaDiff:
             if before and not after:
                 self.out.breaking(where, f"{key} alternatives replaced")
             return
+        if _optional(before) and _optional(after):  # X | None: compare X in place
+            self.compare(_optional(before), _optional(after), where)
+            return
         old = {_label(b, i): b for i, b in enumerate(before)}
         new = {_label(a, i): a for i, a in enumerate(after)}
         for label, branch in old.items():
@@ -213,6 +216,12 @@ def _type_set(node: Mapping[str, Any]) -> set[str] | None:
     if value is None:
         return None
     return {value} if isinstance(value, str) else {str(v) for v in value}
+
+
+def _optional(branches: Any) -> Any:
+    """The one branch of ``X | None`` that is not null; None for any other union."""
+    rest = [b for b in branches if not (isinstance(b, Mapping) and b.get("type") == "null")]
+    return rest[0] if len(rest) == 1 and len(branches) == 2 else None
 
 
 def _allowed(node: Mapping[str, Any]) -> list[Any] | None:

@@ -242,8 +242,14 @@ def test_bindings_are_the_codes() -> None:
             documented.add(
                 (_fill(b["exchange"], values), queue.name, _fill(b["routing_key"], values))
             )
-    assert sorted(declared - documented) == [], "bindings the code declares, missing from the doc"
-    assert sorted(documented - declared) == [], "bindings in the doc the code does not declare"
+    problems = [
+        f"binding {e} -> {q} with key {k!r} (declared by the code) is not in {DOCUMENT.name}"
+        for e, q, k in sorted(declared - documented)
+    ] + [
+        f"binding {e} -> {q} with key {k!r} (in {DOCUMENT.name}) is not declared by the code"
+        for e, q, k in sorted(documented - declared)
+    ]
+    assert problems == []
 
 
 def test_routing_keys_the_code_builds_fit_the_documented_addresses() -> None:

@@ -462,3 +462,15 @@ def test_the_report_puts_breaking_changes_first_and_says_what_to_do() -> None:
     assert text.splitlines()[0].startswith("BREAKING  department hukou: hukou.xsd BirthRequest/Sex")
     assert "1 breaking change(s) against abc123" in text.splitlines()[-1]
     assert render(changes[:1], "abc123").endswith("no breaking change against abc123 (1 additive)")
+
+
+def test_an_optional_object_is_compared_in_place() -> None:
+    before = {
+        "$defs": {"G": {"properties": {"name": {"type": "string", "maxLength": 50}}}},
+        "properties": {"guardian": {"anyOf": [{"$ref": "#/$defs/G"}, {"type": "null"}]}},
+    }
+    after = copy.deepcopy(before)
+    after["$defs"]["G"]["properties"]["name"]["maxLength"] = 30
+    out = Changes("portals", "envelope.schema.json")
+    diff_schemas(out, before, after, "request")
+    assert [(c.breaking, c.where) for c in out.found] == [(True, "guardian.name")]
