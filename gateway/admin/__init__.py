@@ -2,6 +2,7 @@
 commands, with roles, department scopes and the audit trail.
 
     auth.py   Bearer token → Operator (roles, systems); 401 / 403 as typed errors
+    copies.py what a replay sends: the original message, or an edited copy (pure)
     desk.py   dead letters: list, show, groups, replay, edit-and-replay, purge; the
               application search; every action and unmasked read in the audit trail
     views.py  masked (or, with ``unmask``, full) JSON views of letters and applications

@@ -25,7 +25,8 @@ from typing import Any
 
 from gateway.admin import views
 from gateway.admin.auth import ROLES, Forbidden, Operator, OperatorAuth, Unauthenticated
-from gateway.admin.desk import Conflict, Desk, Invalid, NotFound
+from gateway.admin.copies import Invalid
+from gateway.admin.desk import Conflict, Desk, NotFound
 from gateway.admin.http import Query, app_cursor, letter_filter
 from gateway.broker.client import BrokerClient
 from gateway.broker.messages import Message

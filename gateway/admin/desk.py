@@ -21,23 +21,21 @@ Replay is safe by construction:
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import json
 import time
 import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from gateway.admin.auth import Operator
+from gateway.admin.copies import edited_copy, original_headers, required_reason
 from gateway.broker.messages import Message, header_str, uuid7
 from gateway.broker.topology import HEADER_ATTEMPT, HEADER_TASK_ID, INTAKE, TASKS
 from gateway.calendar import default_calendar
 from gateway.catalogue.model import CURRENT_VERSION, load
-from gateway.errors import Permanent
 from gateway.orchestration import planner
-from gateway.orchestration.messages import attempt_of, parse_task, task_of
+from gateway.orchestration.messages import attempt_of, task_of
 from gateway.orchestration.records import (
     CaseState,
     Context,
@@ -61,27 +59,7 @@ from gateway.store.operators import (
 from gateway.store.records import ApplicationRecord
 
 Publish = Callable[[str, str, Message], Awaitable[None]]
-MAX_REASON = 500
-MAX_CHANGES = 50
 REFUSED_KINDS = frozenset({"permanent", "rejected"})  # the department (or a consumer) said no
-# headers the dead-lettering added; a replay sends the message as it was first published
-_DEATH_HEADERS = frozenset(
-    {
-        "x-death",
-        "x-first-death-exchange",
-        "x-first-death-queue",
-        "x-first-death-reason",
-        "x-last-death-exchange",
-        "x-last-death-queue",
-        "x-last-death-reason",
-        "x-reason",
-        "x-error-kind",
-        "x-original-exchange",
-        "x-original-routing-key",
-        "x-first-failed-at",
-        "x-system",
-    }
-)
 
 
 class NotFound(LookupError):
@@ -90,15 +68,6 @@ class NotFound(LookupError):
 
 class Conflict(Exception):
     """Not allowed in the state it is in (→ 409): purged, replayed before, task moved on."""
-
-
-class Invalid(ValueError):
-    """The operator's request is wrong (→ 422); ``errors`` lists every problem."""
-
-    def __init__(self, detail: str, errors: Sequence[Mapping[str, str]] = ()) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = list(errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +99,14 @@ class CaseDetail:
 
 
 class Desk:
-    """The desk over a store and a publish function (the gateway's, or any confirmed one)."""
+    """The desk over a store and a publish function (the gateway's, or any confirmed one).
+
+    From Python (the fault-injection tests do this)::
+
+        desk = Desk(gw.store, gw.publish)
+        admin = Operator("faults", frozenset(ROLES), frozenset())  # gateway.admin.auth
+        await desk.replay_matching(admin, LetterFilter(system="hukou"), "department back up")
+    """
 
     def __init__(
         self,
@@ -163,13 +139,13 @@ class Desk:
         op.require("view")
         if f.system is not None:
             op.require_system(f.system)
-        return await self._ops.letters(_scoped(f, op), limit=limit, before=before)
+        return await self._ops.letters(replace(f, scope=op.scope), limit=limit, before=before)
 
     async def groups(self, op: Operator, f: LetterFilter) -> list[LetterGroup]:
         op.require("view")
         if f.system is not None:
             op.require_system(f.system)
-        return await self._ops.groups(_scoped(f, op))
+        return await self._ops.groups(replace(f, scope=op.scope))
 
     async def letter(
         self, op: Operator, letter_id: int, *, unmask: bool = False, why: str | None = None
@@ -191,17 +167,7 @@ class Desk:
         before: tuple[float, str] | None = None,
     ) -> list[ApplicationRecord]:
         op.require("view")
-        scoped = AppFilter(
-            scope=op.scope,
-            status=f.status,
-            matter=f.matter,
-            portal_id=f.portal_id,
-            created_from=f.created_from,
-            created_to=f.created_to,
-            overdue_at=f.overdue_at,
-            not_overdue_at=f.not_overdue_at,
-        )
-        return await self._ops.applications(scoped, limit=limit, before=before)
+        return await self._ops.applications(replace(f, scope=op.scope), limit=limit, before=before)
 
     async def application(
         self, op: Operator, application_id: str, *, unmask: bool = False, why: str | None = None
@@ -245,7 +211,7 @@ class Desk:
         self, op: Operator, letter_id: int, reason: str, *, force: bool = False
     ) -> Replayed:
         op.require("replay")
-        reason = _reason(reason)
+        reason = required_reason(reason)
         letter = await self._visible(op, letter_id)
         if letter.status is LetterStatus.PURGED:
             raise Conflict(f"dead letter {letter_id} was purged: nothing left to replay")
@@ -255,7 +221,7 @@ class Desk:
                 f"{letter.replayed_by}; replay with force to send it again"
             )
         d = letter.record.letter
-        headers = _original_headers(d.headers_json)
+        headers = original_headers(d.headers_json)
         request_id = header_str(headers.get(HEADER_TASK_ID))
         if request_id:  # a fresh retry budget: the connector counts tries from x-attempt
             headers[HEADER_ATTEMPT] = attempt_of(request_id)
@@ -302,7 +268,7 @@ class Desk:
     ) -> BatchReplay:
         """Replay every parked letter the filter matches (at most ``limit``), one by one."""
         op.require("replay")
-        reason = _reason(reason)
+        reason = required_reason(reason)
         letters = await self.letters(op, f, limit=limit)
         batch = BatchReplay()
         for letter in reversed(letters):  # oldest first, as they failed
@@ -316,7 +282,7 @@ class Desk:
             "dead-letters",
             reason,
             {
-                "filter": {k: v for k, v in vars_of(f).items() if v is not None},
+                "filter": {k: v for k, v in asdict(f).items() if v is not None and k != "scope"},
                 "replayed": [r.letter_id for r in batch.replayed],
                 "refused": [i for i, _ in batch.refused],
             },
@@ -336,26 +302,26 @@ class Desk:
 
         ``changes`` maps dotted paths under ``fields.`` to new values (``None`` removes)."""
         op.require("edit")
-        reason = _reason(reason)
+        reason = required_reason(reason)
         letter = await self._visible(op, letter_id)
         d = letter.record.letter
         if letter.status is LetterStatus.PURGED:
             raise Conflict(f"dead letter {letter_id} was purged: nothing left to edit")
-        request_id = header_str(_original_headers(d.headers_json).get(HEADER_TASK_ID))
+        request_id = header_str(original_headers(d.headers_json).get(HEADER_TASK_ID))
         if d.exchange != TASKS or not request_id or not d.application_id:
             raise Conflict(f"dead letter {letter_id} is not a task message; only tasks are edited")
         task = await self._store.cases.task(task_of(request_id))
         if task is None:
             raise NotFound(f"no task {task_of(request_id)}")
         key = f"{task.id}.r{task.attempt}"
-        body, diff = _edited(d.body, changes, key, task.attempt + 1)
+        body, diff = edited_copy(d.body, changes, key, task.attempt + 1)
         if d.error_kind not in REFUSED_KINDS and not force:
             raise Conflict(
                 f"dead letter {letter_id} died of {d.error_kind}, so the department may have "
                 "received it: an edited copy under a new key could be a second effect. Check "
                 "with the department, then edit with force"
             )
-        headers = {**_original_headers(d.headers_json), HEADER_TASK_ID: key}
+        headers = {**original_headers(d.headers_json), HEADER_TASK_ID: key}
         headers[HEADER_ATTEMPT] = task.attempt + 1
         message = Message(body=body, correlation_id=d.application_id, headers=headers)
         order = planner.ReplayOrder(
@@ -389,7 +355,7 @@ class Desk:
 
     async def purge(self, op: Operator, letter_id: int, reason: str) -> None:
         op.require("purge")
-        reason = _reason(reason)
+        reason = required_reason(reason)
         await self._visible(op, letter_id)
         entry = self._entry(op, "dlq.purge", letter_id, reason, {})
         if not await self._ops.mark_purged(letter_id, op.name, reason, self._clock(), audit=entry):
@@ -464,118 +430,3 @@ class Desk:
         await self._ops.audit(
             AuditEntry(op.name, action, target, self._clock(), reason, details or {})
         )
-
-
-def vars_of(f: LetterFilter) -> dict[str, Any]:
-    return {
-        k: (sorted(v) if isinstance(v, frozenset) else v)
-        for k, v in (
-            (name, getattr(f, name))
-            for name in (
-                "system",
-                "reason",
-                "reason_exact",
-                "error_kind",
-                "matter",
-                "application_id",
-                "since",
-                "until",
-                "status",
-            )
-        )
-    }
-
-
-def _scoped(f: LetterFilter, op: Operator) -> LetterFilter:
-    return LetterFilter(
-        scope=op.scope,
-        system=f.system,
-        reason=f.reason,
-        reason_exact=f.reason_exact,
-        error_kind=f.error_kind,
-        matter=f.matter,
-        application_id=f.application_id,
-        since=f.since,
-        until=f.until,
-        status=f.status,
-    )
-
-
-def _reason(reason: str | None) -> str:
-    text = (reason or "").strip()
-    if not text:
-        raise Invalid(
-            "say why: a reason is required",
-            [{"loc": "reason", "msg": "required", "type": "missing"}],
-        )
-    return text[:MAX_REASON]
-
-
-def _original_headers(headers_json: str) -> dict[str, Any]:
-    try:
-        headers = json.loads(headers_json or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(headers, dict):
-        return {}
-    return {k: v for k, v in headers.items() if k not in _DEATH_HEADERS}
-
-
-def _edited(
-    body: bytes, changes: Mapping[str, Any], key: str, attempt: int
-) -> tuple[bytes, list[dict[str, Any]]]:
-    """The task message with ``changes`` applied under ``fields.``, re-keyed; and the diff.
-
-    Raises ``Invalid`` listing every bad path, or when the result is no task message."""
-    if not isinstance(changes, Mapping) or not changes or len(changes) > MAX_CHANGES:
-        raise Invalid(f'send 1 to {MAX_CHANGES} changes as {{"fields.<path>": value}}')
-    try:
-        original = json.loads(body)
-    except ValueError:
-        raise Invalid("the dead letter's body is not JSON; it cannot be edited") from None
-    if not isinstance(original, dict):
-        raise Invalid("the dead letter's body is not a task message")
-    errors = [
-        {"loc": str(p), "msg": "only paths under fields. may change", "type": "path"}
-        for p in changes
-        if not str(p).startswith("fields.") or len(str(p).split(".")) > 10
-    ]
-    if errors:
-        raise Invalid(f"{len(errors)} change(s) outside the task's fields", errors)
-    data = copy.deepcopy(original)
-    diff: list[dict[str, Any]] = []
-    for path, value in changes.items():
-        before = _get(original, str(path))
-        _set(data, str(path), value)
-        diff.append({"path": str(path), "before": before, "after": value})
-    data["task_id"], data["attempt"] = key, attempt
-    new = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    try:
-        parse_task(new)
-    except Permanent as exc:
-        raise Invalid(f"the edited message is no task message: {exc.detail}") from None
-    return new, diff
-
-
-def _get(data: Mapping[str, Any], path: str) -> Any:
-    node: Any = data
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _set(data: dict[str, Any], path: str, value: Any) -> None:
-    parts = path.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    if value is None:
-        node.pop(parts[-1], None)
-    else:
-        node[parts[-1]] = value

@@ -32,7 +32,8 @@ from aiohttp import web
 
 from gateway.admin import views
 from gateway.admin.auth import Forbidden, Operator, OperatorAuth, Unauthenticated
-from gateway.admin.desk import Conflict, Desk, Invalid, NotFound, Publish
+from gateway.admin.copies import Invalid
+from gateway.admin.desk import Conflict, Desk, NotFound, Publish
 from gateway.errors import BrokerUnavailable
 from gateway.intake.problem_http import problem_response
 from gateway.logs import get_logger

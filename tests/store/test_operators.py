@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.broker.messages import Message
+from connectors.base import DepartmentRequest
 from gateway.orchestration import planner
-from gateway.orchestration.messages import ResultMessage
+from gateway.orchestration.messages import ResultMessage, task_message
 from gateway.orchestration.records import Outgoing, TaskStatus
 from gateway.store import DeadLetter, Store, operators_of
 from gateway.store.operators import (
@@ -189,7 +189,10 @@ async def test_application_search_by_scope_overdue_and_pages(store: Store) -> No
 
 
 def _task_message(key: str) -> Outgoing:
-    return Outgoing("gw.tasks", "hukou.newborn.hukou", Message(body=key.encode()))
+    request = DepartmentRequest(
+        key, "app1", "newborn", "hukou", "hukou", "birth_registration", 1, {}
+    )
+    return Outgoing("gw.tasks", "hukou.newborn.hukou", task_message(request, "2026.1"))
 
 
 async def _dead_lettered_hukou(store: Store) -> None:
@@ -218,9 +221,8 @@ async def test_replay_unblocks_the_task_and_the_application(store: Store) -> Non
         1,
         "app1.hukou",
     )
-    assert [r.outgoing.message.body for r in rows if r.outgoing.exchange == "gw.tasks"] == [
-        b"app1.hukou"
-    ]
+    [sent] = [r.outgoing.message for r in rows if r.outgoing.exchange == "gw.tasks"]
+    assert sent.headers["x-task-id"] == "app1.hukou"
     [entry] = [e for e in await store.cases.timeline("app1") if e.kind == "task.replayed"]
     assert entry.detail["summary"] == "replayed by alice: police fixed the register"
     # the same order again: refused (not dead-lettered) unless forced; forced re-sends only

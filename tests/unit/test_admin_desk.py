@@ -9,7 +9,8 @@ import zoneinfo
 import pytest
 
 from gateway.admin import views
-from gateway.admin.desk import Invalid, LetterDetail, _edited, _original_headers, _reason
+from gateway.admin.copies import Invalid, edited_copy, original_headers, required_reason
+from gateway.admin.desk import LetterDetail
 from gateway.admin.http import Query, letter_filter
 from gateway.store.operators import LetterEdit, LetterStatus, ParkedLetter
 from gateway.store.records import DeadLetter, DeadLetterRecord
@@ -30,7 +31,7 @@ TASK = {
 
 def test_an_edited_copy_changes_fields_only_and_goes_under_the_new_key() -> None:
     body = json.dumps(TASK).encode()
-    new, diff = _edited(
+    new, diff = edited_copy(
         body,
         {"fields.subjects.mother.name": "李秀兰", "fields.subjects.mother.id_number": None},
         "app1.hukou.r1",
@@ -52,21 +53,21 @@ def test_an_edited_copy_changes_fields_only_and_goes_under_the_new_key() -> None
 
 def test_an_edit_outside_fields_is_refused_listing_every_path() -> None:
     with pytest.raises(Invalid) as caught:
-        _edited(json.dumps(TASK).encode(), {"task_id": "x", "attempt": 9}, "k.r1", 2)
+        edited_copy(json.dumps(TASK).encode(), {"task_id": "x", "attempt": 9}, "k.r1", 2)
     assert [e["loc"] for e in caught.value.errors] == ["task_id", "attempt"]
     with pytest.raises(Invalid):
-        _edited(json.dumps(TASK).encode(), {}, "k.r1", 2)
+        edited_copy(json.dumps(TASK).encode(), {}, "k.r1", 2)
     with pytest.raises(Invalid):
-        _edited(b"not json", {"fields.a": 1}, "k.r1", 2)
+        edited_copy(b"not json", {"fields.a": 1}, "k.r1", 2)
 
 
 def test_an_edit_that_breaks_the_task_message_is_refused() -> None:
     with pytest.raises(Invalid, match="no task message"):
-        _edited(json.dumps({"fields": {}}).encode(), {"fields.a": 1}, "k.r1", 2)
+        edited_copy(json.dumps({"fields": {}}).encode(), {"fields.a": 1}, "k.r1", 2)
 
 
 def test_a_replay_drops_what_dead_lettering_added() -> None:
-    kept = _original_headers(
+    kept = original_headers(
         json.dumps(
             {
                 "x-task-id": "app1.hukou",
@@ -83,13 +84,13 @@ def test_a_replay_drops_what_dead_lettering_added() -> None:
         )
     )
     assert kept == {"x-task-id": "app1.hukou", "x-attempt": 3, "traceparent": "00-a-b-01"}
-    assert _original_headers("not json") == {} and _original_headers("[]") == {}
+    assert original_headers("not json") == {} and original_headers("[]") == {}
 
 
 def test_a_reason_is_required() -> None:
     with pytest.raises(Invalid):
-        _reason("   ")
-    assert _reason(" fixed ") == "fixed" and len(_reason("x" * 900)) == 500
+        required_reason("   ")
+    assert required_reason(" fixed ") == "fixed" and len(required_reason("x" * 900)) == 500
 
 
 def test_query_errors_are_collected_and_raised_at_once() -> None:
