@@ -146,7 +146,7 @@ class ConnectorRunner:
             await self._hold(delivery, ends - now)
             return
         spent = tries_spent(delivery.header(HEADER_ATTEMPT), request.attempt)
-        tries = 0
+        tries, started = 0, now
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(quick_tries(self._retry, spent))
@@ -160,7 +160,7 @@ class ConnectorRunner:
                     tries += 1
                     receipt = await self._connector.send(request)
         except Retryable as exc:
-            await self._retry_later(delivery, request, spent + tries, exc)
+            await self._retry_later(delivery, request, spent + tries, exc, started)
             return
         except Permanent as exc:
             log.warning("department_refused", error=str(exc))
@@ -184,15 +184,20 @@ class ConnectorRunner:
         )
 
     async def _retry_later(
-        self, delivery: Delivery, request: DepartmentRequest, tries: int, exc: Retryable
+        self,
+        delivery: Delivery,
+        request: DepartmentRequest,
+        tries: int,
+        exc: Retryable,
+        started: float,
     ) -> None:
+        first = delivery.header(HEADER_FIRST_FAILED_AT)
+        if not isinstance(first, int):  # failed for the first time in this delivery
+            first = int(started * 1000)  # milliseconds, as gateway.deadletters reads it
         step = next_step(self._retry, tries, str(exc), self._rng)
         if isinstance(step, GiveUp):
             log.warning("retry_budget_spent", error=str(exc), tries=tries)
-            first = delivery.header(HEADER_FIRST_FAILED_AT)
-            extra: dict[str, Any] = {HEADER_ATTEMPT: tries}
-            if isinstance(first, int):
-                extra[HEADER_FIRST_FAILED_AT] = first
+            extra = {HEADER_ATTEMPT: tries, HEADER_FIRST_FAILED_AT: first}
             await self._dead_letter(delivery, request, step.reason, "retryable", extra)
             return
         level = (
@@ -200,11 +205,7 @@ class ConnectorRunner:
             if isinstance(step, TryAgainLater)
             else ladder_level(self._retry.ladder, step.delay)  # the quick tries ran out of time
         )
-        first = delivery.header(HEADER_FIRST_FAILED_AT)
-        headers = {
-            HEADER_ATTEMPT: request.attempt + tries,
-            HEADER_FIRST_FAILED_AT: first if isinstance(first, int) else int(self._clock() * 1000),
-        }
+        headers = {HEADER_ATTEMPT: request.attempt + tries, HEADER_FIRST_FAILED_AT: first}
         await self._send_round(delivery, level, headers)
         log.warning(
             "department_unavailable",

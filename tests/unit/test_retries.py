@@ -261,3 +261,15 @@ async def test_a_maintenance_window_holds_without_calling_or_spending() -> None:
 def test_system_config_keeps_its_retry_policy() -> None:
     config = SystemConfig(kind="soap", retry=RetryPolicy(attempts=3))
     assert config.retry.attempts == 3 and config.retry.quick_attempts == 3
+
+
+async def test_a_budget_spent_in_process_dead_letters_from_the_first_failure() -> None:
+    connector, out, settled = FakeConnector([Retryable("timed out")] * 9), Outbox(), []
+    small = RetryPolicy(attempts=2, quick_attempts=3, initial_seconds=0.001, max_seconds=0.001)
+    await runner(connector, out, small, clock=lambda: 1_800_000_000.0).on_task(
+        delivery({"x-attempt": 1}, settled)
+    )
+    assert connector.sent == 2 and settled == ["ack"] and not out.to("gw.retry")
+    (parked,) = out.to("gw.dlx")
+    assert parked.headers["x-reason"] == "retry budget spent after 2 attempts: timed out"
+    assert parked.headers["x-first-failed-at"] == 1_800_000_000_000
