@@ -12,7 +12,9 @@ Which file is which contract, and whose, follows from where it lives:
 A department's JSON schema is compared as ``request`` (the gateway writes it, the department
 reads it) unless its name says the department writes it (reply, ack, result, receipt,
 event, case): then as ``response``. Examples, READMEs and expectation files are not
-contracts of their own (tests hold them to the contracts).
+contracts of their own (tests hold them to the contracts), nor are ``codes.json`` files: they
+are the gateway's mapping tables; the department's own code lists are the enumerations of
+its XSD or JSON Schema, compared above.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +55,3 @@ def run(args: argparse.Namespace, settings: object = None) -> int:
         changes = [c for c in changes if c.breaking]
     print(render(changes, ref))
     return 1 if any(c.breaking for c in changes) else 0
-
-
-if __name__ == "__main__":  # pragma: no cover - convenience for CI scripts
-    parser = argparse.ArgumentParser(prog="contracts-check")
-    register(parser.add_subparsers(required=True))
-    ns = parser.parse_args()
-    sys.exit(ns.func(ns))
