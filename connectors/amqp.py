@@ -220,13 +220,14 @@ class QueueResultSource:
         reply: Any = None
         try:
             reply = json.loads(delivery.body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            problems = ["(body): not UTF-8 JSON"]
-        else:
             problems = [
                 f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.validator}"
                 for error in self._validator.iter_errors(reply)
             ]
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            problems = ["(body): not UTF-8 JSON"]
+        except RecursionError:  # nested past Python's limit, in the parser or the schema walk
+            problems = ["(body): nested too deeply"]
         if not problems and delivery.correlation_id not in (None, reply["request_id"]):
             problems = ["correlation_id: differs from request_id"]
         if problems:

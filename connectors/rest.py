@@ -205,7 +205,7 @@ class RestConnector:
     def _read(self, answer: bytes, validator: Any, what: str) -> dict[str, Any]:
         try:
             data = json.loads(answer)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         errors = contract_errors(validator, data) if isinstance(data, dict) else ["(not JSON)"]
         if errors:
@@ -222,7 +222,7 @@ def _problem(answer: bytes) -> tuple[str, list[str]]:
     """The problem's slug and the fields it names (never its detail: it may quote values)."""
     try:
         data = json.loads(answer)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "", []
     if not isinstance(data, dict):
         return "", []
@@ -290,9 +290,12 @@ class CallbackReceiver:
             return _answer(Problem(401, "unauthenticated", "Unauthenticated", refused))
         try:
             event = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
             event = None
-        errors = contract_errors(self._event, event) if event is not None else ["(not JSON)"]
+        try:
+            errors = contract_errors(self._event, event) if event is not None else ["(not JSON)"]
+        except RecursionError:  # deep but parsable: too deep for the schema walk
+            errors = ["(nested too deeply)"]
         if errors:
             return _invalid("the case event breaks the contract", errors)
         try:

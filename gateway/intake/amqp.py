@@ -58,6 +58,16 @@ class AmqpIntake:
             await self._park(delivery, None, _no_portal_reason(delivery.user_id), [])
             return
         key = delivery.message_id or ""
+        limit = self._settings.intake.max_body_bytes
+        if len(delivery.body) > limit:
+            await self._park(
+                delivery,
+                portal_id,
+                f"body of {len(delivery.body)} bytes exceeds the intake limit of {limit} bytes",
+                [],
+                key[:MAX_KEY_LENGTH] or None,
+            )
+            return
         if not key or len(key) > MAX_KEY_LENGTH:
             await self._park(
                 delivery,
@@ -178,6 +188,6 @@ def _errors(outcome: Outcome) -> list[dict[str, Any]]:
 def _matter_of(body: bytes) -> object:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # garbage, or nested past Python's recursion limit
         return None
     return data.get("matter") if isinstance(data, dict) else None

@@ -115,6 +115,15 @@ class IntakeApi:
         body = await request.read()
         portal_id = await self._auth.verify(request.headers, request.method, request.raw_path, body)
         structlog.contextvars.bind_contextvars(portal_id=portal_id)
+        if packed := _compressed(body):
+            return problem_response(
+                Problem(
+                    415,
+                    "content-encoding-unsupported",
+                    "Compressed bodies are not accepted",
+                    f"the body is {packed}-compressed; send the JSON uncompressed",
+                )
+            )
         key = request.headers.get(HEADER_IDEMPOTENCY_KEY, "")
         if not key:
             return problem_response(
@@ -162,6 +171,21 @@ class IntakeApi:
         )
 
 
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "zip"))
+
+
+def _compressed(body: bytes) -> str | None:
+    """The compression a body's first bytes show (sent without a Content-Encoding), if any;
+    zlib's header is told by its checksum. Never inflated: a JSON text starts otherwise."""
+    for magic, name in _MAGIC:
+        if body.startswith(magic):
+            return name
+    zlib_header = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+    if zlib_header and not body[:1].isdigit():  # "80…" is a JSON number
+        return "deflate"
+    return None
+
+
 def _response(outcome: Outcome) -> web.Response:
     return web.Response(
         status=outcome.status,
@@ -174,7 +198,13 @@ def _response(outcome: Outcome) -> web.Response:
 
 
 def build_app(*apis: RouteAdder, max_body_bytes: int) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[problem_middleware])
+    # No route accepts a compressed body: never let the server inflate one (a bomb), even
+    # while it drains a refused request.
+    app = web.Application(
+        client_max_size=max_body_bytes,
+        middlewares=[problem_middleware],
+        handler_args={"auto_decompress": False},
+    )
     app[MAX_BODY_BYTES] = max_body_bytes
     for api in apis:
         api.add_routes(app)
