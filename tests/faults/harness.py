@@ -68,9 +68,10 @@ class World:
 
     # -- configuration and processes -------------------------------------------------
     def config(self, name: str, *, via_proxy: bool = False, broker: dict[str, Any] | None = None,
-               intake: dict[str, Any] | None = None) -> Path:  # fmt: skip
+               intake: dict[str, Any] | None = None,
+               retry: dict[str, dict[str, Any]] | None = None) -> Path:  # fmt: skip
         """A settings file as an operator writes it; ``via_proxy`` sends AMQP through the
-        test's TCP proxy."""
+        test's TCP proxy; ``retry`` gives ``[systems.<name>.retry]`` tables."""
         url = self.rabbit.url
         if via_proxy:
             assert self.proxy is not None, "this world has no proxy"
@@ -97,6 +98,9 @@ class World:
             if cfg.secret is not None:
                 data["secret"] = cfg.secret.get_secret_value()
             lines += [f"[systems.{system}]", *(f"{k} = {toml_value(v)}" for k, v in data.items())]
+            if policy := (retry or {}).get(system):
+                lines += [f"[systems.{system}.retry]"]
+                lines += [f"{k} = {toml_value(v)}" for k, v in policy.items()]
         path = self.tmp / f"{name}.toml"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path

@@ -58,11 +58,23 @@ async def test_rabbitmq_restarted_under_load(world: World) -> None:
     assert await eventually(lambda: _effects_at_least(w, 10), within=90)
     await asyncio.to_thread(rabbitmqctl, "stop_app")
     try:
-        await asyncio.to_thread(rabbitmqctl, "await_online_nodes", "0")  # nothing to wait on
-    finally:
         await asyncio.to_thread(rabbitmqctl, "start_app")
         await asyncio.to_thread(rabbitmqctl, "await_startup")
-    await portal
-    report = await w.check("RabbitMQ restarted under load", within=180)
-    report.assert_sound(completed=N)
-    assert gw.running  # it rode the restart out: no process restart was needed
+        await portal
+        report = await w.check("RabbitMQ restarted under load", within=180)
+        report.assert_sound(completed=N)
+        assert gw.running  # it rode the restart out: no process restart was needed
+    finally:
+        await asyncio.to_thread(_heal_dead_letter_supervisor)
+
+
+def _heal_dead_letter_supervisor() -> None:
+    """RabbitMQ 3.10.8: quorum queues deleted within a second or so of ``start_app`` crash
+    their at-least-once dead-letter workers until ``rabbit_fifo_dlx_sup`` gives up, and
+    from then on every queue with ``x-dead-letter-strategy=at-least-once`` fails to
+    declare (541 INTERNAL_ERROR) until the node restarts. The broker is shared: if a
+    restart left it so, start the supervisor again rather than leave it broken."""
+    state = rabbitmqctl("eval", "whereis(rabbit_fifo_dlx_sup).").strip()
+    if state.endswith("undefined"):
+        rabbitmqctl("eval", "supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup).")
+        pytest.fail("RabbitMQ lost rabbit_fifo_dlx_sup after the restart (restarted it)")
