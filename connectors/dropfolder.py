@@ -18,6 +18,7 @@ import itertools
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from gateway.errors import ConfigurationError, GatewayError, Permanent, Retryabl
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 CHECKSUM_SUFFIX = ".sha256"
+_MAX_PARKED_NAME = 200  # bytes: + ".reason.txt", ".1", a temp file's affixes stay under 255
 _RETRYABLE = frozenset(
     getattr(errno, name)
     for name in (
@@ -86,9 +88,17 @@ def checksum_matches(sidecar: bytes, name: str, digest: str) -> bool:
     return len(parts) == 1 or parts[1] in (name, "*" + name)
 
 
+class NotRegularFile(OSError):
+    """The entry is no longer a regular file (swapped for a FIFO, a device, a folder)."""
+
+
 def read_regular(path: Path, limit: int) -> bytes:
-    """Up to ``limit + 1`` bytes of a regular file, never following a symbolic link."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """Up to ``limit + 1`` bytes of a regular file, never following a symbolic link and never
+    blocking on a FIFO or device put in its place (``NotRegularFile`` then)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
     with os.fdopen(fd, "rb") as f:
         return f.read(limit + 1)
 
@@ -97,7 +107,7 @@ def same_content(path: Path, data: bytes) -> bool:
     """True when ``path`` is a regular file holding exactly ``data``."""
     try:
         return read_regular(path, len(data)) == data
-    except (FileNotFoundError, IsADirectoryError):
+    except (FileNotFoundError, IsADirectoryError, NotRegularFile):
         return False
 
 
@@ -200,13 +210,29 @@ def move_into(src: Path, folder: Path, name: str, *, label: str | None = None) -
     raise AssertionError("unreachable: candidate names never run out")  # pragma: no cover
 
 
+def shown(name: str) -> str:
+    """A file name fit for one line of text: newlines, control characters and bytes that are
+    not UTF-8 escaped (``a\\nb``, ``\\udcff``), so a name cannot forge a line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+def parking_name(name: str) -> str:
+    """``name``, or for one too long to take ``.sha256`` / ``.reason.txt`` and a temp file's
+    affixes within the file system's 255 bytes, its first bytes and a digest of the whole."""
+    raw = os.fsencode(name)
+    if len(raw) <= _MAX_PARKED_NAME:
+        return name
+    return os.fsdecode(raw[:120]) + "~" + hashlib.sha256(raw).hexdigest()[:16]
+
+
 def park(src: Path, folder: Path, reason: str, sidecar: Path | None = None) -> str | None:
     """Move a file (and its checksum sidecar) into the error ``folder`` with a
-    ``<name>.reason.txt`` beside it; returns the name it got there."""
-    moved = move_into(src, folder, src.name)
+    ``<name>.reason.txt`` beside it; returns the name it got there (shortened when long)."""
+    moved = move_into(src, folder, parking_name(src.name))
     if moved is None:
         return None
     if sidecar is not None and os.path.lexists(sidecar):
         move_into(sidecar, folder, moved + CHECKSUM_SUFFIX)
-    write_atomic(folder, moved + ".reason.txt", f"file: {src.name}\nreason: {reason}\n".encode())
+    text = f"file: {shown(src.name)}\nreason: {shown(reason)}\n"
+    write_atomic(folder, moved + ".reason.txt", text.encode())
     return moved

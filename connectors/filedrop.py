@@ -34,6 +34,7 @@ from connectors.dropfolder import (
     safe_name,
     same_content,
     sha256_hex,
+    shown,
     translate,
     versions,
     write_atomic,
@@ -168,7 +169,9 @@ class FileDropResultSource:
     file that breaks the contract go to ``config.error`` with ``<name>.reason.txt``. A file is
     archived only after ``report`` returned; a file whose name and content the archive holds
     already is archived as ``<name>.duplicate-<n>`` and not reported again. Folders, symbolic
-    links and dot-files (writers' temp files) in the inbox are never touched.
+    links, FIFOs, sockets, devices and dot-files (writers' temp files) in the inbox are never
+    opened or moved (a warning, once per name); only regular files are read, up to
+    ``max_bytes``, and an entry that fails on its own never stops the scan of the others.
     """
 
     def __init__(
@@ -189,6 +192,7 @@ class FileDropResultSource:
         self._grace = grace_seconds
         self._max_bytes = max_bytes
         self._codec = codec if codec is not None else codec_for(system)
+        self._warned: set[str] = set()
 
     async def run(self, report: Report) -> None:
         """Scan every ``scan_seconds`` until cancelled. A failed scan (the inbox not there yet,
@@ -243,6 +247,14 @@ class FileDropResultSource:
         self._archive.mkdir(parents=True, exist_ok=True)
         self._error.mkdir(parents=True, exist_ok=True)
 
+    def _once(self, event: str, name: str, reason: str) -> None:
+        """Warn about an inbox entry left where it is, once per name (not every scan)."""
+        if name not in self._warned:
+            if len(self._warned) > 10_000:
+                self._warned.clear()
+            self._warned.add(name)
+            log.warning(event, system=self.system, file=shown(name), reason=reason)
+
     def _stale(self, now: float, *mtimes: float) -> bool:
         return now - max(mtimes) > self._grace
 
@@ -251,21 +263,30 @@ class FileDropResultSource:
     ) -> None:
         if park(path, self._error, reason, sidecar) is not None:
             counts.parked += 1
-            log.warning("filedrop_file_parked", system=self.system, file=path.name, reason=reason)
+            log.warning(
+                "filedrop_file_parked", system=self.system, file=shown(path.name), reason=reason
+            )
 
     def _survey(self, counts: ScanCounts) -> list[_Answer]:
         now = time.time()
         files: dict[str, os.stat_result] = {}
         with os.scandir(self._inbox) as entries:
             for entry in entries:
-                if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_file(follow_symlinks=False):
                     files[entry.name] = entry.stat(follow_symlinks=False)
+                else:
+                    self._once("filedrop_entry_ignored", entry.name, "not a regular file")
         found: list[_Answer] = []
         for name, stat in files.items():
             try:
                 answer = self._look_at(name, stat, files, now, counts)
             except FileNotFoundError:
                 continue  # another reader took it meanwhile
+            except OSError as exc:  # this one entry (swapped for a FIFO, a name too long …)
+                self._once("filedrop_entry_skipped", name, exc.strerror or type(exc).__name__)
+                continue
             if answer is not None:
                 found.append(answer)
         found.sort(key=lambda a: (a.kind != "ack", a.mtime, a.path.name))
