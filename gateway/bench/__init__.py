@@ -9,9 +9,12 @@ One run measures, in this order, printing progress as it goes and a table at the
               (``components``, ``soap_build``, ``stores``, ``timing``)
     intake    accepted envelopes/s through a real gateway against a bare aiohttp handler,
               the load generator's CPU beside them (``intake``, ``loadgen``)
-    push      newborn applications through every role and the simulators: completed/s and
-              latency from 202 to ``application.completed`` (``push``)
-    ratios    hop efficiency and intake efficiency (``stats``)
+    push      newborn applications through every role and the simulators, on SQLite and on
+              PostgreSQL: the burst rate; latency from 202 to ``application.completed`` open
+              loop at 25, 50 and 75 % of it; a backlog piled up on ``gw.accepted`` and
+              drained; CPU per application and peak memory per process (``push``,
+              ``processes``)
+    ratios    hop efficiency, backlog drain and intake efficiency (``stats``)
 
 The broker is the one of ``settings.amqp_url`` (its default vhost unless the URL names
 another). The raw baseline uses a quorum queue of its own, deleted afterwards; intake and

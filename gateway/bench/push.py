@@ -1,17 +1,25 @@
 """The internal push: newborn applications through the whole gateway and the simulators.
 
-Every role runs in this process, as in ``gateway demo``, with a fresh SQLite store, against
-the four department simulators (``Fleet``, every decision at once). A watcher binds a
-temporary queue to ``gw.events`` for ``<bench portal>.newborn.application.completed`` and
-stamps each arrival; the load generator (a process of its own) stamps each 202 on the same
-wall clock, so latency is 202 → ``application.completed``.
+Every role runs in this process, as in ``gateway demo``, with a fresh store (SQLite in a
+temporary folder, or PostgreSQL in a fresh schema), against the four department simulators
+(``Fleet``, every decision at once). A watcher binds a temporary queue to ``gw.events`` for
+``<bench portal>.newborn.application.completed`` and stamps each arrival; the load generator
+(a process of its own) stamps each 202 on the same wall clock, so latency is 202 →
+``application.completed``.
 
-    burst   ``burst`` newborns sent as fast as intake takes them; completed applications
-            per second = burst ÷ (last completion − first 202): the maximum rate
-    steady  open loop at half that rate for ``seconds``: latency p50/p95/p99
+    burst    ``burst`` newborns sent as fast as intake takes them; completed applications
+             per second = burst ÷ (last completion − first 202): the maximum rate
+    levels   open loop at 25 %, 50 % and 75 % of that rate, ``seconds`` each: latency
+             p50/p95/p99 at each (issue 6's target: p99 ≤ 100 ms at 50 %)
+    backlog  the gateway stopped; ``backlog`` newborns accepted by intake alone pile up on
+             ``gw.accepted``; then every role starts again and drains them: completed/s
+             over the drain ÷ the burst rate (target ≥ 0.8)
 
-Departments still on a polling path (hukou decisions are polled by the gateway; the hospital
-result folder is scanned) add their intervals to the latency; the figures say so.
+CPU seconds per application are split by process: this one (gateway and simulators), the
+load generator, and RabbitMQ when it runs on this host (``processes``); with the peak
+resident memory of each. Departments still on a polling path add their intervals to the
+latency: the hospital's result files are scanned every second (a file drop has no
+callback) and hukou decisions are polled (its SOAP contract has none); the rows say so.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,18 +38,24 @@ from typing import Any
 from gateway.bench.amqp import AmqpLink, queue_counts, take_back
 from gateway.bench.components import NEWBORN, examples
 from gateway.bench.loadgen import LoadResult, LoadSpec, run_load
+from gateway.bench.processes import Usage, broker_pid, process_usage, self_usage
 from gateway.bench.report import Row
 from gateway.bench.stats import hop_efficiency, percentile, rate
+from gateway.bench.stores import postgres_schema
 from gateway.broker.messages import Message
 from gateway.broker.topology import DEFAULT_SYSTEMS, EVENTS, WEBHOOKS, build_topology
 from gateway.runtime import Gateway
 from gateway.settings import PortalConfig, Settings
-from gateway.simulators.fleet import Fleet, local_systems
+from gateway.simulators.fleet import Fleet, free_port, local_systems
 from gateway.simulators.ledger import EffectLedger
 
 SECTION = "internal push (newborn, every role in one process, simulators deciding at once)"
-POLL_SECONDS = 0.2  # the gateway's polling of hukou decisions
+POLL_SECONDS = 0.02  # the gateway's polling of hukou decisions (its SOAP has no callback)
+HOSPITAL_SCAN_SECONDS = 1.0  # FileDropResultSource's scan of the result folder
+CONCURRENCY = 16  # requests in flight per department system (the default is 4)
+LEVELS = (0.25, 0.5, 0.75)  # shares of the burst rate offered open loop
 BURST_CONNECTIONS = 8
+BACKLOG_CONNECTIONS = 16
 COMPLETION_TIMEOUT = 60.0
 LEGACY_WEBHOOKS = WEBHOOKS  # the one queue for every portal's events, before per-portal queues
 
@@ -52,7 +66,7 @@ Progress = Callable[[str], None]
 class Phase:
     submitted: int = 0
     completed: int = 0
-    seconds: float = 0.0  # first 202 → last completion
+    seconds: float = 0.0  # first 202 (or the drain's start) → last completion
     latency_ms: list[float] = field(default_factory=list)
     load: LoadResult | None = None
 
@@ -64,14 +78,28 @@ class Phase:
         return percentile(self.latency_ms, q) if self.latency_ms else None
 
 
+@dataclass(frozen=True, slots=True)
+class Level:
+    share: float  # of the burst rate
+    offered: float  # applications/s
+    phase: Phase
+
+
 @dataclass
 class PushResult:
+    store: str = "sqlite"
     burst: Phase | None = None
-    steady: Phase | None = None
-    steady_rate: float = 0.0
+    levels: list[Level] = field(default_factory=list)
+    backlog: Phase | None = None
     published: dict[str, int] = field(default_factory=dict)  # by exchange, whole run
     applications: int = 0  # 202s over the whole run
     cpu_seconds: float = 0.0  # this process (gateway + simulators), whole run
+    load_cpu_seconds: float = 0.0  # the load generators, whole run
+    load_peak_rss_kb: int = 0
+    broker_cpu_seconds: float | None = None  # RabbitMQ on this host, whole run
+    broker_peak_rss_kb: int | None = None
+    peak_rss_kb: int | None = None  # this process (the bench's whole life)
+    rss_kb: list[int] = field(default_factory=list)  # this process after each phase
     skipped: str | None = None
     portal_id: str = ""
 
@@ -80,43 +108,84 @@ class PushResult:
             return None
         return hop_efficiency(self.burst.per_second, raw_hop_per_second)
 
+    @property
+    def drain_ratio(self) -> float | None:
+        if self.backlog is None or self.burst is None or not self.burst.per_second:
+            return None
+        return self.backlog.per_second / self.burst.per_second
+
     def rows(self) -> list[Row]:
+        section = f"{SECTION}, {self.store}"
         if self.skipped or self.burst is None:
-            return [Row(SECTION, "completed", None, "apps/s", f"not measured: {self.skipped}")]
+            return [Row(section, "completed", None, "apps/s", f"not measured: {self.skipped}")]
         b = self.burst
-        apps = max(self.applications, 1)
         rows = [
-            Row(SECTION, f"burst of {b.submitted}: completed", b.per_second, "apps/s",
+            Row(section, f"burst of {b.submitted}: completed", b.per_second, "apps/s",
                 f"{b.completed}/{b.submitted} completed in {b.seconds:.1f} s"),
-            Row(SECTION, "burst: latency p50", b.p(50), "ms",
+            Row(section, "burst: latency p50", b.p(50), "ms",
                 f"p95 {_ms(b.p(95))}, p99 {_ms(b.p(99))} (queueing included)"),
         ]  # fmt: skip
-        if self.steady is not None:
-            s = self.steady
+        for level in self.levels:
+            s = level.phase
+            window = s.load.window_seconds if s.load else 0.0
+            target = "; target p99 ≤ 100 ms" if level.share == 0.5 else ""
             rows += [
-                Row(SECTION, f"steady {self.steady_rate:.1f}/s offered (50 %): completed",
-                    rate(s.completed, s.load.window_seconds if s.load else 0.0), "apps/s",
-                    f"{s.completed}/{s.submitted} completed"),
-                Row(SECTION, "steady: latency p50", s.p(50), "ms",
-                    f"p95 {_ms(s.p(95))}, p99 {_ms(s.p(99))}; target p99 ≤ 100 ms; on the "
-                    f"path: hospital result scan (1 s), hukou polling ({POLL_SECONDS} s)"),
+                Row(section, f"{level.share:.0%} load ({level.offered:.1f}/s offered): p99",
+                    s.p(99), "ms",
+                    f"p50 {_ms(s.p(50))}, p95 {_ms(s.p(95))}; {s.completed}/{s.submitted} "
+                    f"completed, {rate(s.completed, window):.1f}/s{target}"),
             ]  # fmt: skip
+        if self.levels:
+            rows.append(Row(section, "on the latency path", None, "",
+                            f"hospital result scan every {HOSPITAL_SCAN_SECONDS:g} s, hukou "
+                            f"polled every {POLL_SECONDS:g} s"))  # fmt: skip
+        if self.backlog is not None:
+            k = self.backlog
+            note = (
+                f"{k.completed}/{k.submitted} in {k.seconds:.1f} s; "
+                f"÷ burst rate = {_ratio(self.drain_ratio)} (target ≥ 0.8)"
+            )
+            rows.append(
+                Row(section, f"backlog of {k.submitted}: drained", k.per_second, "apps/s", note)
+            )
+        rows += self._cost_rows(section)
+        return rows
+
+    def _cost_rows(self, section: str) -> list[Row]:
+        apps = max(self.applications, 1)
         total = sum(self.published.values())
         detail = ", ".join(f"{k} {v / apps:.1f}" for k, v in sorted(self.published.items()))
-        rows += [
-            Row(SECTION, "gateway publishes per application", total / apps, "msg",
+        broker_note = "RabbitMQ not on this host" if self.broker_cpu_seconds is None else ""
+        return [
+            Row(section, "gateway publishes per application", total / apps, "msg",
                 f"{detail} (department-side queue messages not included)"),
-            Row(SECTION, "CPU per application (gateway + simulators)",
-                self.cpu_seconds / apps * 1e3, "ms", "one process; load generator apart"),
+            Row(section, "CPU per application: gateway + simulators",
+                self.cpu_seconds / apps * 1e3, "ms", f"one process; {apps} applications"),
+            Row(section, "CPU per application: load generator",
+                self.load_cpu_seconds / apps * 1e3, "ms"),
+            Row(section, "CPU per application: RabbitMQ",
+                None if self.broker_cpu_seconds is None
+                else self.broker_cpu_seconds / apps * 1e3, "ms",
+                broker_note or "the whole broker process: other clients' work included"),
+            Row(section, "peak RSS: gateway + simulators", _mb(self.peak_rss_kb), "MB",
+                "RSS after each phase: " + ", ".join(f"{_mb(r):.0f}" for r in self.rss_kb)
+                + " MB; target ≤ 200 MB and flat"),
+            Row(section, "peak RSS: load generator", _mb(self.load_peak_rss_kb), "MB"),
+            Row(section, "peak RSS: RabbitMQ", _mb(self.broker_peak_rss_kb), "MB",
+                broker_note or "since the broker started"),
         ]  # fmt: skip
-        if b.load is not None:
-            rows.append(Row(SECTION, "load generator CPU per application",
-                            b.load.cpu_seconds / max(b.load.sent, 1) * 1e3, "ms"))  # fmt: skip
-        return rows
 
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms"
+
+
+def _mb(kb: int | None) -> float | None:
+    return None if kb is None else kb / 1024
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 class _CountingGateway(Gateway):
@@ -171,17 +240,29 @@ def phase_of(load: LoadResult, completed: Mapping[str, float]) -> Phase:
     return phase
 
 
-async def run_push(base: Settings, *, burst: int, seconds: float, progress: Progress) -> PushResult:
+async def run_push(
+    base: Settings,
+    *,
+    burst: int,
+    seconds: float,
+    backlog: int = 0,
+    postgres_url: str | None = None,
+    progress: Progress,
+) -> PushResult:
+    """The push on a fresh SQLite store, or in a fresh schema at ``postgres_url``."""
+    store = "postgresql" if postgres_url else "sqlite"
     link = await AmqpLink.open(base.amqp_url, "gateway-bench-push-watch")
     try:
         busy = await _busy_queues(link)
         if busy:
             reason = f"the gateway's queues are in use on this vhost ({busy})"
-            progress(f"push: skipped — {reason}")
-            return PushResult(skipped=reason)
+            progress(f"push ({store}): skipped — {reason}")
+            return PushResult(store=store, skipped=reason)
         legacy = await queue_counts(link, LEGACY_WEBHOOKS)
         with tempfile.TemporaryDirectory(prefix="gateway-bench-push-") as tmp:
-            result = await _run(base, Path(tmp), link, burst, seconds, progress)
+            async with _database(Path(tmp), postgres_url) as url:
+                run = _Run(base, Path(tmp), url, link, progress, store)
+                result = await run.all(burst, seconds, backlog)
         if legacy is not None:  # still bound to every event: take the bench's back out
             after = await queue_counts(link, LEGACY_WEBHOOKS)
             extra = (after[0] if after else 0) - legacy[0]
@@ -202,59 +283,146 @@ async def run_push(base: Settings, *, burst: int, seconds: float, progress: Prog
         await link.close()
 
 
-async def _run(
-    base: Settings, tmp: Path, link: AmqpLink, burst: int, seconds: float, progress: Progress
-) -> PushResult:
-    portal_id, secret = f"bench-{os.urandom(3).hex()}", os.urandom(16).hex()
-    settings = base.model_copy(
-        update={
-            "portals": {portal_id: PortalConfig(secret=secret)},
-            "database_url": f"sqlite:///{tmp / 'gateway.sqlite3'}",
-            "http_host": "127.0.0.1",
-            "http_port": 0,
-            "systems": local_systems(tmp / "departments", poll_seconds=POLL_SECONDS),
-        }
-    )
-    body = dict(examples())[NEWBORN].decode()
-    ledger = EffectLedger(tmp / "ledger.sqlite3")
-    watcher = _Watcher()
-    result = PushResult(portal_id=portal_id)
-    gw = _CountingGateway(settings, name="gateway-bench-push")
-    gw.counts = Counter()
-    cpu0 = time.process_time()
-    await gw.start()  # declares gw.events before the watcher binds to it
-    fleet = Fleet(settings, ledger, callback_base_url=f"http://127.0.0.1:{gw.http_port}")
-    try:
-        await watcher.start(link, portal_id)
-        await fleet.start()
-        url = f"http://127.0.0.1:{gw.http_port}"
-        progress(f"push: burst of {burst} newborns ({BURST_CONNECTIONS} connections)")
-        load = await run_load(
-            LoadSpec(url, portal_id, secret, body, BURST_CONNECTIONS, seconds=3600.0,
-                     warm_up_seconds=0.0, keep_accepted=True, rate=None, count=burst)
-        )  # fmt: skip
-        await watcher.wait_for([a for a, _ in load.accepted], COMPLETION_TIMEOUT)
-        result.burst = watcher.phase(load)
-        progress(f"push: burst {result.burst.per_second:.1f} completed/s "
-                 f"({result.burst.completed}/{result.burst.submitted})")  # fmt: skip
-        if result.burst.completed and seconds > 0:
-            result.steady_rate = max(1.0, result.burst.per_second / 2)
-            progress(f"push: steady {result.steady_rate:.1f}/s open loop for {seconds:.0f} s")
+@contextlib.asynccontextmanager
+async def _database(tmp: Path, postgres_url: str | None) -> AsyncIterator[str]:
+    if postgres_url is None:
+        yield f"sqlite:///{tmp / 'gateway.sqlite3'}"
+    else:
+        async with postgres_schema(postgres_url) as url:
+            yield url
+
+
+class _Run:
+    """One push: a gateway, the simulators and a watcher; phases one after the other."""
+
+    def __init__(
+        self,
+        base: Settings,
+        tmp: Path,
+        database_url: str,
+        link: AmqpLink,
+        progress: Progress,
+        store: str,
+    ) -> None:
+        self.portal_id, self.secret = f"bench-{os.urandom(3).hex()}", os.urandom(16).hex()
+        self.settings = base.model_copy(
+            update={
+                "portals": {self.portal_id: PortalConfig(secret=self.secret)},
+                "database_url": database_url,
+                "http_host": "127.0.0.1",
+                "http_port": free_port(),  # kept across restarts: the simulators call back
+                "systems": {
+                    name: config.model_copy(update={"concurrency": CONCURRENCY})
+                    for name, config in local_systems(
+                        tmp / "departments", poll_seconds=POLL_SECONDS
+                    ).items()
+                },
+            }
+        )
+        self.url = f"http://127.0.0.1:{self.settings.http_port}"
+        self.body = dict(examples())[NEWBORN].decode()
+        self.tmp = tmp
+        self.link = link
+        self.progress = progress
+        self.watcher = _Watcher()
+        self.counts: Counter[str] = Counter()
+        self.result = PushResult(store=store, portal_id=self.portal_id)
+        self.loads: list[LoadResult] = []
+
+    async def all(self, burst: int, seconds: float, backlog: int) -> PushResult:
+        store = self.result.store
+        ledger = EffectLedger(self.tmp / "ledger.sqlite3")
+        fleet = Fleet(self.settings, ledger, callback_base_url=self.url)
+        broker = broker_pid()
+        before, broker_before = self_usage(), _usage(broker)
+        gw = await self._gateway(roles=None)  # declares gw.events before the watcher binds
+        try:
+            await self.watcher.start(self.link, self.portal_id)
+            await fleet.start()
+            self.progress(f"push ({store}): burst of {burst} newborns")
+            b = await self._phase(LoadSpec(self.url, self.portal_id, self.secret, self.body,
+                                           BURST_CONNECTIONS, seconds=3600.0, warm_up_seconds=0.0,
+                                           keep_accepted=True, rate=None, count=burst))  # fmt: skip
+            self.result.burst = b
+            self.progress(f"push ({store}): burst {b.per_second:.1f} completed/s "
+                          f"({b.completed}/{b.submitted})")  # fmt: skip
+            for share in LEVELS if b.completed and seconds > 0 else ():
+                offered = max(0.5, b.per_second * share)
+                phase = await self._phase(LoadSpec(self.url, self.portal_id, self.secret,
+                                                   self.body, 64, seconds, warm_up_seconds=0.0,
+                                                   rate=offered, keep_accepted=True))  # fmt: skip
+                self.result.levels.append(Level(share, offered, phase))
+                self.progress(f"push ({store}): {share:.0%} load, {offered:.1f}/s offered: "
+                              f"p50 {_ms(phase.p(50))}, p99 {_ms(phase.p(99))}")  # fmt: skip
+            if backlog and b.completed:
+                await gw.stop()
+                gw = await self._drain(backlog, b.per_second)
+        finally:
+            await fleet.stop()
+            await gw.stop()
+            ledger.close()
+        after, broker_after = self_usage(), _usage(broker)
+        r = self.result
+        r.cpu_seconds = after.cpu_seconds - before.cpu_seconds
+        r.peak_rss_kb = after.peak_rss_kb
+        r.load_cpu_seconds = sum(load.cpu_seconds for load in self.loads)
+        r.load_peak_rss_kb = max((load.peak_rss_kb for load in self.loads), default=0)
+        if broker_before is not None and broker_after is not None:
+            r.broker_cpu_seconds = broker_after.cpu_seconds - broker_before.cpu_seconds
+            r.broker_peak_rss_kb = broker_after.peak_rss_kb
+        r.published = dict(self.counts)
+        r.applications = sum(len(load.accepted) for load in self.loads)
+        return r
+
+    async def _gateway(self, roles: list[str] | None) -> Gateway:
+        gw = _CountingGateway(self.settings, roles=roles, name="gateway-bench-push")
+        gw.counts = self.counts
+        await gw.start()
+        return gw
+
+    async def _phase(self, spec: LoadSpec) -> Phase:
+        load = await run_load(spec)
+        self.loads.append(load)
+        await self.watcher.wait_for([a for a, _ in load.accepted], COMPLETION_TIMEOUT)
+        self.result.rss_kb.append(self_usage().rss_kb or 0)
+        return self.watcher.phase(load)
+
+    async def _drain(self, backlog: int, burst_rate: float) -> Gateway:
+        """Intake alone piles ``backlog`` applications up; every role then drains them."""
+        store = self.result.store
+        self.progress(f"push ({store}): backlog of {backlog} newborns, intake role only")
+        intake = await self._gateway(roles=["intake"])
+        try:
             load = await run_load(
-                LoadSpec(url, portal_id, secret, body, 64, seconds, warm_up_seconds=0.0,
-                         rate=result.steady_rate, keep_accepted=True)
+                LoadSpec(self.url, self.portal_id, self.secret, self.body, BACKLOG_CONNECTIONS,
+                         seconds=86_400.0, warm_up_seconds=0.0, keep_accepted=True, count=backlog)
             )  # fmt: skip
-            await watcher.wait_for([a for a, _ in load.accepted], COMPLETION_TIMEOUT)
-            result.steady = watcher.phase(load)
-            progress(f"push: steady p99 {_ms(result.steady.p(99))}")
-        result.applications = sum(p.submitted for p in (result.burst, result.steady) if p)
-    finally:
-        await fleet.stop()
-        await gw.stop()
-        ledger.close()
-    result.cpu_seconds = time.process_time() - cpu0
-    result.published = dict(gw.counts)
-    return result
+            self.loads.append(load)
+        finally:
+            await intake.stop()
+        self.progress(f"push ({store}): {len(load.accepted)} accepted; every role drains them")
+        started = time.time()
+        gw = await self._gateway(roles=None)
+        ids = [a for a, _ in load.accepted]
+        await self.watcher.wait_for(ids, COMPLETION_TIMEOUT + len(ids) / max(burst_rate / 2, 1))
+        self.result.rss_kb.append(self_usage().rss_kb or 0)
+        self.result.backlog = drain_of(ids, self.watcher.completed, started)
+        self.progress(f"push ({store}): backlog drained at "
+                      f"{self.result.backlog.per_second:.1f}/s")  # fmt: skip
+        return gw
+
+
+def _usage(pid: int | None) -> Usage | None:
+    return None if pid is None else process_usage(pid)
+
+
+def drain_of(ids: list[str], completed: Mapping[str, float], started: float) -> Phase:
+    """A backlog's drain: applications completed since ``started`` (wall clock)."""
+    done = [completed[a] for a in ids if a in completed]
+    phase = Phase(submitted=len(ids), completed=len(done))
+    if done:
+        phase.seconds = max(done) - started
+    return phase
 
 
 async def _busy_queues(link: AmqpLink) -> str:

@@ -39,11 +39,12 @@ class Plan:
     intake_seconds: float  # per side
     intake_connections: int
     push_burst: int
-    push_steady_seconds: float
+    push_level_seconds: float  # each of the 25 %, 50 %, 75 % open-loop levels
+    push_backlog: int  # applications piled up on gw.accepted, then drained
 
 
-QUICK = Plan(20_000, 4.0, 0.02, 5, 4.0, 32, 60, 5.0)
-FULL = Plan(100_000, 15.0, 0.2, 7, 20.0, 32, 500, 30.0)
+QUICK = Plan(20_000, 4.0, 0.02, 5, 4.0, 32, 60, 3.0, 100)
+FULL = Plan(100_000, 15.0, 0.2, 7, 20.0, 32, 500, 30.0, 50_000)
 
 
 async def bench(
@@ -86,9 +87,11 @@ async def bench(
             intake = await part("intake", lambda: run_intake(
                 settings, seconds=plan.intake_seconds, connections=plan.intake_connections,
                 progress=progress))  # fmt: skip
-            push = await part("push", lambda: run_push(
-                settings, burst=plan.push_burst, seconds=plan.push_steady_seconds,
-                progress=progress))  # fmt: skip
+            push: list[PushResult] = []
+            for url in (None, postgres_url or _postgres_url(settings)):
+                done = await part(f"push ({'postgresql' if url else 'sqlite'})",
+                                  _push(settings, plan, url, progress))  # fmt: skip
+                push += [done] if done is not None else []
         finally:
             configure_logging(settings.log_format, level=level or logging.INFO)
     rows = _rows(raw, costs, intake, push, failures)
@@ -137,6 +140,19 @@ async def _components(
     return rows
 
 
+def _push(
+    settings: Settings, plan: Plan, postgres_url: str | None, progress: Callable[[str], None]
+) -> Callable[[], Awaitable[PushResult]]:
+    return lambda: run_push(
+        settings,
+        burst=plan.push_burst,
+        seconds=plan.push_level_seconds,
+        backlog=plan.push_backlog,
+        postgres_url=postgres_url,
+        progress=progress,
+    )
+
+
 def _postgres_url(settings: Settings) -> str:
     if settings.database_url.startswith(("postgresql:", "postgres:")):
         return settings.database_url
@@ -149,7 +165,7 @@ def _rows(
     raw: RawResult | None,
     costs: list[Row] | None,
     intake: IntakeResult | None,
-    push: PushResult | None,
+    push: list[PushResult],
     failures: list[str],
 ) -> list[Row]:
     rows: list[Row] = []
@@ -159,11 +175,19 @@ def _rows(
     if intake is not None:
         rows += intake.rows()
     hop = raw.hop_per_second if raw is not None else None
-    if push is not None:
-        rows += push.rows()
+    for p in push:
+        rows += p.rows()
     rows += [
-        Row(RATIOS, "hop efficiency", push.hop_efficiency(hop) if push and hop else None,
-            "ratio", "(newborn apps/s × 10) ÷ raw one-hop msg/s; target ≥ 0.5"),
+        Row(RATIOS, f"hop efficiency ({p.store})", p.hop_efficiency(hop) if hop else None,
+            "ratio", "(newborn apps/s × 10) ÷ raw one-hop msg/s; target ≥ 0.5")
+        for p in push
+    ]  # fmt: skip
+    rows += [
+        Row(RATIOS, f"backlog drain ÷ burst rate ({p.store})", p.drain_ratio, "ratio",
+            "target ≥ 0.8")
+        for p in push
+    ]  # fmt: skip
+    rows += [
         Row(RATIOS, "intake efficiency", intake.efficiency if intake else None, "ratio",
             "accepted/s ÷ bare requests/s; target ≥ 0.5"),
     ]  # fmt: skip
@@ -172,7 +196,7 @@ def _rows(
 
 
 def _detail(
-    raw: RawResult | None, intake: IntakeResult | None, push: PushResult | None
+    raw: RawResult | None, intake: IntakeResult | None, push: list[PushResult]
 ) -> dict[str, Any]:
     """Measured values beyond the table (no per-request lists: they would dwarf the file)."""
     out: dict[str, Any] = {}
@@ -189,21 +213,27 @@ def _detail(
             }
             for name, side in (("bare", intake.bare), ("gateway", intake.gateway))
         } | {"drained": intake.drained, "skipped": intake.skipped}  # fmt: skip
-    if push is not None:
-        out["push"] = {
-            "published_by_exchange": push.published,
-            "applications": push.applications,
-            "cpu_seconds": push.cpu_seconds,
-            "steady_rate": push.steady_rate,
-            "skipped": push.skipped,
-        }
-        for name, phase in (("burst", push.burst), ("steady", push.steady)):
+    for p in push:
+        detail: dict[str, Any] = {
+            "published_by_exchange": p.published,
+            "applications": p.applications,
+            "cpu_seconds": {"gateway_and_simulators": p.cpu_seconds,
+                            "load_generator": p.load_cpu_seconds, "rabbitmq": p.broker_cpu_seconds},
+            "peak_rss_kb": {"gateway_and_simulators": p.peak_rss_kb,
+                            "load_generator": p.load_peak_rss_kb, "rabbitmq": p.broker_peak_rss_kb},
+            "rss_kb_after_each_phase": p.rss_kb,
+            "skipped": p.skipped,
+        }  # fmt: skip
+        phases = [("burst", p.burst), ("backlog", p.backlog)]
+        phases += [(f"open_loop_{level.share:.0%}", level.phase) for level in p.levels]
+        for name, phase in phases:
             if phase is not None:
-                out["push"][name] = {
+                detail[name] = {
                     "submitted": phase.submitted, "completed": phase.completed,
                     "seconds": phase.seconds, "per_second": phase.per_second,
                     "p50_ms": phase.p(50), "p95_ms": phase.p(95), "p99_ms": phase.p(99),
                 }  # fmt: skip
+        out[f"push_{p.store}"] = detail
     return out
 
 

@@ -36,16 +36,24 @@ async def postgres_store(url: str) -> AsyncIterator[Store]:
 
     Raises ``psycopg.OperationalError`` when the database cannot be reached.
     """
+    async with postgres_schema(url) as schema_url:
+        store = await open_store(schema_url)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+@asynccontextmanager
+async def postgres_schema(url: str) -> AsyncIterator[str]:
+    """The URL of a fresh schema ``gw_bench_<random>`` in the database at ``url`` (through
+    ``search_path``), dropped with everything in it at exit."""
     schema = f"gw_bench_{uuid.uuid4().hex[:12]}"
     admin = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
     try:
         await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         try:
-            store = await open_store(with_search_path(url, schema))
-            try:
-                yield store
-            finally:
-                await store.close()
+            yield with_search_path(url, schema)
         finally:
             await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
     finally:
