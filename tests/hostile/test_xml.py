@@ -8,11 +8,12 @@ connection to a listener whose port the document names, and nothing reported or 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,13 @@ from gateway.catalogue.fields import select
 from gateway.catalogue.model import load
 from gateway.envelope.model import ENVELOPE_ADAPTER, parse_envelope
 from gateway.errors import ConfigurationError, Permanent, Retryable
-from gateway.settings import SystemConfig
+from gateway.orchestration.messages import task_message
+from gateway.runtime import Gateway
+from gateway.settings import Settings, SystemConfig
+from gateway.simulators.fleet import local_systems
 from mappings.hospital import NS as HOSPITAL_NS
 from tests.hostile.kit import HOSTILE, IDS, MEMORY_BOUND, Hostile, Listener, Wrap, peak_growth
+from tests.support.rabbit import Rabbit
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "contracts" / "hukou"
@@ -91,6 +96,7 @@ def test_the_policy_reads_ordinary_documents() -> None:
 class Answer:
     body: bytes = b""
     status: int = 200
+    posts: int = 0
 
 
 @pytest.fixture
@@ -99,6 +105,7 @@ async def soap_server() -> AsyncIterator[tuple[str, Answer]]:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         await request.read()
+        answer.posts += 1
         response = web.StreamResponse(
             status=answer.status, headers={"Content-Type": "text/xml; charset=utf-8"}
         )
@@ -155,6 +162,36 @@ async def test_a_soap_answer_is_refused(
     assert_refused(info.value, hostile)
     assert info.value.system == "hukou"
     assert peak.growth < MEMORY_BOUND, peak
+    assert listener.connections() == 0
+
+
+@pytest.mark.broker
+async def test_the_connector_role_dead_letters_a_hostile_answer_at_once(
+    soap_server: tuple[str, Answer],
+    settings_for: Callable[..., Settings],
+    rabbit: Rabbit,
+    listener: Listener,
+    tmp_path: Path,
+) -> None:
+    """What the runner does with the refusal: one try, no retry, the task parked with the
+    policy's reason and a ``dead_lettered`` result for the orchestrator (which blocks the
+    application); nothing else is published."""
+    url, answer = soap_server
+    laughs = next(h for h in HOSTILE if h.name == "billion_laughs")
+    answer.body = laughs.document(SOAP_WRAP, listener.port)
+    systems = local_systems(tmp_path / "systems")  # the catalogue wants all four configured
+    systems["hukou"] = SystemConfig(kind="soap", url=url, timeout_seconds=10)
+    async with Gateway(settings_for(systems=systems), roles=["connector:hukou"]) as gw:
+        results = await asyncio.to_thread(rabbit.bind_test_queue, "gw.results", "hukou.#")
+        request = birth_request()
+        await gw.publish("gw.tasks", "hukou.newborn.hukou", task_message(request, "test"))
+        (letter,) = await rabbit.aget_all("gw.dead-letters", wait=15, at_least=1)
+        (result,) = [r.json() for r in await rabbit.aget_all(results, wait=5, at_least=1)]
+    headers = letter.properties.headers
+    assert headers["x-error-kind"] == "permanent" and headers["x-attempt"] == 1
+    assert "declares a DOCTYPE or ENTITY: not allowed" in str(headers["x-reason"])
+    assert (result["kind"], result["task_id"]) == ("dead_lettered", request.task_id)
+    assert answer.posts == 1  # asked once: a refusal is not retried
     assert listener.connections() == 0
 
 
