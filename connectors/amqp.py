@@ -47,6 +47,7 @@ from gateway.settings import SystemConfig
 from mappings import cdc
 
 log = get_logger(__name__)
+MAX_REPLY_BYTES = 1 << 20  # a reply is a few KiB; a bigger one is refused unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +220,8 @@ class QueueResultSource:
         problems: list[str]
         reply: Any = None
         try:
+            if len(delivery.body) > MAX_REPLY_BYTES:
+                raise ValueError(f"larger than {MAX_REPLY_BYTES} bytes")
             reply = json.loads(delivery.body)
             problems = [
                 f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.validator}"
@@ -226,6 +229,8 @@ class QueueResultSource:
             ]
         except (UnicodeDecodeError, json.JSONDecodeError):
             problems = ["(body): not UTF-8 JSON"]
+        except ValueError as exc:  # the size cap
+            problems = [f"(body): {exc}"]
         except RecursionError:  # nested past Python's limit, in the parser or the schema walk
             problems = ["(body): nested too deeply"]
         if not problems and delivery.correlation_id not in (None, reply["request_id"]):

@@ -51,6 +51,7 @@ CLIENT_ID = "gateway"  # who the gateway is to the platform
 PLATFORM_ID = "provincial"  # who the platform says it is on callbacks
 SKEW_SECONDS = 300
 MAX_NONCE_LENGTH = 128
+MAX_ANSWER_BYTES = 1 << 20  # the platform's JSON answers are a few KiB; never read past this
 SCHEMA_BASE = "https://one-window.example/contracts/provincial/"
 
 
@@ -173,10 +174,24 @@ class RestConnector:
                 if self._session is None:
                     self._session = aiohttp.ClientSession(timeout=self._timeout)
                 async with self._session.request(method, url, data=body, headers=headers) as resp:
-                    return resp.status, await resp.read()
+                    return resp.status, await self._read_capped(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:
             what = f"{method} {'/'.join(parts[:1])}: {type(exc).__name__}"
             raise self._error(Retryable, f"platform unreachable ({what})", "unreachable") from None
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise self._error(
+                    Permanent,
+                    f"the platform's answer is larger than {MAX_ANSWER_BYTES} bytes",
+                    "bad_answer",
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _error(self, kind: type[GatewayError], detail: str, code: str) -> GatewayError:
         return kind(detail, system=self.system, code=code)

@@ -24,9 +24,10 @@ from aiohttp.test_utils import TestServer
 
 from connectors.amqp import QueueResultSource
 from connectors.base import Decision
-from connectors.rest import CallbackReceiver
+from connectors.rest import CallbackReceiver, RestConnector
 from gateway.broker.client import BrokerClient
 from gateway.broker.topology import DEAD_LETTERS, build_topology
+from gateway.errors import Permanent
 from gateway.runtime import Gateway
 from gateway.settings import PortalConfig, Settings, SystemConfig
 from gateway.signing import sign
@@ -36,6 +37,7 @@ from tests.hostile.kit import DEPTH, MEMORY_BOUND, peak_growth
 from tests.support.portal import Answer, Portal, example, example_json
 from tests.support.rabbit import Rabbit
 from tests.support.waiting import eventually
+from tests.unit.test_mapping_provincial import fixture_request
 
 pytestmark = pytest.mark.broker
 
@@ -427,6 +429,35 @@ async def test_a_garbage_callback_is_422_and_nothing_is_reported(body: bytes) ->
     assert reports == []
 
 
+async def test_an_oversized_platform_answer_is_permanent_and_read_no_further() -> None:
+    """The provincial platform answering 50 MB: the connector stops at its cap."""
+    huge = b'{"case_no":"' + b"9" * (50 << 20) + b'"}'
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=201, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        view = memoryview(huge)
+        with contextlib.suppress(ConnectionError):
+            for offset in range(0, len(view), 64 * 1024):
+                await response.write(view[offset : offset + 64 * 1024])
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    async with TestServer(app) as server:
+        config = SystemConfig(kind="rest", url=str(server.make_url("/platform/v1")),
+                              secret=PROVINCIAL_SECRET)  # type: ignore[arg-type]  # fmt: skip
+        connector = RestConnector("provincial", config)
+        try:
+            with peak_growth() as peak, pytest.raises(Permanent) as info:
+                await connector.send(fixture_request("retirement.pension"))
+        finally:
+            await connector.close()
+    assert info.value.code == "bad_answer" and "larger than" in info.value.detail
+    assert peak.growth < MEMORY_BOUND, peak
+
+
 # --- CDC replies ----------------------------------------------------------------------------------
 CDC = SystemConfig(kind="amqp", inbox_queue="dept.cdc.inbox", reply_queue="dept.cdc.replies")
 
@@ -443,7 +474,8 @@ async def test_garbage_cdc_replies_are_dead_lettered_and_the_consumer_goes_on(
 
     source = QueueResultSource("cdc", CDC, client, prefetch=8)
     running = asyncio.create_task(source.run(report))
-    garbage = [DEEP_ARRAY, DEEP_OBJECT, b"\x00" * 1024, b"[" * 900 + b"]" * 900]
+    oversized = b'{"request_id":"' + b"a" * (2 << 20) + b'"}'
+    garbage = [DEEP_ARRAY, DEEP_OBJECT, b"\x00" * 1024, b"[" * 900 + b"]" * 900, oversized]
     valid = (ROOT / "tests/fixtures/cdc/replies/valid/completed.json").read_bytes()
     try:
         for body in garbage:
