@@ -62,8 +62,8 @@ def load_schema(package: str, *path: str) -> Any:
 
     try:
         source = files(package).joinpath(*path).read_bytes()
-        return etree.XMLSchema(etree.fromstring(source, xmlsafe.parser()))
-    except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
+        return etree.XMLSchema(xmlsafe.parse(source, what="schema"))
+    except (OSError, etree.XMLSchemaParseError, xmlsafe.UnsafeXml) as exc:
         raise ConfigurationError(f"cannot load schema {package}/{'/'.join(path)}: {exc}") from None
 
 

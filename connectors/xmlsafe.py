@@ -45,7 +45,6 @@ __all__ = [
     "ContractTransport",
     "UnsafeXml",
     "parse",
-    "parser",
     "zeep_settings",
 ]
 
@@ -64,12 +63,7 @@ class UnsafeXml(Permanent):
     """An XML document this gateway will not read; ``code`` names the rule it breaks."""
 
 
-def parser() -> Any:
-    """The hardened lxml parser options every XML read uses (also for trusted XSDs)."""
-    return etree.XMLParser(**_OPTIONS)
-
-
-_OPTIONS: Final[dict[str, bool]] = {
+_OPTIONS: Final[dict[str, bool]] = {  # the lxml parser every read here uses
     "resolve_entities": False,
     "no_network": True,
     "load_dtd": False,
