@@ -39,7 +39,13 @@ def build(
     if config.kind == "filedrop":
         from connectors.filedrop import FileDropConnector, FileDropResultSource
 
-        return Parts(FileDropConnector(system, config), FileDropResultSource(system, config))
+        # Scanning the result folder is this kind's way of asking: at most every second,
+        # sooner when the system's poll_seconds says so.
+        scan = min(config.poll_seconds, 1.0)
+        return Parts(
+            FileDropConnector(system, config),
+            FileDropResultSource(system, config, scan_seconds=scan),
+        )
     if config.kind == "amqp":
         from connectors.amqp import QueueConnector, QueueResultSource
 
