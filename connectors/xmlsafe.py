@@ -116,8 +116,8 @@ def _syntax(exc: etree.XMLSyntaxError, what: str, max_depth: int, system: str | 
     message = str(exc.msg or exc)
     if "Excessive depth" in message:
         return _too_deep(what, max_depth, system)
-    if "entity" in message.lower():  # a DTD the byte scan missed (an unusual encoding)
-        return _doctype(what, system)
+    if "amplification" in message or "entity reference loop" in message.lower():
+        return _doctype(what, system)  # entities from a DTD the byte scan missed (an odd encoding)
     if "Text node too long" in message or "Huge input lookup" in message:
         return UnsafeXml(f"{what} has a text node over 10 MB", system, "xml_too_large")
     message = " ".join(message.split())[:_MAX_MESSAGE]
