@@ -68,11 +68,11 @@ class AmqpIntake:
                 key[:MAX_KEY_LENGTH] or None,
             )
             return
-        if not key or len(key) > MAX_KEY_LENGTH:
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             await self._park(
                 delivery,
                 portal_id,
-                "message_id missing or longer than 128 characters; it is the "
+                "message_id missing, longer than 128 characters or not printable; it is the "
                 "idempotency key: set a unique message_id per application",
                 [],
             )

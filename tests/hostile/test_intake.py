@@ -335,6 +335,7 @@ GARBAGE = {
     "a_json_array": (b"[1, 2, 3]", "m-array", "Invalid application envelope"),
     "deep_nesting": (DEEP_ARRAY, "m-deep", "recursion limit exceeded"),
     "no_message_id": (NEWBORN, None, "message_id missing"),
+    "control_in_message_id": (b'{"matter": 1}', "id\u202e\n", "not printable"),
     "ten_megabytes": (b'{"x": "' + b"a" * (10 << 20) + b'"}', "m-big", "exceeds the intake limit"),
 }
 
