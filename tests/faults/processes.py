@@ -96,9 +96,14 @@ class GatewayProcess:
     async def terminate(self, within: float) -> tuple[int | None, float]:
         """SIGTERM; (exit code or None when still running after ``within`` s, seconds)."""
         assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return await self.exit_within(within)
+
+    async def exit_within(self, within: float) -> tuple[int | None, float]:
+        """(exit code or None when still running after ``within`` s, seconds waited)."""
+        assert self.proc is not None
         loop = asyncio.get_running_loop()
         began = loop.time()
-        self.proc.send_signal(signal.SIGTERM)
         try:
             code: int | None = await asyncio.wait_for(self.proc.wait(), within)
         except TimeoutError:
