@@ -258,16 +258,6 @@ async def test_a_department_outage_shorter_than_the_retries_costs_nothing(
     assert await pipeline.gw.store.list_dead_letters() == []
 
 
-async def test_a_task_that_keeps_failing_blocks_its_application_with_the_reason(
-    pipeline: Pipeline,
-) -> None:
-    now = time.time()
-    pipeline.fleet.behaviour("provincial").outages.append((now, now + 3600))
-    app_id = await pipeline.submit(example_json("retirement-online"))
-    view = await pipeline.settled(app_id, within=60, status={"blocked"})
-    task = by_step(view)["file_review"]
-    assert task["status"] == "dead_lettered"
-    assert "delivery_limit" in task["reason"]
-    assert pipeline.gw.store is not None
-    [letter] = await pipeline.gw.store.list_dead_letters()
-    assert letter.letter.system == "provincial" and letter.letter.application_id == app_id
+# A department that stays down: its task is retried through the broker delay queues until
+# [systems.x].retry is spent, then dead-lettered and its application blocked with the reason
+# (tests/integration/test_retry_queues.py, with a policy small enough to wait for).

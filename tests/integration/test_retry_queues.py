@@ -93,8 +93,8 @@ class World:
         assert isinstance(sim, HukouSimulator)
         return sim
 
-    async def submit(self) -> str:
-        body = json.dumps(example_json("newborn-yizhang-window"), ensure_ascii=False).encode()
+    async def submit(self, example: str = "newborn-yizhang-window") -> str:
+        body = json.dumps(example_json(example), ensure_ascii=False).encode()
         answer = await self.portal.submit(body)
         assert answer.status == 202, answer.body
         return str(answer.json()["application_id"])
@@ -116,13 +116,15 @@ class World:
 async def world_with(
     settings_for: Callable[..., Settings], tmp_path: Path, rabbit: Rabbit
 ) -> AsyncIterator[Callable[[RetryPolicy], Any]]:
-    """Starts the whole gateway and the four simulators, the police with ``retry``."""
+    """Starts the whole gateway and the four simulators; police and provincial platform
+    retried by ``retry``."""
     delete_test_queues(rabbit)
     started: list[tuple[Gateway, Fleet, EffectLedger, aiohttp.ClientSession]] = []
 
     async def start(retry: RetryPolicy) -> World:
         systems = local_systems(tmp_path / "sim", poll_seconds=0.2)
-        systems["hukou"] = systems["hukou"].model_copy(update={"retry": retry})
+        for name in ("hukou", "provincial"):
+            systems[name] = systems[name].model_copy(update={"retry": retry})
         settings = settings_for(systems=systems)
         gw = Gateway(settings)
         await gw.start()
@@ -212,6 +214,24 @@ async def test_a_spent_budget_dead_letters_with_the_reason_and_blocks_the_applic
     assert (letter.attempts, letter.error_kind, letter.application_id) == (4, "retryable", app_id)
     assert letter.first_failed_at < letter.last_failed_at  # kept from the first failure
     assert "hukou" not in {e.task for e in await world.ledger.effects(app_id)}
+
+
+async def test_a_rest_platform_that_stays_down_blocks_the_application_too(
+    world_with: Callable[[RetryPolicy], Any],
+) -> None:
+    world: World = await world_with(policy(attempts=3))
+    world.fleet.behaviour("provincial").outages = list(DOWN_FOR_NOW)
+    app_id = await world.submit("retirement-online")
+    view = await world.status_of(app_id, "blocked")
+    task = next(t for t in view["tasks"] if t["step"] == "file_review")
+    assert task["status"] == "dead_lettered"
+    assert "retry budget spent after 3 attempts: [provincial]" in (task["reason"] or "")
+    assert "http_503" in (task["reason"] or "")  # the last error the platform gave
+    refused = [d for d in await world.ledger.deliveries(app_id) if d[1] == "file_review"]
+    assert len(refused) == 3  # as many requests as the budget allowed, no more
+    assert world.gw.store is not None
+    (record,) = await world.gw.store.list_dead_letters(system="provincial")
+    assert (record.letter.application_id, record.letter.attempts) == (app_id, 3)
 
 
 # --- straight onto gw.tasks: the connector role alone -------------------------------------
