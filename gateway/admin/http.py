@@ -119,7 +119,9 @@ class AdminApi:
             except NotFound as exc:
                 return problem_response(Problem(404, "not-found", "Not found", str(exc)))
             except Conflict as exc:
-                return problem_response(Problem(409, "conflict", "Not allowed now", str(exc)))
+                return problem_response(
+                    Problem(409, "not-allowed-now", "Not allowed now", str(exc))
+                )
             except Invalid as exc:
                 return problem_response(
                     Problem(422, "invalid-request", "Invalid request", exc.detail, exc.errors)
@@ -129,11 +131,12 @@ class AdminApi:
                 return problem_response(
                     Problem(
                         503,
-                        "broker-unavailable",
+                        "temporarily-unavailable",
                         "Broker unavailable",
                         "the broker did not confirm the replay; nothing was marked replayed, "
                         "what was written is sent by the relay — try again",
-                    )
+                    ),
+                    headers={"Retry-After": "5"},
                 )
 
         return handle
