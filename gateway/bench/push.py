@@ -55,6 +55,7 @@ CONCURRENCY = 16  # requests in flight per department system (the default is 4)
 LEVELS = (0.25, 0.5, 0.75)  # shares of the burst rate offered open loop
 BURST_CONNECTIONS = 8
 BACKLOG_CONNECTIONS = 16
+RSS_SAMPLE_SECONDS = 10.0  # this process's resident memory, sampled through the push
 COMPLETION_TIMEOUT = 60.0
 LEGACY_WEBHOOKS = WEBHOOKS  # the one queue for every portal's events, before per-portal queues
 
@@ -99,6 +100,7 @@ class PushResult:
     broker_peak_rss_kb: int | None = None
     peak_rss_kb: int | None = None  # this process (the bench's whole life)
     rss_kb: list[int] = field(default_factory=list)  # this process after each phase
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (s into the push, kB)
     skipped: str | None = None
     portal_id: str = ""
 
@@ -170,10 +172,31 @@ class PushResult:
             Row(section, "peak RSS: gateway + simulators", _mb(self.peak_rss_kb), "MB",
                 "RSS after each phase: " + ", ".join(f"{_mb(r):.0f}" for r in self.rss_kb)
                 + " MB; target ≤ 200 MB and flat"),
+            Row(section, "RSS growth over the push", _mb(rss_growth(self.rss_samples)), "MB",
+                _samples_note(self.rss_samples)),
             Row(section, "peak RSS: load generator", _mb(self.load_peak_rss_kb), "MB"),
             Row(section, "peak RSS: RabbitMQ", _mb(self.broker_peak_rss_kb), "MB",
                 broker_note or "since the broker started"),
         ]  # fmt: skip
+
+
+def rss_growth(samples: list[tuple[float, int]]) -> int | None:
+    """Last sample minus the lowest of the first half: what a leak would add (None with
+    fewer than two samples)."""
+    if len(samples) < 2:
+        return None
+    first_half = samples[: max(1, len(samples) // 2)]
+    return samples[-1][1] - min(kb for _, kb in first_half)
+
+
+def _samples_note(samples: list[tuple[float, int]]) -> str:
+    if len(samples) < 2:
+        return "too short a push to sample"
+    span = samples[-1][0] - samples[0][0]
+    return (
+        f"{len(samples)} samples over {span / 60:.1f} min, {_mb(min(kb for _, kb in samples)):.0f}"
+        f"–{_mb(max(kb for _, kb in samples)):.0f} MB; target flat over 10 min"
+    )
 
 
 def _ms(value: float | None) -> str:
@@ -336,6 +359,7 @@ class _Run:
         broker = broker_pid()
         before, broker_before = self_usage(), _usage(broker)
         gw = await self._gateway(roles=None)  # declares gw.events before the watcher binds
+        sampler = asyncio.create_task(self._sample_rss())
         try:
             await self.watcher.start(self.link, self.portal_id)
             await fleet.start()
@@ -358,6 +382,7 @@ class _Run:
                 await gw.stop()
                 gw = await self._drain(backlog, b.per_second)
         finally:
+            sampler.cancel()
             await fleet.stop()
             await gw.stop()
             ledger.close()
@@ -373,6 +398,14 @@ class _Run:
         r.published = dict(self.counts)
         r.applications = sum(len(load.accepted) for load in self.loads)
         return r
+
+    async def _sample_rss(self) -> None:
+        started = time.monotonic()
+        while True:
+            rss = self_usage().rss_kb
+            if rss is not None:
+                self.result.rss_samples.append((time.monotonic() - started, rss))
+            await asyncio.sleep(RSS_SAMPLE_SECONDS)
 
     async def _gateway(self, roles: list[str] | None) -> Gateway:
         gw = _CountingGateway(self.settings, roles=roles, name="gateway-bench-push")

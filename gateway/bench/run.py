@@ -43,7 +43,7 @@ class Plan:
     push_backlog: int  # applications piled up on gw.accepted, then drained
 
 
-QUICK = Plan(20_000, 4.0, 0.02, 5, 4.0, 32, 60, 3.0, 100)
+QUICK = Plan(20_000, 4.0, 0.02, 5, 4.0, 32, 60, 3.0, 60)
 FULL = Plan(100_000, 15.0, 0.2, 7, 20.0, 32, 500, 30.0, 50_000)
 
 
@@ -222,6 +222,7 @@ def _detail(
             "peak_rss_kb": {"gateway_and_simulators": p.peak_rss_kb,
                             "load_generator": p.load_peak_rss_kb, "rabbitmq": p.broker_peak_rss_kb},
             "rss_kb_after_each_phase": p.rss_kb,
+            "rss_kb_samples": p.rss_samples,
             "skipped": p.skipped,
         }  # fmt: skip
         phases = [("burst", p.burst), ("backlog", p.backlog)]

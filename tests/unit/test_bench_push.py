@@ -6,7 +6,7 @@ import pytest
 
 from gateway.bench.loadgen import LoadResult
 from gateway.bench.processes import stat_cpu_seconds, status_kb
-from gateway.bench.push import Level, Phase, PushResult, drain_of
+from gateway.bench.push import Level, Phase, PushResult, drain_of, rss_growth
 
 # /proc/<pid>/stat of a process whose name holds a space and a parenthesis
 STAT = (
@@ -86,3 +86,11 @@ def test_a_skipped_push_is_one_row_that_says_why() -> None:
     assert len(rows) == 1
     assert rows[0].value is None
     assert "queues in use" in rows[0].note
+
+
+def test_rss_growth_is_the_last_sample_over_the_low_of_the_first_half() -> None:
+    samples = [(0.0, 120), (10.0, 100), (20.0, 130), (30.0, 150), (40.0, 160)]
+    assert rss_growth(samples) == 60  # 160 − min(120, 100)
+    assert rss_growth([(0.0, 100)]) is None
+    flat = [(float(t), 100) for t in range(0, 600, 10)]
+    assert rss_growth(flat) == 0
