@@ -136,7 +136,7 @@ async def test_a_store_outage_holds_the_message_instead_of_dead_lettering_it(
     settings = settings_for(broker={"delivery_limit": 1})
     async with Gateway(settings, roles=INTAKE_ROLES) as gw:
         assert gw.store is not None
-        real = gw.store.claim_idempotency
+        real = gw.store.admit  # claims the key and stores the application in one step
         failures = {"left": 3}
 
         async def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -145,7 +145,7 @@ async def test_a_store_outage_holds_the_message_instead_of_dead_lettering_it(
                 raise StoreUnavailable("database is locked")
             return await real(*args, **kwargs)
 
-        monkeypatch.setattr(gw.store, "claim_idempotency", flaky)
+        monkeypatch.setattr(gw.store, "admit", flaky)
         await publish_as_portal(rabbit, example("newborn-minimal-online"), "during-outage")
         store = gw.store
         app = await eventually(lambda: store.find_application("window", "during-outage"))

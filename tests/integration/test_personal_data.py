@@ -44,10 +44,10 @@ async def test_no_personal_data_in_any_log_line(
         assert (await portal.submit(body())).status == 202
         assert (await portal.submit(body(weight_g=1))).status == 422
 
-        async def crash(app: object) -> None:
-            raise RuntimeError(f"disk on fire while storing {app!r}")
+        async def crash(*_args: object, new: object, **_kwargs: object) -> None:
+            raise RuntimeError(f"disk on fire while storing {new!r}")
 
-        monkeypatch.setattr(gateway.store, "create_application", crash)
+        monkeypatch.setattr(gateway.store, "admit", crash)  # intake stores through admit
         assert (await portal.submit(body(length_cm=51))).status == 500
         monkeypatch.undo()
 
