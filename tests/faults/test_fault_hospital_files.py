@@ -60,6 +60,8 @@ async def _birth_task(w: World, app: str) -> tuple[str, str | None, str | None]:
         "SELECT status, case_number, certificate FROM tasks "  # noqa: S608  # a uuid of ours
         f"WHERE application_id = '{app}' AND step = 'birth_certificate'",
     )
+    if not rows:
+        return "not planned yet", None, None
     status, case_no, certificate = rows[0]
     return str(status), case_no, certificate
 
