@@ -58,5 +58,9 @@ async def test_intake_killed_between_store_and_confirm(world_on: World) -> None:
 
     retried = await asyncio.gather(*held)
     assert sorted(retried) == sorted(unconfirmed)  # the same application for the same key
+    # each row the crash left was published again: by the relay, or by the intake serving
+    # the portal's retry once the dead request's lease ran out — whichever came first
+    relayed = {str(e["application_id"]) for e in front.events("relay_republished")}
+    print(f"INTAKE relay republished {len(relayed & set(unconfirmed))} of {HELD} rows")
     report = await w.check("intake killed between store and confirm")
     report.assert_sound(completed=BEFORE + HELD)
