@@ -202,6 +202,7 @@ class Gateway:
             retry=config.retry,
             timeout_seconds=config.timeout_seconds,
             maintenance=Maintenance.parse(config.maintenance, self.settings.timezone),
+            poll_batch=config.concurrency,
         )
         await self.broker.consume(
             f"{TASKS}.{system}", runner.on_task, prefetch=max(1, config.concurrency * 2)

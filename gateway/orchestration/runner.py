@@ -72,6 +72,7 @@ from gateway.store.cases import CaseStore
 
 log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
+POLL_LEASE_MARGIN_SECONDS = 5.0
 POLLED = frozenset(
     {TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUSPENDED, TaskStatus.DISPATCHED}
 )
@@ -112,6 +113,7 @@ class ConnectorRunner:
         timeout_seconds: float = 30.0,
         maintenance: Maintenance | None = None,
         rng: random.Random | None = None,
+        poll_batch: int = 4,
     ) -> None:
         self.system = system
         self._connector = connector
@@ -123,6 +125,11 @@ class ConnectorRunner:
         self._retry = retry or RetryPolicy()
         self._timeout = timeout_seconds  # the quick tries of one delivery stay within it
         self._maintenance = maintenance
+        # Timers claimed at once are asked about together, so a batch takes about one
+        # timeout; the lease outlives that by a margin. A runner killed mid-poll delays
+        # those decisions by at most one lease, never loses them.
+        self._poll_batch = poll_batch
+        self._poll_lease = timeout_seconds + POLL_LEASE_MARGIN_SECONDS
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
 
     async def on_task(self, delivery: Delivery) -> None:
@@ -273,51 +280,55 @@ class ConnectorRunner:
         now = self._clock()
         if self._maintenance is not None and self._maintenance.ends_at(now) is not None:
             return 0  # the timers stay due and are claimed once the window is over
-        timers = await self._cases.claim_timers(self.system, now, 60.0, 50)
-        for timer in timers:
-            task = await self._cases.task(timer.task_id)
-            if task is None or task.status not in POLLED:
-                await self._cases.delete_timer(timer.task_id)  # nothing left to ask about
-                continue
-            request = DepartmentRequest(
-                task_id=task.request_id,
-                application_id=task.application_id,
-                matter=task.matter,
-                task=task.step,
-                system=task.system,
-                operation=task.operation,
-                attempt=task.attempt,
-                fields={},
-            )
-            try:
-                decision = await self._connector.check(request, task.case_number)
-            except Retryable as exc:
-                log.warning("poll_failed", task_id=task.id, error=str(exc))
-                decision = None
-            except Permanent as exc:  # asking again cannot help: an operator must look
-                log.warning("poll_refused", task_id=task.id, error=str(exc))
-                await self._reporter.publish(
-                    task.matter,
-                    task.step,
-                    ResultMessage(
-                        task_id=task.id,
-                        application_id=task.application_id,
-                        system=self.system,
-                        kind="dead_lettered",
-                        attempt=task.attempt,
-                        reason=f"{self.system} refused the status query: {exc}",
-                    ),
-                )
-                await self._cases.delete_timer(task.id)
-                continue
-            if decision is not None:
-                await self.report(decision)
-            if decision is None or decision.outcome in ("in_progress", "suspended"):
-                await self._cases.reschedule_timer(task.id, self._clock() + self._poll)
+        timers = await self._cases.claim_timers(
+            self.system, now, self._poll_lease, self._poll_batch
+        )
+        await asyncio.gather(*(self._poll_timer(timer.task_id) for timer in timers))
         return len(timers)
 
+    async def _poll_timer(self, task_id: str) -> None:
+        task = await self._cases.task(task_id)
+        if task is None or task.status not in POLLED:
+            await self._cases.delete_timer(task_id)  # nothing left to ask about
+            return
+        request = DepartmentRequest(
+            task_id=task.request_id,
+            application_id=task.application_id,
+            matter=task.matter,
+            task=task.step,
+            system=task.system,
+            operation=task.operation,
+            attempt=task.attempt,
+            fields={},
+        )
+        try:
+            decision = await self._connector.check(request, task.case_number)
+        except Retryable as exc:
+            log.warning("poll_failed", task_id=task.id, error=str(exc))
+            decision = None
+        except Permanent as exc:  # asking again cannot help: an operator must look
+            log.warning("poll_refused", task_id=task.id, error=str(exc))
+            await self._reporter.publish(
+                task.matter,
+                task.step,
+                ResultMessage(
+                    task_id=task.id,
+                    application_id=task.application_id,
+                    system=self.system,
+                    kind="dead_lettered",
+                    attempt=task.attempt,
+                    reason=f"{self.system} refused the status query: {exc}",
+                ),
+            )
+            await self._cases.delete_timer(task.id)
+            return
+        if decision is not None:
+            await self.report(decision)
+        if decision is None or decision.outcome in ("in_progress", "suspended"):
+            await self._cases.reschedule_timer(task.id, self._clock() + self._poll)
+
     async def run_polling(self, interval: float, stop: asyncio.Event) -> None:
-        await repeat(self.poll_once, interval, stop, name="poll")
+        await repeat(self.poll_once, interval, stop, name="poll", again_at_once_when_busy=True)
 
     async def run_source(self, source: ResultSource) -> None:
         await source.run(self.report)
