@@ -9,6 +9,7 @@ Types marked ``PERSONAL`` carry personal data: they export ``"x-personal": true`
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Annotated, Any, Final, Literal, get_args, get_origin
@@ -71,6 +72,26 @@ def _text(max_length: int) -> Any:
     return Field(min_length=1, max_length=max_length)
 
 
+# Free text is printable: no control characters (C0, DEL, C1) and no bidirectional
+# overrides, which would hide or reorder what a clerk reads on screen or in a department's file.
+TEXT_PATTERN = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
+_UNPRINTABLE = re.compile(r"[\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]")
+
+
+def _printable(value: str) -> str:
+    found = _UNPRINTABLE.search(value)
+    if found is not None:
+        raise ValueError(
+            f"must not contain control or direction-override characters "
+            f"(found U+{ord(found.group()):04X} at position {found.start()})"
+        )
+    return value
+
+
+_PRINTABLE = AfterValidator(_printable)
+_PRINTABLE_SCHEMA = SchemaExtra(pattern=TEXT_PATTERN)
+
+
 def _pattern(pattern: str, min_length: int, max_length: int) -> Any:
     return Field(min_length=min_length, max_length=max_length, pattern=pattern)
 
@@ -82,10 +103,10 @@ Day = Annotated[date, SchemaExtra(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", maxLe
 PastDay = Annotated[Day, AfterValidator(_not_future_day)]
 
 # --- text and identifiers ------------------------------------------------------------------
-Text50 = Annotated[str, _text(50)]
-Text100 = Annotated[str, _text(100)]
-Text200 = Annotated[str, _text(200)]
-PersonName = Annotated[str, _text(50), PERSONAL]
+Text50 = Annotated[str, _text(50), _PRINTABLE, _PRINTABLE_SCHEMA]
+Text100 = Annotated[str, _text(100), _PRINTABLE, _PRINTABLE_SCHEMA]
+Text200 = Annotated[str, _text(200), _PRINTABLE, _PRINTABLE_SCHEMA]
+PersonName = Annotated[str, _text(50), _PRINTABLE, _PRINTABLE_SCHEMA, PERSONAL]
 Phone = Annotated[str, _pattern(r"^1[3-9][0-9]{9}$", 11, 11), PERSONAL]
 CitizenId = Annotated[
     str, _pattern(CITIZEN_ID_PATTERN, 18, 18), AfterValidator(_citizen_id), PERSONAL
@@ -117,7 +138,7 @@ DeathCertificateNo = Annotated[str, _pattern(r"^[A-Z0-9]{6,20}$", 6, 20)]
 VehicleLicenceNo = Annotated[str, _pattern(r"^[0-9A-Z]+$", 1, 30)]
 # The number of a document that names one person (residence permit, discharge certificate,
 # low-income certificate): personal, free format, as the issuing office prints it.
-PersonalDocumentNo = Annotated[str, _text(50), PERSONAL]
+PersonalDocumentNo = Annotated[str, _text(50), _PRINTABLE, _PRINTABLE_SCHEMA, PERSONAL]
 # ICD-10 (GB/T 14396) diagnosis code; a diagnosis is sensitive personal information (PIPL).
 IcdCode = Annotated[str, _pattern(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$", 3, 8), PERSONAL]
 
