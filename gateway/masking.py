@@ -15,7 +15,7 @@ their first character (``张*``). Three nets, because each alone leaks:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -24,6 +24,8 @@ from typing import Any
 _CITIZEN_ID = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[0-9Xx]|\d{15})(?![0-9A-Za-z])")
 # Mobile numbers, with or without +86 and with spaces or dashes between the groups.
 _PHONE = re.compile(r"(?<![\d+])(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
+# Either of the two: one scan tells whether a text needs the two substitutions at all.
+_EITHER = re.compile(f"{_CITIZEN_ID.pattern}|{_PHONE.pattern}")
 
 _ID_KEYS = ("id_number", "citizen_id", "head_id_number", "aae135")
 _PHONE_KEYS = ("phone", "mobile", "telephone")
@@ -54,25 +56,49 @@ def mask_name(value: str) -> str:
     return value[0] + "*" * max(len(value) - 1, 1)
 
 
-def _mask_for_key(key: str, value: str) -> str | None:
+Known = tuple[str, ...]
+"""Known personal values of two characters or more, longest first (replaced in that order)."""
+
+_KEY_MASKS: dict[str, Callable[[str], str] | None] = {}
+_KEY_MASKS_MAX = 4096  # field names come from code and envelopes: a bounded set in practice
+
+
+def _key_mask(key: str) -> Callable[[str], str] | None:
+    """The mask a field name calls for, if any; decided once per name."""
+    try:
+        return _KEY_MASKS[key]
+    except KeyError:
+        pass
     k = key.lower()
+    mask: Callable[[str], str] | None = None
     if k in _NOT_PERSONAL_NAMES:
-        return None
-    if any(k == p or k.endswith("_" + p) for p in _ID_KEYS):
-        return mask_id(value)
-    if any(k == p or k.endswith("_" + p) for p in _PHONE_KEYS):
-        return mask_phone(value)
-    if any(k == p or k.endswith("_" + p) for p in _NAME_KEYS):
-        return mask_name(value)
-    return None
+        mask = None
+    elif any(k == p or k.endswith("_" + p) for p in _ID_KEYS):
+        mask = mask_id
+    elif any(k == p or k.endswith("_" + p) for p in _PHONE_KEYS):
+        mask = mask_phone
+    elif any(k == p or k.endswith("_" + p) for p in _NAME_KEYS):
+        mask = mask_name
+    if len(_KEY_MASKS) < _KEY_MASKS_MAX:
+        _KEY_MASKS[key] = mask
+    return mask
+
+
+def prepare_known(values: Iterable[str]) -> Known:
+    return tuple(sorted({v for v in values if len(v) >= 2}, key=len, reverse=True))
 
 
 def mask_text(text: str, known: Iterable[str] | None = None) -> str:
     """Mask every known personal value (default: this context's), then IDs and phones."""
-    values = _known.get() if known is None else known
-    for value in sorted(values, key=len, reverse=True):
-        if len(value) >= 2 and value in text:
+    return _mask_text(text, prepare_known(_known.get() if known is None else known))
+
+
+def _mask_text(text: str, known: Known) -> str:
+    for value in known:
+        if value in text:
             text = text.replace(value, _mask_known(value))
+    if _EITHER.search(text) is None:  # the usual case: neither substitution would change it
+        return text
     text = _CITIZEN_ID.sub(lambda m: mask_id(m.group(0)), text)
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
 
@@ -89,19 +115,22 @@ def _mask_known(value: str) -> str:
 
 def mask_value(value: Any, key: str | None = None, known: Iterable[str] | None = None) -> Any:
     """Mask a JSON-like value recursively (dicts, lists, strings)."""
-    known = tuple(_known.get() if known is None else known)
+    return _mask_value(value, key, prepare_known(_known.get() if known is None else known))
+
+
+def _mask_value(value: Any, key: str | None, known: Known) -> Any:
     if isinstance(value, str):
-        if key is not None and (masked := _mask_for_key(key, value)) is not None:
-            return masked
-        return mask_text(value, known)
+        if key is not None and (mask := _key_mask(key)) is not None:
+            return mask(value)
+        return _mask_text(value, known)
     if isinstance(value, int) and not isinstance(value, bool):
         text = str(value)  # a phone or ID number logged as a number
-        masked = mask_value(text, key, known)
+        masked = _mask_value(text, key, known)
         return value if masked == text else masked
     if isinstance(value, Mapping):
-        return {k: mask_value(v, str(k), known) for k, v in value.items()}
+        return {k: _mask_value(v, str(k), known) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [mask_value(v, key, known) for v in value]
+        return [_mask_value(v, key, known) for v in value]
     return value
 
 
@@ -127,6 +156,16 @@ def register_personal_data(values: Iterable[str]) -> None:
 def structlog_processor(
     _logger: object, _method: str, event_dict: MutableMapping[str, Any]
 ) -> dict[str, Any]:
-    """structlog processor: masks every field of the event, the rendered traceback included."""
-    known = _known.get()
-    return {k: mask_value(v, k, known) for k, v in event_dict.items()}
+    """structlog processor: masks every field of the event, the rendered traceback included.
+
+    The usual line holds nothing personal, and one look at all its texts at once tells so
+    (joined with NUL, which neither a pattern's match nor its look-around can span): then
+    only values masked by their field's name, and non-texts, go through ``mask_value``."""
+    known = prepare_known(_known.get())
+    texts = "\x00".join(v for v in event_dict.values() if isinstance(v, str))
+    if any(value in texts for value in known) or _EITHER.search(texts) is not None:
+        return {k: _mask_value(v, k, known) for k, v in event_dict.items()}
+    return {
+        k: v if isinstance(v, str) and _key_mask(k) is None else _mask_value(v, k, known)
+        for k, v in event_dict.items()
+    }

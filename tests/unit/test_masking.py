@@ -82,3 +82,30 @@ def test_masks_phone_variants_old_ids_and_numbers_logged_as_integers() -> None:
         "count": 3,
     }
     assert masking.mask_value({"note": 13907351234}) == {"note": "139****1234"}
+
+
+def test_the_processor_masks_each_field_whether_or_not_the_line_looks_personal() -> None:
+    def process(**event: object) -> dict[str, object]:
+        return masking.structlog_processor(None, "info", dict(event))
+
+    # nothing personal in any text: field names and numbers still decide
+    assert process(event="stored", mother_name="刘芳", note=13907351234, count=3) == {
+        "event": "stored",
+        "mother_name": "刘*",
+        "note": "139****1234",
+        "count": 3,
+    }
+    # one field of many holds an ID number: that one is masked, the others are kept
+    assert process(event="stored", a="x", b="id 431022199203150421", c="y") == {
+        "event": "stored",
+        "a": "x",
+        "b": "id 4310**********0421",
+        "c": "y",
+    }
+    # a known value in one field; a phone's digits split over two fields are no phone
+    with masking.personal_data(["欧阳娜娜"]):
+        assert process(event="for 欧阳娜娜", a="139 0735", b="1234") == {
+            "event": "for 欧***",
+            "a": "139 0735",
+            "b": "1234",
+        }
