@@ -53,7 +53,7 @@ async def seeded(store: Store) -> None:
     await accepted(store, "app1")
     await store.cases.transition("app1", lambda s: planner.start(s, at(t(11, 18, 9))), 0)
     issued = {**done, "provides": {"birth_certificate_no": "A123456789"}}
-    await result(store, "app1", "birth_certificate", t(11, 18, 10), "decision", **issued)
+    await result(store, "app1", "birth_certificate", t(11, 18, 9, 30), "decision", **issued)
     await result(store, "app1", "hukou", t(11, 18, 10), "receipt", accepted_at=t(11, 18, 10))
     await result(store, "app1", "vaccination", t(11, 18, 10, 30), "decision", **done)
     gaps = ({"field": "subjects.child.name", "message": "spelling"},)
@@ -89,8 +89,9 @@ async def test_the_month_ledger_from_the_stored_timelines(store: Store) -> None:
         ("public_security", "hukou"),
     }
     hospital, cdc = rows["health_commission", "hospital"], rows["cdc", "cdc"]
-    assert (hospital.received, hospital.completed_on_time, hospital.average_hours) == (1, 1, 1.0)
-    assert (cdc.received, cdc.completed_on_time, cdc.average_hours) == (1, 1, 0.5)
+    # the certificate in its half hour; the vaccination record an hour after it, on the dot
+    assert (hospital.received, hospital.completed_on_time, hospital.average_hours) == (1, 1, 0.5)
+    assert (cdc.received, cdc.completed_on_time, cdc.average_hours) == (1, 1, 1.0)
     police = rows["public_security", "hukou"]
     assert police == replace(
         police,
