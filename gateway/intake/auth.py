@@ -5,6 +5,10 @@ Checks, in order: a known ``X-Portal-Id``; an ``X-Timestamp`` within the allowed
 and a nonce not used before within the window. The nonce is recorded only after the
 signature is good, so nobody can burn another portal's nonces. Every failure is 401 with a
 detail naming what is wrong.
+
+``verify`` does it all. Intake's hot path splits it: ``check`` (everything but the nonce),
+then the nonce is recorded in the transaction that claims the idempotency key
+(``Store.admit``), or by ``remember`` when the request is refused before it gets there.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from dataclasses import dataclass
 from gateway import signing
 from gateway.settings import PortalConfig
 from gateway.store import Store
+from gateway.store.base import Nonce
 
 MAX_NONCE_LENGTH = 128
+NONCE_REUSED = "X-Nonce was already used; send a fresh nonce with every request"
 
 
 @dataclass(eq=False)
@@ -46,6 +52,15 @@ class PortalAuth:
         self, headers: Mapping[str, str], method: str, path_qs: str, body: bytes
     ) -> str:
         """Return the authenticated portal id or raise ``AuthError``."""
+        portal_id, nonce = self.check(headers, method, path_qs, body)
+        await self.remember(portal_id, nonce)
+        return portal_id
+
+    def check(
+        self, headers: Mapping[str, str], method: str, path_qs: str, body: bytes
+    ) -> tuple[str, Nonce]:
+        """Every check but the nonce's reuse: the portal id and the nonce still to record,
+        or ``AuthError``."""
         missing = [
             h
             for h in (
@@ -86,6 +101,9 @@ class PortalAuth:
                 "X-Signature does not match: sign timestamp, nonce, method, path with query, "
                 "Idempotency-Key and the body's SHA-256 as DESIGN describes"
             )
-        if not await self._store.remember_nonce(portal_id, nonce, now, 2 * self._skew + 1):
-            raise AuthError("X-Nonce was already used; send a fresh nonce with every request")
-        return portal_id
+        return portal_id, Nonce(nonce, now, 2 * self._skew + 1)
+
+    async def remember(self, portal_id: str, nonce: Nonce) -> None:
+        """Record the nonce; ``AuthError`` when the portal used it within the window."""
+        if not await self._store.remember_nonce(portal_id, nonce.value, nonce.now, nonce.ttl):
+            raise AuthError(NONCE_REUSED)

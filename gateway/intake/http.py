@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.errors import StoreUnavailable
-from gateway.intake.auth import AuthError, PortalAuth
+from gateway.intake.auth import NONCE_REUSED, AuthError, PortalAuth
 from gateway.intake.problem_http import problem_response
 from gateway.intake.service import IntakeService, Outcome
 from gateway.logs import get_logger
@@ -19,6 +19,7 @@ from gateway.metrics import Metrics
 from gateway.problems import Problem
 from gateway.signing import HEADER_IDEMPOTENCY_KEY
 from gateway.store import Store
+from gateway.store.base import NonceReused
 
 log = get_logger(__name__)
 MAX_KEY_LENGTH = 128
@@ -113,39 +114,23 @@ class IntakeApi:
                 )
             )
         body = await request.read()
-        portal_id = await self._auth.verify(request.headers, request.method, request.raw_path, body)
+        portal_id, nonce = self._auth.check(request.headers, request.method, request.raw_path, body)
         structlog.contextvars.bind_contextvars(portal_id=portal_id)
-        if packed := _compressed(body):
-            return problem_response(
-                Problem(
-                    415,
-                    "content-encoding-unsupported",
-                    "Compressed bodies are not accepted",
-                    f"the body is {packed}-compressed; send the JSON uncompressed",
-                )
-            )
         key = request.headers.get(HEADER_IDEMPOTENCY_KEY, "")
-        if not key:
-            return problem_response(
-                Problem(
-                    400,
-                    "idempotency-key-missing",
-                    "Idempotency-Key required",
-                    "send an Idempotency-Key header (≤ 128 characters)",
-                )
+        if (refusal := _refusal(body, key)) is not None:
+            await self._auth.remember(portal_id, nonce)  # a reused nonce is still 401 first
+            return problem_response(refusal)
+        try:  # the nonce is recorded in the transaction that claims the key
+            outcome = await self._service.submit(
+                portal_id,
+                key,
+                body,
+                channel="http",
+                traceparent=request.headers.get("traceparent"),
+                nonce=nonce,
             )
-        if len(key) > MAX_KEY_LENGTH or not key.isprintable():
-            return problem_response(
-                Problem(
-                    400,
-                    "idempotency-key-invalid",
-                    "Idempotency-Key invalid",
-                    "the Idempotency-Key must be at most 128 printable characters",
-                )
-            )
-        outcome = await self._service.submit(
-            portal_id, key, body, channel="http", traceparent=request.headers.get("traceparent")
-        )
+        except NonceReused:
+            raise AuthError(NONCE_REUSED) from None
         if outcome.application_id:
             structlog.contextvars.bind_contextvars(application_id=outcome.application_id)
         return _response(outcome)
@@ -169,6 +154,33 @@ class IntakeApi:
         return web.Response(
             body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
+
+
+def _refusal(body: bytes, key: str) -> Problem | None:
+    """What refuses an authenticated request before intake: a compressed body, a missing or
+    invalid Idempotency-Key."""
+    if packed := _compressed(body):
+        return Problem(
+            415,
+            "content-encoding-unsupported",
+            "Compressed bodies are not accepted",
+            f"the body is {packed}-compressed; send the JSON uncompressed",
+        )
+    if not key:
+        return Problem(
+            400,
+            "idempotency-key-missing",
+            "Idempotency-Key required",
+            "send an Idempotency-Key header (≤ 128 characters)",
+        )
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        return Problem(
+            400,
+            "idempotency-key-invalid",
+            "Idempotency-Key invalid",
+            "the Idempotency-Key must be at most 128 printable characters",
+        )
+    return None
 
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "zip"))

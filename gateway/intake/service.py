@@ -45,7 +45,7 @@ from gateway.store import (
     Replay,
     Store,
 )
-from gateway.store.base import Answer
+from gateway.store.base import Answer, Nonce
 
 log = get_logger(__name__)
 
@@ -122,16 +122,30 @@ class IntakeService:
         self._clock = clock
 
     async def submit(
-        self, portal_id: str, key: str, body: bytes, *, channel: str, traceparent: str | None = None
+        self,
+        portal_id: str,
+        key: str,
+        body: bytes,
+        *,
+        channel: str,
+        traceparent: str | None = None,
+        nonce: Nonce | None = None,
     ) -> Outcome:
+        """``nonce`` (HTTP) is recorded with the key's claim; ``NonceReused`` when used."""
         started = time.perf_counter()
-        outcome = await self._submit(portal_id, key, body, channel, traceparent)
+        outcome = await self._submit(portal_id, key, body, channel, traceparent, nonce)
         self._metrics.intake.labels(channel, outcome.outcome_label).inc()
         self._metrics.intake_seconds.labels(channel).observe(time.perf_counter() - started)
         return outcome
 
     async def _submit(
-        self, portal_id: str, key: str, body: bytes, channel: str, traceparent: str | None
+        self,
+        portal_id: str,
+        key: str,
+        body: bytes,
+        channel: str,
+        traceparent: str | None,
+        nonce: Nonce | None,
     ) -> Outcome:
         # Validated before the key is claimed, so that claiming it, creating the application
         # (or storing the 422) is one transaction; what a replay or a conflict answers does
@@ -148,6 +162,7 @@ class IntakeService:
                 self._lease,
                 new=new,
                 refusal=None if refusal is None else _answer(refusal),
+                nonce=nonce,
             )
         except StoreUnavailable as exc:
             log.warning("intake_unavailable", portal_id=portal_id, error=str(exc))

@@ -33,6 +33,19 @@ class Answer:
     content_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class Nonce:
+    """A request's nonce, recorded in the transaction that claims its idempotency key."""
+
+    value: str
+    now: float  # when the request was authenticated
+    ttl: float  # the nonce may not be used again within this many seconds
+
+
+class NonceReused(Exception):
+    """The portal used this nonce within its ttl: nothing was claimed or stored."""
+
+
 class Store(Protocol):
     """What the gateway asks of its database. All times are unix seconds (float)."""
 
@@ -79,8 +92,12 @@ class Store(Protocol):
         *,
         new: NewApplication | None,
         refusal: Answer | None = None,
+        nonce: Nonce | None = None,
     ) -> tuple[Claim, ApplicationRecord | None]:
         """``claim_idempotency`` and what intake does next, in one transaction (its hot path).
+
+        ``nonce`` given → recorded first as ``remember_nonce`` does; when the portal used it
+        within its ttl, ``NonceReused`` is raised and nothing else happens.
 
         Not ``Fresh`` → the claim and None. ``Fresh`` with an earlier attempt's application
         still stored → that application. Otherwise, ``new`` given → it is created as with

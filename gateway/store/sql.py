@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gateway.errors import StoreUnavailable
-from gateway.store.base import Answer
+from gateway.store.base import Answer, Nonce, NonceReused
 from gateway.store.database import (
     Database,
     Dialect,
@@ -124,6 +124,20 @@ async def _complete(
         "lease_until = NULL WHERE portal_id = ? AND key = ?",
         (status_code, bytes(body), content_type, portal_id, key),
     )
+
+
+async def _remember_nonce(tx: Tx, portal_id: str, nonce: Nonce, purge: bool) -> bool:
+    """Record the nonce; False when this portal used it within its ttl."""
+    if purge:
+        await tx.execute("DELETE FROM nonces WHERE expires_at <= ?", (nonce.now,))
+    # A row comes back only when it is new or its earlier use has expired.
+    changed = await tx.execute(
+        "INSERT INTO nonces (portal_id, nonce, expires_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (portal_id, nonce) DO UPDATE SET expires_at = excluded.expires_at "
+        "WHERE nonces.expires_at <= ?",
+        (portal_id, nonce.value, float(nonce.now + nonce.ttl), float(nonce.now)),
+    )
+    return changed == 1
 
 
 async def _claim(
@@ -243,22 +257,18 @@ class SqlStore:
         await self._db.close()
 
     async def remember_nonce(self, portal_id: str, nonce: str, now: float, ttl: float) -> bool:
-        purge = now >= self._next_nonce_purge
-        if purge:
-            self._next_nonce_purge = now + NONCE_PURGE_INTERVAL
+        purge = self._nonce_purge_due(now)
 
-        async def work(tx: Tx) -> int:
-            if purge:
-                await tx.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
-            # A row comes back only when it is new or its earlier use has expired.
-            return await tx.execute(
-                "INSERT INTO nonces (portal_id, nonce, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (portal_id, nonce) DO UPDATE SET expires_at = excluded.expires_at "
-                "WHERE nonces.expires_at <= ?",
-                (portal_id, nonce, float(now + ttl), float(now)),
-            )
+        async def work(tx: Tx) -> bool:
+            return await _remember_nonce(tx, portal_id, Nonce(nonce, now, ttl), purge)
 
-        return await self._db.run(work) == 1
+        return await self._db.run(work)
+
+    def _nonce_purge_due(self, now: float) -> bool:
+        if now < self._next_nonce_purge:
+            return False
+        self._next_nonce_purge = now + NONCE_PURGE_INTERVAL
+        return True
 
     async def claim_idempotency(
         self, portal_id: str, key: str, fingerprint: str, now: float, lease_seconds: float
@@ -280,8 +290,13 @@ class SqlStore:
         *,
         new: NewApplication | None,
         refusal: Answer | None = None,
+        nonce: Nonce | None = None,
     ) -> tuple[Claim, ApplicationRecord | None]:
+        purge = nonce is not None and self._nonce_purge_due(nonce.now)
+
         async def work(tx: Tx) -> tuple[Claim, ApplicationRecord | None]:
+            if nonce is not None and not await _remember_nonce(tx, portal_id, nonce, purge):
+                raise NonceReused(portal_id)
             claim = await _claim(
                 tx, self._db.dialect, portal_id, key, fingerprint, now, lease_seconds
             )

@@ -199,6 +199,26 @@ async def test_reused_nonce_is_refused(window: Portal) -> None:
     assert second.status == 401 and "nonce" in second.json()["detail"].lower()
 
 
+async def test_a_reused_nonce_is_refused_whatever_else_the_request_holds(
+    gw: Gateway, window: Portal
+) -> None:
+    first = await window.submit(NEWBORN, key="nonce-key-1", nonce="n-456")
+    assert first.status == 202
+    # another key and another body: still refused, and no second application is stored
+    other = await window.submit(example("after-death-mobile"), key="nonce-key-2", nonce="n-456")
+    assert other.status == 401 and "nonce" in other.json()["detail"].lower()
+    assert gw.store is not None
+    assert await gw.store.find_application("window", "nonce-key-2") is None
+    # refused before intake (no Idempotency-Key; a compressed body): 401 still comes first
+    assert (await window.submit(NEWBORN, key=None, nonce="n-456")).status == 401
+    packed = gzip.compress(NEWBORN)
+    assert (await window.submit(packed, key="nonce-key-3", nonce="n-456")).status == 401
+    # and such a refused request uses its nonce up too
+    assert (await window.submit(NEWBORN, key=None, nonce="n-789")).status == 400
+    assert (await window.submit(NEWBORN, key="nonce-key-4", nonce="n-789")).status == 401
+    assert (await window.submit(NEWBORN, key="nonce-key-4", nonce="n-790")).status == 202
+
+
 async def test_unknown_portal_and_missing_headers(window: Portal) -> None:
     stranger = Portal(window.base_url, "stranger", WINDOW_SECRET, window.session)
     assert (await stranger.submit(NEWBORN)).status == 401

@@ -15,7 +15,7 @@ from typing import cast
 import pytest
 
 from gateway.store import Fresh, InFlight, Mismatch, NewApplication, Replay, Store, open_store
-from gateway.store.base import Answer
+from gateway.store.base import Answer, Nonce, NonceReused
 from gateway.store.sql import SqlStore, Tx
 
 T0 = 1_700_000_000.0
@@ -154,3 +154,34 @@ async def test_sqlite_work_that_awaits_anything_else_is_refused(tmp_path: Path) 
         assert await store.remember_nonce("w", "x", 0.0, 300)  # its insert was rolled back
     finally:
         await store.close()
+
+
+async def test_admit_records_the_nonce_with_the_claim(store: Store) -> None:
+    app = new_app("k4")
+    claim, record = await store.admit(
+        "window", "k4", app.fingerprint, T0, LEASE, new=app, nonce=Nonce("n4", T0, 300)
+    )
+    assert claim == Fresh(None) and record is not None
+    # recorded in that transaction: the nonce is used now, for this portal only
+    assert not await store.remember_nonce("window", "n4", T0 + 1, 300)
+    assert await store.remember_nonce("mobile", "n4", T0 + 1, 300)
+
+
+async def test_admit_with_a_reused_nonce_claims_and_stores_nothing(store: Store) -> None:
+    assert await store.remember_nonce("window", "n5", T0, 300)
+    app = new_app("k5")
+    with pytest.raises(NonceReused):
+        await store.admit(
+            "window", "k5", app.fingerprint, T0 + 1, LEASE, new=app, nonce=Nonce("n5", T0 + 1, 300)
+        )
+    assert await store.list_applications(portal_id="window") == []
+    # the key was not claimed: a fresh nonce takes it at once (no lease held)
+    claim, record = await store.admit(
+        "window", "k5", app.fingerprint, T0 + 2, LEASE, new=app, nonce=Nonce("n6", T0 + 2, 300)
+    )
+    assert claim == Fresh(None) and record is not None and record.id == app.id
+    # and once its ttl has passed, the nonce may be used again
+    claim, _ = await store.admit(
+        "window", "k6", "f" * 64, T0 + 301, LEASE, new=None, nonce=Nonce("n5", T0 + 301, 300)
+    )
+    assert claim == Fresh(None)
