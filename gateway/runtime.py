@@ -42,7 +42,7 @@ from gateway.broker.topology import (
     WEBHOOKS,
     build_topology,
 )
-from gateway.calendar import WorkCalendar, calendar_from
+from gateway.calendar import WorkCalendar, calendar_from, startup_warning
 from gateway.catalogue.model import check_systems
 from gateway.catalogue.model import load as load_catalogue
 from gateway.deadletters import DeadLetterSink
@@ -94,14 +94,7 @@ class Gateway:
         tz = zoneinfo.ZoneInfo(s.timezone)
         catalogue = load_catalogue()  # checked against the envelope model: fail at start
         calendar = calendar_from(s.calendar)  # a bad calendar file stops the start too
-        today = dt.datetime.fromtimestamp(self.clock(), tz).date()
-        uncovered = calendar.uncovered(today, today + dt.timedelta(days=90))
-        if uncovered:
-            log.warning(
-                "calendar_missing_years",
-                years=list(uncovered),
-                detail="due times in these years count Monday to Friday only",
-            )
+        startup_warning(calendar, dt.datetime.fromtimestamp(self.clock(), tz).date())
         if s.systems:
             check_systems(catalogue, s.systems)
         self.store = await open_store(s.database_url)

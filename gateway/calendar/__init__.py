@@ -1,5 +1,6 @@
 """The working-day calendar as data (DESIGN "Time"): see ``workdays``."""
 
+from gateway.calendar.missing import startup_warning, warn_uncovered
 from gateway.calendar.workdays import (
     WorkCalendar,
     calendar_from,
@@ -18,4 +19,6 @@ __all__ = [
     "default_calendar",
     "load_calendar",
     "parse_office_hours",
+    "startup_warning",
+    "warn_uncovered",
 ]

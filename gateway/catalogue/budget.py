@@ -9,6 +9,10 @@ a step without dependencies), and the application is due at the latest end over 
 That is the longest path when every department uses all of its time, whatever the units;
 for a chain of ``WORKDAY`` steps it is simply their sum.
 
+Once tasks run, ``known`` gives a step's end as it stands (the task's current due time,
+which moves with every clock stop): the path is then composed from those, so an
+application is never due before one of its own tasks.
+
 Only the steps that apply count: a step whose ``when`` does not hold, and every step that
 depends on one that does not apply, are left out (as the planner cancels them).
 
@@ -40,12 +44,15 @@ def application_budget(
     start: dt.datetime,
     calendar: WorkCalendar,
     applies: Collection[str] | None = None,
+    known: Mapping[str, dt.datetime] | None = None,
 ) -> ApplicationBudget:
     """The application's due time from ``start`` (its acceptance, time-zone aware).
 
     ``applies``: the keys of the steps that apply to this application (all by default);
-    a step depending on one left out is left out too.
+    a step depending on one left out is left out too. ``known``: per step, its end as it
+    stands (a running task's due time), used instead of the planned one.
     """
+    known = known or {}
     keys = {s.key for s in matter.steps} if applies is None else set(applies)
     ends: dict[str, dt.datetime] = {}
     via: dict[str, str | None] = {}
@@ -56,7 +63,7 @@ def application_budget(
         for dep in step.depends_on:
             if ends[dep] > begin:
                 begin, before = ends[dep], dep
-        ends[step.key] = _end(begin, step.limit, calendar)
+        ends[step.key] = known.get(step.key) or _end(begin, step.limit, calendar)
         via[step.key] = before
     if not ends:
         return ApplicationBudget(start, start, (), {})

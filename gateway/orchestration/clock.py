@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway import deadlines
-from gateway.calendar import WorkCalendar
+from gateway.calendar import WorkCalendar, warn_uncovered
 from gateway.catalogue.budget import ApplicationBudget, application_budget, promise_due
 from gateway.catalogue.model import CURRENT_VERSION, Matter, Step, load
 from gateway.orchestration.records import (
@@ -25,7 +25,30 @@ from gateway.orchestration.records import (
 def due(step: Step, start: float, ctx: Context) -> float:
     begin = dt.datetime.fromtimestamp(start, ctx.timezone)
     budget = deadlines.Budget(step.limit.value, step.limit.unit)
-    return deadlines.due_at(begin, budget, ctx.calendar).timestamp()
+    end = deadlines.due_at(begin, budget, ctx.calendar)
+    warn_uncovered(ctx.calendar.uncovered(begin.date(), end.date()))
+    return end.timestamp()
+
+
+def estimate(calendar: WorkCalendar, start: dt.date, due: dt.date) -> dict[str, Any]:
+    """``due_estimated`` (and the years) for a due time counted over a year the calendar
+    has no holidays for: shown beside every due time a person or a portal reads."""
+    years = calendar.uncovered(start, due)
+    if not years:
+        return {"due_estimated": False}
+    return {"due_estimated": True, "calendar_uncovered_years": list(years)}
+
+
+def task_estimate(task: TaskRecord, timezone: dt.tzinfo, calendar: WorkCalendar) -> dict[str, Any]:
+    """``estimate`` for a task's due time (counted from its clock's start)."""
+    if task.due_at is None:
+        return {"due_estimated": False}
+    start = task.clock_started_at if task.clock_started_at is not None else task.due_at
+    return estimate(
+        calendar,
+        dt.datetime.fromtimestamp(start, timezone).date(),
+        dt.datetime.fromtimestamp(task.due_at, timezone).date(),
+    )
 
 
 def restart(
@@ -41,9 +64,9 @@ def restart(
     def local(ts: float) -> dt.datetime:
         return dt.datetime.fromtimestamp(ts, ctx.timezone)
 
-    pushed = deadlines.resume(
-        local(due), local(stopped), local(ctx.now), unit, ctx.calendar
-    ).timestamp()
+    moved = deadlines.resume(local(due), local(stopped), local(ctx.now), unit, ctx.calendar)
+    warn_uncovered(ctx.calendar.uncovered(local(due).date(), moved.date()))
+    pushed = moved.timestamp()
     tr.timeline.append(
         TimelineEntry(
             ctx.now,
@@ -73,6 +96,7 @@ def detail(ctx: Context, start: float | None, due: float | None) -> dict[str, An
     if start is not None and due is not None:
         uncovered = ctx.calendar.uncovered(day(start, ctx), day(due, ctx))
         if uncovered:
+            detail["due_estimated"] = True
             detail["calendar_uncovered_years"] = list(uncovered)
     return detail
 
@@ -85,10 +109,17 @@ def application_due(
     calendar: WorkCalendar,
 ) -> ApplicationBudget:
     """The application's budget from its acceptance: the critical path over the steps that
-    apply to it (a task cancelled as not applicable does not count)."""
+    apply to it (a task cancelled as not applicable does not count), each task that has a
+    due time counted with its current one (moved by its clock stops)."""
+    tasks = list(tasks)
     applies = {t.step for t in tasks if not not_applicable(t)}
+    known = {
+        t.step: dt.datetime.fromtimestamp(t.due_at, timezone)
+        for t in tasks
+        if t.due_at is not None and not not_applicable(t)
+    }
     start = dt.datetime.fromtimestamp(accepted_at, timezone)
-    return application_budget(matter, start, calendar, applies)
+    return application_budget(matter, start, calendar, applies, known)
 
 
 def budget_view(state: CaseState, timezone: dt.tzinfo, calendar: WorkCalendar) -> dict[str, Any]:
@@ -103,6 +134,7 @@ def budget_view(state: CaseState, timezone: dt.tzinfo, calendar: WorkCalendar) -
     budget = application_due(matter, state.tasks, accepted, timezone, calendar)
     return {
         "due_at": budget.due_at.isoformat(timespec="seconds"),
+        **estimate(calendar, budget.start.date(), budget.due_at.date()),
         "critical_path": list(budget.critical_path),
         "promise": {
             **matter.promise.model_dump(),

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Literal
 
 from gateway.logs import get_logger
-from gateway.orchestration import notices
+from gateway.orchestration import clock, notices
 from gateway.orchestration.orchestrator import Orchestrator
 from gateway.orchestration.records import (
     CLOCK_STOPS,
@@ -112,6 +112,7 @@ def on_deadline(
         "due_soon_at": due_soon_at(task, share),
         "due_at": task.due_at,
         "late_seconds": max(0.0, ctx.now - task.due_at),
+        **clock.task_estimate(task, ctx.timezone, ctx.calendar),
     }
     tr.tasks.append(replace(task, escalated=which, updated_at=ctx.now))
     tr.timeline.append(TimelineEntry(ctx.now, name, task.id, detail))

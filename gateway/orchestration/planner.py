@@ -158,6 +158,8 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
             case_number=case_number,
             clock_started_at=started,
             due_at=due,
+            # a threshold raised on the dispatch's due time says nothing of the receipt's
+            escalated=task.escalated if due == task.due_at else None,
             updated_at=ctx.now,
             version=task.version,
         )
@@ -239,6 +241,8 @@ def _decided(
         )
     elif new.status is TaskStatus.IN_PROGRESS and task.clock_stopped_at is not None:
         new = clock.restart(tr, state, ctx, new, "suspension_ended")
+    elif new.status in TERMINAL and task.clock_stopped_at is not None:
+        new = clock.restart(tr, state, ctx, new, "decided")  # the stop ends with the task
     return new
 
 
@@ -273,6 +277,8 @@ def on_withdrawal(state: CaseState, ctx: Context, reason: str) -> Transition:
     tr = Transition(status=ApplicationStatus.WITHDRAWN)
     for t in state.tasks:
         if t.status not in TERMINAL:
+            if t.clock_stopped_at is not None:  # the stop ends with the task
+                t = clock.restart(tr, state, ctx, t, "withdrawn")
             tr.tasks.append(
                 replace(
                     t,
@@ -508,7 +514,12 @@ def _dispatch(
         ctx,
         "task.dispatched",
         (task.id, str(new.attempt)),
-        {"step": step.key, "system": step.system, "due_at": new.due_at},
+        {
+            "step": step.key,
+            "system": step.system,
+            "due_at": new.due_at,
+            **clock.task_estimate(new, ctx.timezone, ctx.calendar),
+        },
     )
     return new
 

@@ -7,16 +7,21 @@ every dispatch and receipt entry):
 - the clock starts at the department's acceptance receipt where there is one, else at the
   confirmed dispatch (DESIGN "Time"); it stands still from ``task.clock_stopped`` to the
   next ``task.clock_started``;
-- the due time is *recomputed*: the step's limit (from the catalogue version the
-  application was accepted under) applied from the clock's start on the working-day
-  calendar, pushed by every stop that ended, as the planner pushes it;
+- the due time is the one the gateway *recorded* in the timeline when it started or
+  restarted the clock, so a later change of the calendar file does not move a past month
+  (a timeline entry without one has it recomputed: the step's limit applied from the
+  clock's start on the current calendar, pushed by every stop that ended, as the planner
+  pushes it). A task that ends while its clock is stopped has the stop closed at its end,
+  so it is judged by the time it used. Working hours used are measured on the current
+  calendar;
 - the task ends at ``task.completed`` or ``task.denied`` (decided, 办结), at
   ``task.cancelled``, or when its application is withdrawn (``application.withdrawn``).
 
 The month runs from the first day 00:00 to the next month's first day 00:00 in the
 configured time zone; figures are as of the month's end, or now if that is earlier:
 
-    received               clocks started in the month
+    received               tasks first dispatched in the month (once, even when the
+                           department's receipt restarts the clock in the next month)
     completed on time/late tasks decided in the month, by the decision against the due time
     cancelled              tasks received at some point and cancelled or withdrawn in the month
     open within time       received by the as-of moment, not ended, not past the due time
@@ -25,6 +30,8 @@ configured time zone; figures are as of the month's end, or now if that is earli
     average / p90 hours    office time used by the tasks decided in the month, stops
                            excluded; p90 by nearest rank
     corrections requested  ``task.correction_requested`` entries in the month
+    due estimated          tasks counted in the month whose due time reaches a year the
+                           calendar has no holidays for (counted Monday to Friday)
 
 So open(previous month) + received − decided − cancelled = open(this month).
 """
@@ -98,9 +105,15 @@ class TaskFacts:
     stopped_at: float | None  # set when the clock stands still at the as-of moment
     used_hours: float | None  # office time used, stops excluded (ended tasks)
     corrections: tuple[float, ...]
+    received_at: float | None = None  # the first dispatch (the clock start if not given)
+    uncovered_years: tuple[int, ...] = ()  # due time counted without holidays for these
+
+    @property
+    def received(self) -> float | None:
+        return self.received_at if self.received_at is not None else self.clock_started_at
 
     def open_at(self, moment: float) -> bool:
-        started = self.clock_started_at is not None and self.clock_started_at < moment
+        started = self.received is not None and self.received < moment
         return started and (self.ended_at is None or self.ended_at >= moment)
 
     def overdue_at(self, moment: float) -> bool:
@@ -123,6 +136,7 @@ class LedgerRow:
     average_hours: float | None = None
     p90_hours: float | None = None
     corrections_requested: int = 0
+    due_estimated: int = 0  # tasks counted here whose due time had no holidays to count on
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,6 +151,7 @@ class Ledger:
     rows: tuple[LedgerRow, ...]  # per department, system and matter
     departments: tuple[LedgerRow, ...]  # per department (matter "*", system "*" if several)
     total: LedgerRow
+    calendar_uncovered_years: tuple[int, ...] = ()  # years due times were estimated over
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +159,7 @@ class Ledger:
             "from": self.start.isoformat(),
             "as_of": self.as_of.isoformat(timespec="seconds"),
             "calendar": self.calendar,
+            "calendar_uncovered_years": list(self.calendar_uncovered_years),
             "rows": [r.as_dict() for r in self.rows],
             "departments": [r.as_dict() for r in self.departments],
             "total": self.total.as_dict(),
@@ -153,56 +169,101 @@ class Ledger:
 def task_facts(
     tl: TaskTimeline, catalogue: Catalogue, tz: dt.tzinfo, calendar: WorkCalendar, as_of: float
 ) -> TaskFacts:
-    """The task's clock, due time, end, stops and corrections, from entries before ``as_of``."""
+    """The task's clock, due time, end, stops and corrections, from entries before ``as_of``.
+
+    The due time is the one the gateway recorded (dispatch, receipt and clock-restart
+    entries carry it), so a later change of the calendar file does not move a past month;
+    an entry without one (older timelines) has it recomputed on ``calendar``.
+    """
     limit = catalogue.matter(tl.matter).step(tl.step).limit
+    budget = deadlines.Budget(limit.value, limit.unit)
+
+    def local(ts: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(ts, tz)
+
+    received: float | None = None
     start: float | None = None
+    due: dt.datetime | None = None
     receipt_seen = False
     stops: list[tuple[float, float | None]] = []
     ended_at: float | None = None
     ended: str | None = None
     corrections: list[float] = []
+    estimated: set[int] = set()
     for e in tl.entries:
         if e.at >= as_of or ended is not None:
             break
+        recorded = _float(e.detail.get("due_at"), None)
         if e.kind == "task.dispatched" and start is None:
-            start = _float(e.detail.get("clock_started_at"), e.at)
+            received = e.at  # received once, at the first dispatch, whatever the receipt says
+            start = _at(e.detail.get("clock_started_at"), e.at)
+            due = _due(recorded, start, budget, calendar, tz)
         elif e.kind == "task.submitted":
             # the first receipt starts the clock; later ones (after a correction) carry it on
-            start = _float(e.detail.get("clock_started_at"), start if receipt_seen else e.at)
+            default = start if receipt_seen and start is not None else e.at
+            start = _at(e.detail.get("clock_started_at"), default)
+            if recorded is not None or not receipt_seen:
+                due = _due(recorded, start, budget, calendar, tz)
             receipt_seen = True
+            received = e.at if received is None else received
         elif e.kind == "task.clock_stopped":
             stops.append((e.at, None))
         elif e.kind == "task.clock_started" and stops and stops[-1][1] is None:
             stops[-1] = (stops[-1][0], e.at)
+            if recorded is not None:
+                due = local(recorded)
+            elif due is not None:
+                due = deadlines.resume(due, local(stops[-1][0]), local(e.at), limit.unit, calendar)
         elif e.kind == "task.correction_requested":
             corrections.append(e.at)
         elif e.kind in DECIDED:
             ended_at, ended = e.at, "decided"
         elif e.kind in ("task.cancelled", "application.withdrawn"):
             ended_at, ended = e.at, "cancelled"
-    if start is None:
+        years = e.detail.get("calendar_uncovered_years")
+        if e.kind.startswith("task.") and isinstance(years, list):
+            estimated.update(y for y in years if isinstance(y, int))
+    if start is None or due is None:
         return TaskFacts(None, None, ended_at, ended, None, None, tuple(corrections))
-
-    def local(ts: float) -> dt.datetime:
-        return dt.datetime.fromtimestamp(ts, tz)
-
-    due = deadlines.due_at(local(start), deadlines.Budget(limit.value, limit.unit), calendar)
     stopped_at: float | None = None
-    for stopped, resumed in stops:
-        if resumed is None:
-            stopped_at = stopped  # still standing still at the end (or at the as-of moment)
-        else:
-            due = deadlines.resume(due, local(stopped), local(resumed), limit.unit, calendar)
+    if stops and stops[-1][1] is None:
+        if ended_at is None:
+            stopped_at = stops[-1][0]  # still standing still at the as-of moment
+        else:  # ended while stopped: the stop lasted until the end, as the planner closes it
+            stops[-1] = (stops[-1][0], ended_at)
+            due = deadlines.resume(due, local(stops[-1][0]), local(ended_at), limit.unit, calendar)
     used: float | None = None
     if ended_at is not None:
-        stopped_at = None
         office = deadlines.working_time_between(local(start), local(ended_at), calendar)
         for stopped, resumed in stops:
             office -= deadlines.working_time_between(
                 local(stopped), local(ended_at if resumed is None else resumed), calendar
             )
         used = office.total_seconds() / 3600
-    return TaskFacts(start, due.timestamp(), ended_at, ended, stopped_at, used, tuple(corrections))
+    estimated.update(calendar.uncovered(local(start).date(), due.date()))
+    return TaskFacts(
+        start,
+        due.timestamp(),
+        ended_at,
+        ended,
+        stopped_at,
+        used,
+        tuple(corrections),
+        received_at=received,
+        uncovered_years=tuple(sorted(estimated)),
+    )
+
+
+def _due(
+    recorded: float | None,
+    start: float,
+    budget: deadlines.Budget,
+    calendar: WorkCalendar,
+    tz: dt.tzinfo,
+) -> dt.datetime:
+    if recorded is not None:
+        return dt.datetime.fromtimestamp(recorded, tz)
+    return deadlines.due_at(dt.datetime.fromtimestamp(start, tz), budget, calendar)
 
 
 def compute(
@@ -220,6 +281,7 @@ def compute(
     as_of_dt = min(end_dt, dt.datetime.fromtimestamp(now, tz))
     lo, hi = start_dt.timestamp(), as_of_dt.timestamp()
     groups: dict[tuple[str, str, str], _Tally] = {}
+    uncovered: set[int] = set()
     for tl in timelines:
         if systems is not None and tl.system not in systems:
             continue
@@ -227,7 +289,8 @@ def compute(
         department = catalogue.matter(tl.matter).step(tl.step).department
         facts = task_facts(tl, catalogue, tz, calendar, hi)
         tally = groups.setdefault((department, tl.system, tl.matter), _Tally())
-        tally.add(facts, lo, hi)
+        if tally.add(facts, lo, hi):
+            uncovered.update(facts.uncovered_years)
     rows = tuple(t.row(*key) for key, t in sorted(groups.items()))
     by_department: dict[str, list[tuple[tuple[str, str, str], _Tally]]] = {}
     for key, tally in sorted(groups.items()):
@@ -237,7 +300,16 @@ def compute(
         for department, items in by_department.items()
     )
     total = _Tally.merge(groups.values()).row("*", "*", "*")
-    return Ledger(str(month), start_dt, as_of_dt, calendar.version, rows, departments, total)
+    return Ledger(
+        str(month),
+        start_dt,
+        as_of_dt,
+        calendar.version,
+        rows,
+        departments,
+        total,
+        tuple(sorted(uncovered)),
+    )
 
 
 @dataclass
@@ -249,13 +321,16 @@ class _Tally:
     open_ok: int = 0
     open_late: int = 0
     corrections: int = 0
+    estimated: int = 0
     hours: list[float] = field(default_factory=list)
 
-    def add(self, f: TaskFacts, lo: float, hi: float) -> None:
-        if f.clock_started_at is not None and lo <= f.clock_started_at < hi:
-            self.received += 1
+    def add(self, f: TaskFacts, lo: float, hi: float) -> bool:
+        """Count the task; True when it appears in a figure of the month."""
+        counted = f.received is not None and lo <= f.received < hi
+        self.received += counted
         ended, due, used = f.ended_at, f.due_at, f.used_hours
         if ended is not None and due is not None and lo <= ended < hi:  # a started task ended
+            counted = True
             if f.ended == "cancelled":
                 self.cancelled += 1
             else:
@@ -263,11 +338,15 @@ class _Tally:
                 self.late += ended > due
                 self.hours.append(used if used is not None else 0.0)
         if f.open_at(hi):
+            counted = True
             if f.overdue_at(hi):
                 self.open_late += 1
             else:
                 self.open_ok += 1
         self.corrections += sum(1 for c in f.corrections if lo <= c < hi)
+        counted = counted and f.due_at is not None
+        self.estimated += counted and bool(f.uncovered_years)
+        return counted
 
     @staticmethod
     def merge(tallies: Iterable[_Tally]) -> _Tally:
@@ -280,6 +359,7 @@ class _Tally:
             out.open_ok += t.open_ok
             out.open_late += t.open_late
             out.corrections += t.corrections
+            out.estimated += t.estimated
             out.hours.extend(t.hours)
         return out
 
@@ -297,6 +377,7 @@ class _Tally:
             average_hours=_round(sum(self.hours) / len(self.hours)) if self.hours else None,
             p90_hours=_round(p90(self.hours)) if self.hours else None,
             corrections_requested=self.corrections,
+            due_estimated=self.estimated,
         )
 
 
@@ -315,4 +396,8 @@ def _one(values: set[str]) -> str:
 
 
 def _float(value: object, default: float | None) -> float | None:
+    return float(value) if isinstance(value, int | float) else default
+
+
+def _at(value: object, default: float) -> float:
     return float(value) if isinstance(value, int | float) else default

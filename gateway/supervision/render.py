@@ -29,6 +29,7 @@ COLUMNS = (
     "average_hours",
     "p90_hours",
     "corrections_requested",
+    "due_estimated",
 )
 _HEADS = (
     "department",
@@ -43,6 +44,7 @@ _HEADS = (
     "avg h",
     "p90 h",
     "corrections",
+    "est. due",
 )
 
 
@@ -73,6 +75,12 @@ def table(ledger: Ledger, *, per_matter: bool = True) -> str:
         f"Supervision ledger {ledger.month} (as of {ledger.as_of:%Y-%m-%d %H:%M %Z}; "
         f"{ledger.calendar}; open = within time, overdue = open past its due time)"
     )
+    if ledger.calendar_uncovered_years:
+        years = ", ".join(str(y) for y in ledger.calendar_uncovered_years)
+        head += (
+            f"\nest. due: due times reaching {years} are counted Monday to Friday, without "
+            "public holidays (the calendar has no State Council notice for them)"
+        )
     if not ledger.rows:
         return f"{head}\nno task clock ran in {ledger.month}\n"
     lines = [_cells(row) for row in ledger.rows]

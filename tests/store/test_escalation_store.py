@@ -8,6 +8,8 @@ import time
 from dataclasses import replace
 
 from gateway.orchestration import escalation, planner
+from gateway.orchestration.messages import ResultMessage
+from gateway.orchestration.records import TaskStatus
 from gateway.store import Store, open_store
 from tests.store.test_cases import accepted, ctx
 
@@ -68,3 +70,22 @@ async def test_two_schedulers_at_once_raise_one_event(store: Store, store_url: s
     assert kinds.count("task.overdue") == 1
     task = await store.cases.task("app1.birth_certificate")
     assert task is not None and task.escalated == "overdue"
+
+
+async def test_a_stopped_clock_still_carrying_a_threshold_is_picked_to_forget_it(
+    store: Store,
+) -> None:
+    _, due = await started(store)
+    task_id = "app1.birth_certificate"
+    late = replace(ctx(), now=due + 60)
+    await store.cases.transition("app1", lambda s: escalation.on_deadline(s, late, task_id), due)
+    suspended = ResultMessage(task_id, "app1", "hospital", "decision", 1, outcome="suspended")
+    stop = replace(ctx(), now=due + 120)
+    await store.cases.transition("app1", lambda s: planner.on_result(s, stop, suspended), due)
+    [found] = await store.cases.deadline_tasks(due + 180, 0.8, 10)
+    assert (found.id, found.status, found.escalated) == (task_id, TaskStatus.SUSPENDED, "overdue")
+    forget = replace(ctx(), now=due + 180)
+    await store.cases.transition("app1", lambda s: escalation.on_deadline(s, forget, task_id), due)
+    assert await store.cases.deadline_tasks(due + 240, 0.8, 10) == []
+    task = await store.cases.task(task_id)
+    assert task is not None and task.escalated is None

@@ -220,3 +220,38 @@ def test_the_case_view_leaves_out_tasks_cancelled_as_not_applicable() -> None:
         "property_inheritance"
     )
     assert budget_view(_case(tasks, None), TZ, CAL)["due_at"] is None  # not accepted yet
+
+
+def test_the_application_is_never_due_before_its_own_task_after_a_clock_stop() -> None:
+    # newborn accepted Wed 18 Nov 08:30: planned birth 09:00, hukou 11:00, then medical
+    # insurance and the social security card 11:30. Hukou's clock stopped for a correction
+    # and its due time moved to Thu 10:00: the application is due half an hour after that.
+    matter = CATALOGUE.matter("newborn")
+    accepted = at(2026, 11, 18, 8, 30)
+    base = TaskRecord(
+        id="x",
+        application_id="app1",
+        matter="newborn",
+        step="",
+        system="hukou",
+        operation="op",
+        status=TaskStatus.WAITING,
+        depends_on=(),
+    )
+    due = {"birth_certificate": at(2026, 11, 18, 9), "hukou": at(2026, 11, 19, 10)}
+    tasks = tuple(
+        replace(
+            base,
+            step=s.key,
+            due_at=due[s.key].timestamp() if s.key in due else None,
+            status=TaskStatus.DISPATCHED if s.key in due else TaskStatus.WAITING,
+        )
+        for s in matter.steps
+    )
+    budget = application_due(matter, tasks, accepted.timestamp(), TZ, CAL)
+    assert budget.due_at == at(2026, 11, 19, 10, 30)
+    case = _case(tasks, accepted.timestamp())
+    case = replace(case, application=replace(case.application, matter="newborn"))
+    view = budget_view(case, TZ, CAL)
+    assert view["due_at"] == "2026-11-19T10:30:00+08:00" and view["due_estimated"] is False
+    assert view["critical_path"] == ["birth_certificate", "hukou", "medical_insurance"]

@@ -237,7 +237,7 @@ def test_the_three_renderings_carry_the_same_figures() -> None:
     text = render(result, "table")
     assert "Supervision ledger 2026-11" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("public_security"))
-    assert line.split()[-9:] == ["6", "1", "2", "1", "1", "2", "2.33", "3.00", "1"]
+    assert line.split()[-10:] == ["6", "1", "2", "1", "1", "2", "2.33", "3.00", "1", "0"]
     empty = compute([], NOVEMBER, now=LATER, tz=TZ, calendar=CAL, catalogue_for=load)
     assert "no task clock ran in 2026-11" in render(empty, "table")
 
@@ -263,3 +263,80 @@ def test_hours_over_national_day_count_the_make_up_saturday_and_not_the_holiday(
     )
     # at the end of September it was received and open, not yet overdue
     assert september.total == LedgerRow("*", "*", "*", 1, 0, 0, 0, 1, 0, None, None, 0)
+
+
+def test_a_task_received_across_the_month_end_is_received_once() -> None:
+    # dispatched Mon 30 Nov 17:00; the department's receipt says it accepted Tue 1 Dec 09:00
+    # (the clock's start moves there): received in November only, and the months add up
+    across = timeline(
+        "M",
+        "hukou",
+        [
+            e(t(11, 30, 17), "task.dispatched", clock_started_at=t(11, 30, 17), attempt=1),
+            e(t(12, 1, 9), "task.submitted", clock_started_at=t(12, 1, 9)),
+            e(t(12, 1, 10), "task.completed"),
+        ],
+    )
+    now = dt.datetime(2027, 1, 10, tzinfo=TZ).timestamp()
+    nov = compute([across], NOVEMBER, now=now, tz=TZ, calendar=CAL, catalogue_for=load).total
+    dec = compute([across], Month(2026, 12), now=now, tz=TZ, calendar=CAL, catalogue_for=load)
+    d = dec.total
+    assert (nov.received, nov.open_within_time, nov.open_overdue) == (1, 1, 0)
+    assert (d.received, d.completed_on_time, d.open_within_time) == (0, 1, 0)
+    ended = d.completed_on_time + d.completed_late + d.cancelled
+    assert nov.open_within_time + nov.open_overdue + d.received - ended == (
+        d.open_within_time + d.open_overdue
+    )
+
+
+@pytest.mark.parametrize("closed_by_the_planner", [False, True])
+def test_a_task_decided_while_its_clock_is_stopped_is_judged_by_the_time_used(
+    closed_by_the_planner: bool,
+) -> None:
+    # Wed 18 Nov 09:00, 2 h → due 11:00; suspended 10:00 (1 h used), completed 15:00 still
+    # suspended: 1.0 h used of 2, on time. The planner now closes the stop when the task is
+    # decided (a task.clock_started after the decision); older timelines have no such entry.
+    entries = [
+        *started(t(11, 18, 9)),
+        e(t(11, 18, 10), "task.suspended"),
+        e(t(11, 18, 10), "task.clock_stopped", reason="suspended"),
+        e(t(11, 18, 15), "task.completed"),
+    ]
+    if closed_by_the_planner:
+        entries.append(e(t(11, 18, 15), "task.clock_started", reason="decided"))
+    tl = timeline("N", "hukou", entries)
+    facts = task_facts(tl, load(), TZ, CAL, LATER)
+    assert facts.used_hours == 1.0 and facts.stopped_at is None
+    assert facts.due_at == t(11, 18, 16)  # 11:00 pushed by the stop's 2.5 office hours
+    row = compute([tl], NOVEMBER, now=LATER, tz=TZ, calendar=CAL, catalogue_for=load).total
+    assert (row.completed_on_time, row.completed_late, row.average_hours) == (1, 0, 1.0)
+
+
+def test_the_due_time_recorded_in_the_timeline_is_the_one_judged() -> None:
+    # the gateway recorded due 12:00 (say the calendar of the day had other office hours);
+    # today's calendar would say 11:00. Completed 11:30: on time by the recorded due time,
+    # so a later change of the calendar file does not change a past month.
+    start = t(11, 18, 9)
+    tl = timeline(
+        "P",
+        "hukou",
+        [
+            e(start, "task.dispatched", clock_started_at=start, due_at=t(11, 18, 12)),
+            e(start, "task.submitted", clock_started_at=start, due_at=t(11, 18, 12)),
+            e(t(11, 18, 11, 30), "task.completed"),
+        ],
+    )
+    assert task_facts(tl, load(), TZ, CAL, LATER).due_at == t(11, 18, 12)
+    row = compute([tl], NOVEMBER, now=LATER, tz=TZ, calendar=CAL, catalogue_for=load).total
+    assert (row.completed_on_time, row.completed_late) == (1, 0)
+
+
+def test_a_due_time_reaching_a_year_without_holidays_is_marked() -> None:
+    # Mon 28 Dec 2026 09:00, 5 working days → into January 2027, which has no notice
+    tl = timeline("Q", "file_review", started(t(12, 28, 9)))
+    now = dt.datetime(2027, 1, 10, tzinfo=TZ).timestamp()
+    dec = compute([tl], Month(2026, 12), now=now, tz=TZ, calendar=CAL, catalogue_for=load)
+    assert dec.total.due_estimated == 1 and dec.calendar_uncovered_years == (2027,)
+    assert json.loads(render(dec, "json"))["calendar_uncovered_years"] == [2027]
+    assert "due times reaching 2027 are counted Monday to Friday" in render(dec, "table")
+    assert ledger().total.due_estimated == 0 and ledger().calendar_uncovered_years == ()

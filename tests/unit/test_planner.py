@@ -502,3 +502,87 @@ def test_a_due_time_past_the_calendar_data_is_flagged() -> None:
     tr = planner.start(new_case(), ctx())
     [entry] = [e for e in tr.timeline if e.kind == "task.dispatched"]
     assert "calendar_uncovered_years" not in entry.detail
+
+
+def hukou_received(at: float) -> CaseState:
+    """The newborn bundle started at ``at``; the birth certificate done; hukou's receipt at
+    ``at`` (2 working hours)."""
+    state = apply(new_case(), planner.start(new_case(), ctx(at)))
+    done = {"outcome": "completed", "provides": {"birth_certificate_no": "A1"}}
+    state = apply(state, on(state, at, "birth_certificate", "decision", **done))
+    return apply(state, on(state, at, "hukou", "receipt", case_number="P-1"))
+
+
+def test_a_task_decided_while_its_clock_is_stopped_closes_the_stop() -> None:
+    # Wed 09:00, 2 h → due 11:00; suspended 10:00 (1 h used); completed 15:00, still
+    # suspended: the stop ends with the decision and the due time moves by it (16:00)
+    state = hukou_received(local(2026, 11, 18, 9))
+    state = apply(
+        state, on(state, local(2026, 11, 18, 10), "hukou", "decision", outcome="suspended")
+    )
+    tr = on(state, local(2026, 11, 18, 15), "hukou", "decision", outcome="completed")
+    hukou = apply(state, tr).task("hukou")
+    assert hukou.status is TaskStatus.COMPLETED and hukou.clock_stopped_at is None
+    assert hukou.due_at == local(2026, 11, 18, 16)
+    [(kind, detail)] = clock_entries(tr)
+    assert (kind, detail["reason"], detail["stopped_at"]) == (
+        "task.clock_started",
+        "decided",
+        local(2026, 11, 18, 10),
+    )
+
+
+def test_a_withdrawal_closes_a_stopped_clock() -> None:
+    state = hukou_received(local(2026, 11, 18, 9))
+    state = apply(
+        state, on(state, local(2026, 11, 18, 10), "hukou", "decision", outcome="suspended")
+    )
+    tr = planner.on_withdrawal(state, ctx(local(2026, 11, 18, 15)), "moved away")
+    hukou = apply(state, tr).task("hukou")
+    assert hukou.status is TaskStatus.CANCELLED and hukou.clock_stopped_at is None
+    assert [(k, d["reason"]) for k, d in clock_entries(tr)] == [("task.clock_started", "withdrawn")]
+
+
+def test_the_receipt_that_moves_the_due_time_forgets_a_threshold_raised_before_it() -> None:
+    wed_0900 = local(2026, 11, 18, 9)
+    state = apply(new_case(), planner.start(new_case(), ctx(wed_0900)))
+    done = {"outcome": "completed", "provides": {"birth_certificate_no": "A1"}}
+    state = apply(state, on(state, wed_0900, "birth_certificate", "decision", **done))
+    # overdue raised on the dispatch's due time (11:00) before the department's receipt
+    hukou = replace(state.task("hukou"), escalated="overdue")
+    state = replace(state, tasks=tuple(hukou if t.id == hukou.id else t for t in state.tasks))
+    accepted = local(2026, 11, 18, 14, 30)
+    tr = on(state, accepted + 60, "hukou", "receipt", case_number="P-1", accepted_at=accepted)
+    [task] = tr.tasks
+    assert (task.due_at, task.escalated) == (local(2026, 11, 18, 16, 30), None)
+    # a receipt that moves nothing keeps what was raised
+    same = on(state, wed_0900 + 60, "hukou", "receipt", case_number="P-1", accepted_at=wed_0900)
+    assert same.tasks[0].escalated == "overdue"
+
+
+def test_a_clock_restart_forgets_a_threshold_raised_before_the_stop() -> None:
+    # no scheduler ran while the clock stood still, so the task still carries "overdue"
+    state = hukou_received(local(2026, 11, 18, 9))
+    state = apply(
+        state, on(state, local(2026, 11, 18, 11, 30), "hukou", "decision", outcome="suspended")
+    )
+    hukou = replace(state.task("hukou"), escalated="overdue")
+    state = replace(state, tasks=tuple(hukou if t.id == hukou.id else t for t in state.tasks))
+    tr = on(state, local(2026, 11, 19, 9), "hukou", "decision", outcome="in_progress")
+    assert apply(state, tr).task("hukou").escalated is None
+
+
+def test_the_dispatch_event_says_whether_its_due_time_is_estimated() -> None:
+    def dispatch_data(tr: Transition) -> dict[str, Any]:
+        for o in tr.outbox:
+            if o.message.type == "task.dispatched":
+                data: dict[str, Any] = json.loads(o.message.body)["data"]
+                return data
+        raise AssertionError("no task.dispatched event")
+
+    # Thu 31 Dec 2026 17:15: the birth certificate's half working hour runs into January
+    # 2027, which has no notice in the calendar
+    late = dispatch_data(planner.start(new_case(), ctx(local(2026, 12, 31, 17, 15))))
+    assert (late["due_estimated"], late["calendar_uncovered_years"]) == (True, [2027])
+    known = dispatch_data(planner.start(new_case(), ctx()))
+    assert known["due_estimated"] is False and "calendar_uncovered_years" not in known
