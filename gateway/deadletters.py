@@ -10,14 +10,16 @@ from the gateway's own ``x-attempt`` header.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.broker.messages import Delivery, Message, header_str, uuid7
 from gateway.broker.topology import (
+    ACCEPTED,
     DLX,
     HEADER_ATTEMPT,
     HEADER_ERROR_KIND,
@@ -34,6 +36,9 @@ from gateway.logs import get_logger
 from gateway.matters import MATTERS
 from gateway.metrics import Metrics
 from gateway.store import DeadLetter, Store
+
+if TYPE_CHECKING:
+    from gateway.orchestration.records import CaseState, Context, Transition
 
 log = get_logger(__name__)
 STORE_DOWN_PAUSE_SECONDS = 2.0
@@ -117,9 +122,15 @@ async def park(
 
 
 class DeadLetterSink:
-    """Stores each dead letter once; when it belonged to a task (a task message, a
-    department's reply), tells the orchestrator, which blocks the application with the
-    reason — so no application waits silently on a message that will never be handled."""
+    """Stores each dead letter once, then blocks its application with the reason — so no
+    application waits silently on a message that will never be handled:
+
+    * a task message: tells the orchestrator (a ``dead_lettered`` result on ``gw.results``);
+    * a department's reply (``gw.results``): its task is dead-lettered here, in one guarded
+      transaction (the orchestrator is what could not handle it);
+    * a ``gw.accepted`` message: the application, not started, turns ``blocked``; replaying
+      the letter starts it (``Orchestrator.on_accepted``).
+    """
 
     def __init__(
         self,
@@ -128,11 +139,13 @@ class DeadLetterSink:
         publish: Callable[[str, str, Message], Awaitable[None]] | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        timezone: dt.tzinfo = dt.UTC,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._publish = publish
         self._clock = clock
+        self._tz = timezone
 
     async def handle(self, delivery: Delivery) -> None:
         letter = dead_letter_from(delivery, self._clock())
@@ -154,9 +167,61 @@ class DeadLetterSink:
                 application_id=letter.application_id,
             )
         task_id = header_str(delivery.headers.get(HEADER_TASK_ID))
-        if task_id and letter.exchange != RESULTS and self._publish is not None:
+        if letter.exchange == RESULTS:
+            await self._block_result(letter)
+        elif letter.exchange == ACCEPTED:
+            await self._block_unstarted(letter)
+        elif task_id and self._publish is not None:
             await self._block_task(task_id, letter)
         delivery.ack()
+
+    async def _apply(
+        self, application_id: str, plan: Callable[[CaseState, Context], Transition]
+    ) -> None:
+        """One planner step on the locked case, its events published (or left to the relay)."""
+        from gateway.orchestration.orchestrator import Orchestrator
+        from gateway.orchestration.outbox import Outbox
+        from gateway.store.cases import UnknownApplication
+
+        if self._publish is None:
+            return
+        outbox = Outbox(self._store.cases, self._publish, self._metrics, clock=self._clock)
+        orchestrator = Orchestrator(
+            self._store, outbox, self._publish, timezone=self._tz, poll_seconds={},
+            clock=self._clock,
+        )  # fmt: skip
+        try:
+            await orchestrator.apply(application_id, plan)
+        except UnknownApplication:
+            log.warning("dead_letter_for_unknown_application", application_id=application_id)
+
+    async def _block_result(self, letter: DeadLetter) -> None:
+        from gateway.errors import Permanent
+        from gateway.orchestration import planner
+        from gateway.orchestration.messages import ResultMessage
+
+        try:
+            said = ResultMessage.parse(letter.body)
+        except Permanent:
+            if letter.application_id:
+                await self._block_unstarted(letter)
+            return
+        dead = ResultMessage(
+            task_id=said.task_id,
+            application_id=said.application_id,
+            system=said.system,
+            kind="dead_lettered",
+            attempt=said.attempt,
+            reason=f"dead letter {letter.message_id}: {letter.reason}",
+        )
+        await self._apply(said.application_id, lambda s, c: planner.on_result(s, c, dead))
+
+    async def _block_unstarted(self, letter: DeadLetter) -> None:
+        app_id = letter.application_id or _application_of(letter.body)
+        if not app_id:
+            return  # nothing to block: the letter is all an operator will see
+        reason = f"dead letter {letter.message_id}: {letter.reason}"
+        await self._apply(app_id, lambda s, c: block_unstarted(s, c, reason))
 
     async def _block_task(self, request_id: str, letter: DeadLetter) -> None:
         from gateway.orchestration.messages import (
@@ -180,6 +245,30 @@ class DeadLetterSink:
         await self._publish(
             RESULTS, routing_key(task.system, task.matter, task.step), result.message()
         )
+
+
+def block_unstarted(state: CaseState, ctx: Context, reason: str) -> Transition:
+    """An application whose ``gw.accepted`` message died turns ``blocked`` with the reason
+    (its timeline and an ``application.blocked`` event say it); pure."""
+    from gateway.orchestration import notices
+    from gateway.orchestration.records import TimelineEntry, Transition
+    from gateway.store.records import ApplicationStatus
+
+    app = state.application
+    if state.tasks or app.status not in (ApplicationStatus.RECEIVED, ApplicationStatus.ACCEPTED):
+        return Transition()  # started meanwhile, withdrawn, or blocked already
+    tr = Transition(status=ApplicationStatus.BLOCKED)
+    tr.timeline.append(TimelineEntry(ctx.now, "application.blocked", detail={"reason": reason}))
+    notices.event(tr, state, ctx, "application.blocked", (app.id,), {"reason": reason})
+    return tr
+
+
+def _application_of(body: bytes) -> str | None:
+    try:
+        value = json.loads(body).get("application_id")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value else None
 
 
 def _first_death(headers: dict[str, Any]) -> dict[str, Any]:

@@ -26,12 +26,24 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from gateway.broker.messages import Delivery, Message
 from gateway.broker.topology import Topology
 from gateway.broker.version import check_server
-from gateway.errors import BrokerTooOld, BrokerUnavailable, ConfigurationError
+from gateway.errors import (
+    BrokerTooOld,
+    BrokerUnavailable,
+    ConfigurationError,
+    StoreUnavailable,
+)
 from gateway.logs import get_logger
 
 log = get_logger(__name__)
 
 Handler = Callable[[Delivery], Awaitable[None]]
+# A handler that fails because the store or the broker is briefly away is run again in
+# place, the delivery held unacked, after a capped pause: a requeue would count against the
+# queue's delivery limit (5) and dead-letter a sound message within milliseconds. The hold
+# is bounded far below RabbitMQ's consumer timeout (30 min); past it the delivery is
+# requeued as any other failure.
+INFRA_PAUSE_SECONDS = (0.25, 5.0)  # first pause, cap (doubling, with jitter)
+INFRA_HOLD_SECONDS = 120.0
 
 
 @dataclass(slots=True)
@@ -73,6 +85,8 @@ class BrokerClient:
         name: str = "gateway",
         confirm_window: int = 1000,
         reconnect_max_seconds: float = 15.0,
+        infra_pause_seconds: tuple[float, float] = INFRA_PAUSE_SECONDS,
+        infra_hold_seconds: float = INFRA_HOLD_SECONDS,
     ) -> None:
         self._params = pika.URLParameters(url)
         self._params.client_properties = {"connection_name": name}
@@ -80,6 +94,8 @@ class BrokerClient:
         self._topology = topology
         self._window = asyncio.Semaphore(confirm_window)
         self._reconnect_max = reconnect_max_seconds
+        self._infra_pause = infra_pause_seconds
+        self._infra_hold = infra_hold_seconds
         self._consumers: list[_Consumer] = []
         self._resend: list[_Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -282,21 +298,52 @@ class BrokerClient:
             redelivered=bool(method.redelivered),
             _settle=settle,
         )
-        task = asyncio.get_running_loop().create_task(self._handle(consumer, delivery))
+        task = asyncio.get_running_loop().create_task(
+            self._handle(consumer, delivery, lambda: link is self._link and channel.is_open)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, consumer: _Consumer, delivery: Delivery) -> None:
-        try:
-            await consumer.handler(delivery)
-        except Exception:
-            log.exception("handler_failed", queue=consumer.queue, message_id=delivery.message_id)
-            if delivery.settled is None:
-                delivery.reject(requeue=True)
-        else:
-            if delivery.settled is None:
-                log.error("handler_left_unsettled", queue=consumer.queue)
-                delivery.reject(requeue=True)
+    async def _handle(
+        self, consumer: _Consumer, delivery: Delivery, alive: Callable[[], bool] = lambda: True
+    ) -> None:
+        pause, held = self._infra_pause[0], 0.0
+        while True:
+            try:
+                await consumer.handler(delivery)
+            except (StoreUnavailable, BrokerUnavailable) as exc:
+                if (
+                    delivery.settled is None
+                    and alive()
+                    and not self._closing
+                    and held + pause <= self._infra_hold
+                ):
+                    wait = pause * random.uniform(0.5, 1.0)  # noqa: S311  # jitter
+                    log.warning(
+                        "handler_paused",
+                        queue=consumer.queue,
+                        message_id=delivery.message_id,
+                        error=str(exc),
+                        pause=round(wait, 3),
+                    )
+                    await asyncio.sleep(wait)
+                    held += wait
+                    pause = min(pause * 2, self._infra_pause[1])
+                    continue  # the same delivery, still unacked: no delivery is counted
+                log.warning("handler_failed", queue=consumer.queue, error=str(exc), held=held)
+                if delivery.settled is None:
+                    delivery.reject(requeue=True)
+            except Exception:
+                log.exception(
+                    "handler_failed", queue=consumer.queue, message_id=delivery.message_id
+                )
+                if delivery.settled is None:
+                    delivery.reject(requeue=True)
+            else:
+                if delivery.settled is None:
+                    log.error("handler_left_unsettled", queue=consumer.queue)
+                    delivery.reject(requeue=True)
+            return
 
     # -- connection management ---------------------------------------------------------
     def _connect(self) -> None:

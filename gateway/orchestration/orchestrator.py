@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 
 import structlog
 
@@ -27,6 +28,7 @@ from gateway.orchestration.outbox import Outbox
 from gateway.orchestration.records import CaseState, Context, Transition
 from gateway.store import Store
 from gateway.store.cases import UnknownApplication
+from gateway.store.records import ApplicationStatus
 
 log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
@@ -79,7 +81,7 @@ class Orchestrator:
             return
         structlog.contextvars.bind_contextvars(application_id=app_id)
         try:
-            tr = await self.apply(app_id, planner.start)
+            tr = await self.apply(app_id, start_or_resume)
         except UnknownApplication:
             await self._park(delivery, f"application {app_id} is not in this gateway's store")
             return
@@ -127,6 +129,15 @@ class Orchestrator:
         log.warning("message_parked", reason=reason, queue=delivery.routing_key)
         await park(self._publish, delivery, reason=reason)
         delivery.ack()
+
+
+def start_or_resume(state: CaseState, ctx: Context) -> Transition:
+    """``planner.start``; also for an application the dead-letter store blocked because its
+    ``gw.accepted`` message died (no task yet): replaying that letter starts it."""
+    app = state.application
+    if app.status is ApplicationStatus.BLOCKED and not state.tasks:
+        state = replace(state, application=replace(app, status=ApplicationStatus.ACCEPTED))
+    return planner.start(state, ctx)
 
 
 def changed_paths(
