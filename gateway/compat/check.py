@@ -9,18 +9,20 @@ Which file is which contract, and whose, follows from where it lives:
     contracts/<system>/openapi.yaml           OpenAPI         department <system>
     contracts/<system>/**/*.schema.json       JSON Schema     department <system>
 
-A department's JSON schema is compared as ``request`` (the gateway writes it, the department
-reads it) unless its name says the department writes it (reply, ack, result, receipt,
-event, case): then as ``response``. Examples, READMEs and expectation files are not
-contracts of their own (tests hold them to the contracts), nor are ``codes.json`` files: they
-are the gateway's mapping tables; the department's own code lists are the enumerations of
-its XSD or JSON Schema, compared above.
+Who writes each department file is named in ``DIRECTIONS`` (never guessed from a name):
+``request`` the gateway writes it and the department reads it (a narrowing breaks us),
+``response`` the department writes it and the gateway reads it (a widening breaks us),
+``both`` shared types. An XSD holding both (hukou) names the direction of each global
+element; its named types take the directions of the elements that use them. A department
+file not listed counts as ``both`` (every narrowing and widening breaks) until it is.
+Examples, READMEs and expectation files are not contracts of their own (tests hold them to
+the contracts), nor are ``codes.json`` files: they are the gateway's mapping tables; the
+department's own code lists are the enumerations of its XSD or JSON Schema, compared above.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -35,7 +37,28 @@ from gateway.compat.schema import diff_schemas
 from gateway.compat.xsd import diff_wsdl, diff_xsd
 from gateway.errors import ConfigurationError
 
-_ANSWERS = re.compile(r"(reply|ack|result|receipt|event|^case)\b")
+# hukou: the WSDL's input messages are requests; its outputs and faults, answers
+_HUKOU: dict[str, Direction] = {
+    "*": "request",
+    "Receipt": "response",
+    "CaseStatus": "response",
+    "FaultDetail": "response",
+}
+DIRECTIONS: dict[str, Direction | dict[str, Direction]] = {
+    "contracts/cdc/request.schema.json": "request",
+    "contracts/cdc/reply.schema.json": "response",
+    "contracts/hospital/request.xsd": "request",
+    "contracts/hospital/ack.xsd": "response",
+    "contracts/hospital/result.xsd": "response",
+    "contracts/provincial/schemas/case-request.schema.json": "request",
+    "contracts/provincial/schemas/case-receipt.schema.json": "response",
+    "contracts/provincial/schemas/case.schema.json": "response",
+    "contracts/provincial/schemas/case-event.schema.json": "response",
+    "contracts/provincial/schemas/common.schema.json": "both",
+    "contracts/provincial/items/": "request",  # every item's data: the gateway writes it
+    "contracts/hukou/hukou.xsd": _HUKOU,
+    "contracts/hukou/hukou.wsdl": _HUKOU,
+}
 _NOT_CONTRACTS = ("examples", "baseline")
 
 
@@ -51,6 +74,7 @@ class Contract:
     kind: str  # jsonschema | openapi | asyncapi | xsd | wsdl
     party: str
     direction: Direction = "request"
+    elements: tuple[tuple[str, Direction], ...] = ()  # XSD: global element → direction
 
 
 def classify(path: str) -> Contract | None:
@@ -68,16 +92,30 @@ def classify(path: str) -> Contract | None:
     if folder == "asyncapi":
         return Contract(path, "asyncapi", "") if name == "asyncapi.yaml" else None
     party = f"department {folder}"
-    if name.endswith(".wsdl"):
-        return Contract(path, "wsdl", party)
-    if name.endswith(".xsd"):
-        return Contract(path, "xsd", party)
-    if name == "openapi.yaml":
-        return Contract(path, "openapi", party)
-    if name.endswith(".schema.json"):
-        direction: Direction = "response" if _ANSWERS.search(name) else "request"
-        return Contract(path, "jsonschema", party, direction)
-    return None
+    kind = (
+        "wsdl" if name.endswith(".wsdl")
+        else "xsd" if name.endswith(".xsd")
+        else "openapi" if name == "openapi.yaml"
+        else "jsonschema" if name.endswith(".schema.json")
+        else None
+    )  # fmt: skip
+    if kind is None:
+        return None
+    if kind == "openapi":
+        return Contract(path, kind, party)  # bodies as request, answers as response
+    named = direction_of(path)
+    if isinstance(named, dict):
+        elements = tuple(sorted((k, v) for k, v in named.items() if k != "*"))
+        return Contract(path, kind, party, named.get("*", "both"), elements)
+    return Contract(path, kind, party, named)
+
+
+def direction_of(path: str) -> Direction | dict[str, Direction]:
+    """Who writes a department's file (``DIRECTIONS``); ``both`` when it is not listed."""
+    if path in DIRECTIONS:
+        return DIRECTIONS[path]
+    folders = [p for p in DIRECTIONS if p.endswith("/") and path.startswith(p)]
+    return DIRECTIONS[max(folders, key=len)] if folders else "both"
 
 
 def compare(before: Files, after: Files) -> list[Change]:
@@ -106,7 +144,8 @@ def _compare(contract: Contract, old: bytes, new: bytes) -> list[Change]:
     out = Changes(contract.party, contract.path)
     try:
         if contract.kind == "jsonschema":
-            diff_schemas(out, _json(old), _json(new), contract.direction)
+            versioned = contract.party == "portals"  # the envelope: schema_version's own rule
+            diff_schemas(out, _json(old), _json(new), contract.direction, versioned)
         elif contract.kind == "openapi":
             diff_openapi(out, _yaml(old), _yaml(new))
         elif contract.kind == "asyncapi":
@@ -114,9 +153,9 @@ def _compare(contract: Contract, old: bytes, new: bytes) -> list[Change]:
             diff_asyncapi(parties, contract.path, _yaml(old), _yaml(new))
             return [c for changes in parties.values() for c in changes.found]
         elif contract.kind == "xsd":
-            diff_xsd(out, old, new)
+            diff_xsd(out, old, new, contract.direction, dict(contract.elements))
         else:
-            diff_wsdl(out, old, new)
+            diff_wsdl(out, old, new, contract.direction, dict(contract.elements))
     except (ValueError, yaml.YAMLError) as exc:  # lxml's XMLSyntaxError is a ValueError
         out.breaking("", f"cannot be read any more: {exc}")
     return out.found

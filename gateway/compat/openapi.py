@@ -4,7 +4,9 @@ operation (path + method, or webhook) removed         breaking    added: additiv
 parameter removed, or a new required one               breaking    new optional: additive
 request body now required, a media type removed        breaking
 a documented answer (status) removed                   breaking    added: additive
-request schemas compared as ``request``, answers as ``response`` (see ``schema``)
+request schemas compared as ``request``, answers as ``response`` (see ``schema``); for a
+webhook the other way round: its body is written by the document's owner (a department's
+callback, read by the gateway) and its answer by the one receiving it
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.compat.report import Changes
+from gateway.compat.report import Changes, Direction
 from gateway.compat.schema import SchemaDiff, resolve
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -31,7 +33,7 @@ def diff_openapi(out: Changes, before: Mapping[str, Any], after: Mapping[str, An
                 if new_item is None or method not in new_item:
                     out.breaking(where, "operation removed")
                     continue
-                _operation(out, before, after, old_item, new_item, method, where)
+                _operation(out, before, after, old_item, new_item, method, where, kind)
         for path, new_item in new.items():
             for method in METHODS:
                 if method in new_item and (path not in old or method not in old[path]):
@@ -47,8 +49,11 @@ def _operation(
     item_a: Mapping[str, Any],
     method: str,
     where: str,
+    kind: str = "paths",
 ) -> None:
     op_b, op_a = item_b[method], item_a[method]
+    sent: Direction = "request" if kind == "paths" else "response"
+    answered: Direction = "response" if kind == "paths" else "request"
     params_b = _params(root_b, [*item_b.get("parameters", []), *op_b.get("parameters", [])])
     params_a = _params(root_a, [*item_a.get("parameters", []), *op_a.get("parameters", [])])
     for key, param in params_b.items():
@@ -58,7 +63,7 @@ def _operation(
             continue
         if params_a[key].get("required") and not param.get("required"):
             out.breaking(label, "parameter made required")
-        SchemaDiff(out, root_b, root_a, "request").compare(
+        SchemaDiff(out, root_b, root_a, sent).compare(
             param.get("schema"), params_a[key].get("schema"), label
         )
     for key, param in params_a.items():
@@ -73,7 +78,7 @@ def _operation(
     if body_b and body_a:
         if body_a.get("required") and not body_b.get("required"):
             out.breaking(f"{where} body", "request body made required")
-        _content(out, root_b, root_a, body_b, body_a, f"{where} body", "request")
+        _content(out, root_b, root_a, body_b, body_a, f"{where} body", sent)
     elif body_a and body_a.get("required"):
         out.breaking(f"{where} body", "request body now required")
     responses_b: Mapping[str, Any] = op_b.get("responses") or {}
@@ -85,7 +90,7 @@ def _operation(
             continue
         old, new = _deref(root_b, resp), _deref(root_a, responses_a[status])
         if old and new:
-            _content(out, root_b, root_a, old, new, label, "response")
+            _content(out, root_b, root_a, old, new, label, answered)
     for status in responses_a:
         if status not in responses_b:
             out.additive(f"{where} → {status}", "answer added")
@@ -98,7 +103,7 @@ def _content(
     old: Mapping[str, Any],
     new: Mapping[str, Any],
     where: str,
-    direction: Any,
+    direction: Direction,
 ) -> None:
     content_b: Mapping[str, Any] = old.get("content") or {}
     content_a: Mapping[str, Any] = new.get("content") or {}

@@ -12,11 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-Direction = Literal["request", "response"]
-"""``request``: the party writes what the schema describes and its owner reads it (a
-portal's envelope, the gateway's request to a department) — narrowing breaks the writer.
-``response``: the owner writes, the party reads (an answer, an event) — a field gone or no
-longer guaranteed breaks the reader."""
+Direction = Literal["request", "response", "both"]
+"""Who writes what a schema describes, hence which way a change breaks (``schema``):
+``request``: the party writes it and the contract's owner reads it (a portal's envelope, the
+gateway's request to a department) — a narrowing breaks the writer;
+``response``: the owner writes it and the party reads it (an answer, an event, a reply, a
+department's result file the gateway reads) — a widening breaks the reader;
+``both``: shared types used on both ways — a narrowing and a widening both break."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +29,10 @@ class Change:
     where: str  # field path, JSON pointer or element path inside the document
     what: str  # the change in plain words
 
-    def line(self) -> str:
+    def line(self, others: int = 0) -> str:
         label = "BREAKING" if self.breaking else "additive"
-        return f"{label:<8}  {self.party}: {self.document} {self.where}: {self.what}"
+        more = f" (and {others} more place{'s' if others > 1 else ''})" if others else ""
+        return f"{label:<8}  {self.party}: {self.document} {self.where}{more}: {self.what}"
 
 
 class Changes:
@@ -50,11 +53,26 @@ class Changes:
         self.found.extend(changes)
 
 
+def grouped(changes: Iterable[Change]) -> list[tuple[Change, int]]:
+    """One line per identical change: the same words about a field of the same name in the
+    same document for the same party — a shared definition changed once but reached through
+    40 references, or one rule copied into every envelope — with the count of the other
+    places. Breaking ones first."""
+    groups: dict[tuple[bool, str, str, str, str], list[Change]] = {}
+    for c in changes:
+        place = c.where
+        if "." in place or "[]" in place:
+            place = place.replace("[]", ".").rstrip(".").rsplit(".", 1)[-1]
+        groups.setdefault((c.breaking, c.party, c.document, place, c.what), []).append(c)
+    found = [(min(g, key=lambda c: (len(c.where), c.where)), len(g) - 1) for g in groups.values()]
+    return sorted(found, key=lambda f: (not f[0].breaking, f[0].party, f[0].document, f[0].where))
+
+
 def render(changes: Iterable[Change], against: str) -> str:
     """The report: breaking changes first, then additive ones, then a verdict line."""
-    found = sorted(changes, key=lambda c: (not c.breaking, c.party, c.document, c.where))
-    breaking = sum(1 for c in found if c.breaking)
-    lines = [c.line() for c in found]
+    found = grouped(changes)
+    breaking = sum(1 for c, _ in found if c.breaking)
+    lines = [c.line(others) for c, others in found]
     if breaking:
         lines.append(
             f"{breaking} breaking change(s) against {against}: the parties named above would "

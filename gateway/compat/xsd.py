@@ -2,16 +2,22 @@
 
 Every declaration gets a path of names: a global element or named type is ``Name``, a
 local element or attribute is ``Parent/Name`` (anonymous types take their element's path),
-so ``BirthRegistrationRequest/Child/Name``. Compared per path:
+so ``BirthRegistrationRequest/Child/Name``. Compared per path, with the direction of who
+writes it (``Direction``; a named type takes the directions of the global elements using it):
+a narrowing breaks a writer (``request``), a widening breaks a reader (``response``), both
+break ``both``; the rest always breaks.
 
-    element, attribute or named type removed (or renamed)   breaking
-    element added with minOccurs ≥ 1, attribute required    breaking   optional: additive
-    minOccurs raised, maxOccurs lowered, use → required      breaking
-    type or restriction base changed                         breaking
-    enumeration value removed                                breaking   added: additive
-    pattern added or changed                                 breaking
-    length, maxLength, maxInclusive … lowered; min* raised  breaking
-    WSDL operation removed                                   breaking   added: additive
+    narrowing                                       widening
+    element added with minOccurs ≥ 1, use required  (optional element added: always additive)
+    minOccurs raised, maxOccurs lowered             minOccurs lowered, maxOccurs raised
+    enumeration value removed, values now limited   enumeration value added, limit dropped
+    pattern added                                   pattern dropped
+    length, maxLength, maxInclusive … lowered;      raised; min* lowered; a facet dropped
+    min* raised; a facet added
+    xs:any wildcard removed                          xs:any wildcard added
+
+    always breaking: element, attribute or named type removed (or renamed); type or
+    restriction base changed; pattern changed; WSDL operation removed (added: additive)
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.compat.report import Changes
+from gateway.compat.report import Changes, Direction
 
 XS = "{http://www.w3.org/2001/XMLSchema}"
 WSDL = "{http://schemas.xmlsoap.org/wsdl/}"
@@ -44,23 +50,31 @@ class Decl:
     facets: dict[str, float] = field(default_factory=dict)
 
 
-def declarations(text: bytes) -> dict[str, Decl]:
-    """Every element, attribute and named type of an XSD (or of a WSDL's embedded schemas)."""
+def declarations(text: bytes, uses: dict[str, set[str]] | None = None) -> dict[str, Decl]:
+    """Every element, attribute and named type of an XSD (or of a WSDL's embedded schemas);
+    ``uses`` (when given) gets, per global declaration, the names of the types and elements
+    it refers to."""
     root = etree.fromstring(text, _PARSER)
     found: dict[str, Decl] = {}
     for schema in [root] if root.tag == f"{XS}schema" else root.iter(f"{XS}schema"):
         for child in schema:
-            _walk(child, "", found)
+            _walk(child, "", found, {} if uses is None else uses)
     return found
 
 
-def _walk(node: Any, parent: str, found: dict[str, Decl]) -> None:
+def _walk(node: Any, parent: str, found: dict[str, Decl], uses: dict[str, set[str]]) -> None:
     if not isinstance(node.tag, str):
         return  # a comment
     tag = node.tag.removeprefix(XS)
     name = node.get("name")
     path = parent
-    if tag in ("element", "attribute") and (name or node.get("ref")):
+    for attr in ("type", "ref", "base"):
+        if parent and node.get(attr):
+            uses.setdefault(parent.split("/", 1)[0], set()).add(_local(node.get(attr)))
+    if tag == "any":
+        path = _path(parent, "*any")
+        found[path] = Decl("wildcard", min_occurs=int(node.get("minOccurs", "1")))
+    elif tag in ("element", "attribute") and (name or node.get("ref")):
         path = _path(parent, name or _local(node.get("ref")))
         decl = Decl(tag, type=node.get("type") or node.get("ref"))
         if tag == "element":
@@ -71,9 +85,13 @@ def _walk(node: Any, parent: str, found: dict[str, Decl]) -> None:
             decl.required = node.get("use") == "required"
             decl.min_occurs = 1 if decl.required else 0
         found[path] = decl
+        if not parent and node.get("type"):
+            uses.setdefault(path, set()).add(_local(node.get("type")))
     elif tag in ("complexType", "simpleType") and name:
         path = _path(parent, name)
         found[path] = Decl("type")
+        if not parent and node.get("type"):
+            uses.setdefault(path, set()).add(_local(node.get("type")))
     elif tag in ("restriction", "extension"):
         decl = found.setdefault(parent, Decl("type"))
         decl.base = node.get("base")
@@ -89,52 +107,135 @@ def _walk(node: Any, parent: str, found: dict[str, Decl]) -> None:
             elif ftag in (*_UPPER, *_LOWER) and value is not None:
                 decl.facets[ftag] = float(value)
     for child in node:
-        _walk(child, path, found)
+        _walk(child, path, found, uses)
 
 
-def diff_xsd(out: Changes, before: bytes, after: bytes) -> None:
-    old, new = declarations(before), declarations(after)
+def diff_xsd(
+    out: Changes,
+    before: bytes,
+    after: bytes,
+    direction: Direction = "request",
+    elements: dict[str, Direction] | None = None,
+) -> None:
+    """``direction``: who writes the documents; ``elements`` overrides it per global element
+    (an XSD with requests and answers)."""
+    uses: dict[str, set[str]] = {}
+    old, new = declarations(before, uses), declarations(after, uses)
+    ways = _directions(old | new, uses, direction, elements or {})
     for path, decl in old.items():
+        rules = _Rules(out, ways.get(path.split("/", 1)[0], direction))
         if path not in new:
             out.breaking(path, f"{decl.kind} removed (or renamed)")
         else:
-            _compare(out, path, decl, new[path])
+            rules.compare(path, decl, new[path])
     for path, decl in new.items():
         if path in old:
             continue
+        rules = _Rules(out, ways.get(path.split("/", 1)[0], direction))
         parent_known = "/" in path and path.rsplit("/", 1)[0] in old
-        if decl.kind != "type" and decl.min_occurs >= 1 and parent_known:
-            out.breaking(path, f"new required {decl.kind}")
+        if decl.kind == "wildcard":
+            rules.widened(path, "any element now allowed (xs:any)")
+        elif decl.kind != "type" and decl.min_occurs >= 1 and parent_known:
+            rules.narrowed(path, f"new required {decl.kind}")
         else:
             out.additive(path, f"{decl.kind} added")
 
 
-def _compare(out: Changes, path: str, old: Decl, new: Decl) -> None:
-    if old.type != new.type:
-        out.breaking(path, f"type changed from {old.type} to {new.type}")
-    if old.base != new.base:
-        out.breaking(path, f"restriction base changed from {old.base} to {new.base}")
-    if new.min_occurs > old.min_occurs:
-        out.breaking(path, f"now required (minOccurs {old.min_occurs} → {new.min_occurs})")
-    if new.max_occurs < old.max_occurs:
-        out.breaking(path, f"maxOccurs lowered to {new.max_occurs}")
-    if old.enums or new.enums:
-        removed = [v for v in old.enums if v not in new.enums]
-        added = [v for v in new.enums if v not in old.enums]
-        if not old.enums:
-            out.breaking(path, f"now limited to the values {new.enums}")
-        elif removed:
-            out.breaking(path, f"enumeration value(s) {removed} removed")
-        if added and old.enums:
-            out.additive(path, f"enumeration value(s) {added} added")
-    if new.patterns and new.patterns != old.patterns:
-        out.breaking(path, f"pattern now {new.patterns} (was {old.patterns or 'none'})")
-    for facet in _UPPER:
-        if facet in new.facets and new.facets[facet] < old.facets.get(facet, float("inf")):
-            out.breaking(path, f"{facet} lowered to {new.facets[facet]:g}")
-    for facet in _LOWER:
-        if facet in new.facets and new.facets[facet] > old.facets.get(facet, float("-inf")):
-            out.breaking(path, f"{facet} raised to {new.facets[facet]:g}")
+def _directions(
+    decls: dict[str, Decl],
+    uses: dict[str, set[str]],
+    default: Direction,
+    elements: dict[str, Direction],
+) -> dict[str, Direction]:
+    """The direction of every global declaration: a global element's own (``elements`` or
+    the default); a named type, every direction of the global elements that reach it."""
+    reached: dict[str, set[Direction]] = {}
+    for name, decl in decls.items():
+        if "/" in name or decl.kind != "element":
+            continue
+        way = elements.get(name, default)
+        todo, seen = [name], {name}
+        while todo:
+            for used in uses.get(todo.pop(), ()):
+                if used not in seen:
+                    seen.add(used)
+                    todo.append(used)
+        for used in seen:
+            reached.setdefault(used, set()).add(way)
+    found: dict[str, Direction] = {}
+    for name, ways in reached.items():
+        found[name] = "both" if "both" in ways or len(ways) > 1 else next(iter(ways))
+    for name, way in elements.items():
+        found[name] = way
+    return found
+
+
+class _Rules:
+    def __init__(self, out: Changes, direction: Direction) -> None:
+        self.out = out
+        self.direction = direction
+
+    def narrowed(self, where: str, what: str) -> None:
+        if self.direction == "response":
+            self.out.additive(where, what)
+        else:
+            self.out.breaking(where, what)
+
+    def widened(self, where: str, what: str) -> None:
+        if self.direction == "request":
+            self.out.additive(where, what)
+        else:
+            self.out.breaking(where, f"{what}: readers may get what they do not expect")
+
+    def compare(self, path: str, old: Decl, new: Decl) -> None:
+        out = self.out
+        if old.type != new.type:
+            out.breaking(path, f"type changed from {old.type} to {new.type}")
+        if old.base != new.base:
+            out.breaking(path, f"restriction base changed from {old.base} to {new.base}")
+        if new.min_occurs > old.min_occurs:
+            self.narrowed(path, f"now required (minOccurs {old.min_occurs} → {new.min_occurs})")
+        elif new.min_occurs < old.min_occurs:
+            self.widened(path, f"now optional (minOccurs {old.min_occurs} → {new.min_occurs})")
+        if new.max_occurs < old.max_occurs:
+            self.narrowed(path, f"maxOccurs lowered to {_occurs(new.max_occurs)}")
+        elif new.max_occurs > old.max_occurs:
+            self.widened(path, f"maxOccurs raised to {_occurs(new.max_occurs)}")
+        if old.enums or new.enums:
+            removed = [v for v in old.enums if v not in new.enums]
+            added = [v for v in new.enums if v not in old.enums]
+            if not old.enums:
+                self.narrowed(path, f"now limited to the values {new.enums}")
+            elif not new.enums:
+                self.widened(path, f"no longer limited to the values {old.enums}")
+            else:
+                if removed:
+                    self.narrowed(path, f"enumeration value(s) {removed} removed")
+                if added:
+                    self.widened(path, f"enumeration value(s) {added} added")
+        if new.patterns != old.patterns:
+            if old.patterns and new.patterns:
+                out.breaking(path, f"pattern now {new.patterns} (was {old.patterns})")
+            elif new.patterns:
+                self.narrowed(path, f"pattern now {new.patterns}")
+            else:
+                self.widened(path, f"pattern {old.patterns} dropped")
+        for facet in _UPPER:
+            then, now = old.facets.get(facet, float("inf")), new.facets.get(facet, float("inf"))
+            if now < then:
+                self.narrowed(path, f"{facet} lowered to {now:g}")
+            elif now > then:
+                self.widened(path, f"{facet} raised to {now:g}")
+        for facet in _LOWER:
+            then, now = old.facets.get(facet, float("-inf")), new.facets.get(facet, float("-inf"))
+            if now > then:
+                self.narrowed(path, f"{facet} raised to {now:g}")
+            elif now < then:
+                self.widened(path, f"{facet} lowered to {now:g}")
+
+
+def _occurs(value: int) -> str:
+    return "unbounded" if value >= _UNBOUNDED else str(value)
 
 
 def operations(text: bytes) -> dict[str, tuple[str | None, str | None]]:
@@ -151,7 +252,13 @@ def operations(text: bytes) -> dict[str, tuple[str | None, str | None]]:
     return found
 
 
-def diff_wsdl(out: Changes, before: bytes, after: bytes) -> None:
+def diff_wsdl(
+    out: Changes,
+    before: bytes,
+    after: bytes,
+    direction: Direction = "request",
+    elements: dict[str, Direction] | None = None,
+) -> None:
     old, new = operations(before), operations(after)
     for name, messages in old.items():
         if name not in new:
@@ -161,7 +268,7 @@ def diff_wsdl(out: Changes, before: bytes, after: bytes) -> None:
     for name in new:
         if name not in old:
             out.additive(name, "operation added")
-    diff_xsd(out, before, after)  # the schemas a WSDL may embed
+    diff_xsd(out, before, after, direction, elements)  # the schemas a WSDL may embed
 
 
 def _path(parent: str, name: str) -> str:

@@ -415,7 +415,10 @@ def test_a_removed_wsdl_operation_is_breaking_and_an_added_one_is_not() -> None:
         ("contracts/envelope/envelope.schema.json", "jsonschema", "portals", "request"),
         ("contracts/intake/openapi.yaml", "openapi", "portals", "request"),
         ("contracts/hukou/hukou.wsdl", "wsdl", "department hukou", "request"),
-        ("contracts/hospital/result.xsd", "xsd", "department hospital", "request"),
+        ("contracts/hospital/result.xsd", "xsd", "department hospital", "response"),
+        ("contracts/hospital/ack.xsd", "xsd", "department hospital", "response"),
+        ("contracts/hospital/request.xsd", "xsd", "department hospital", "request"),
+        ("contracts/hukou/hukou.xsd", "xsd", "department hukou", "request"),
         ("contracts/cdc/reply.schema.json", "jsonschema", "department cdc", "response"),
         ("contracts/cdc/request.schema.json", "jsonschema", "department cdc", "request"),
         (
@@ -430,6 +433,19 @@ def test_a_removed_wsdl_operation_is_breaking_and_an_added_one_is_not() -> None:
             "department provincial",
             "response",
         ),
+        (
+            "contracts/provincial/schemas/case-request.schema.json",
+            "jsonschema",
+            "department provincial",
+            "request",
+        ),
+        (
+            "contracts/provincial/schemas/common.schema.json",
+            "jsonschema",
+            "department provincial",
+            "both",
+        ),
+        ("contracts/newdept/thing.schema.json", "jsonschema", "department newdept", "both"),
     ],
 )
 def test_files_are_classified_with_their_party(

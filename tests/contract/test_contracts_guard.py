@@ -20,7 +20,11 @@ from gateway.compat.command import baseline
 
 ROOT = Path(__file__).resolve().parents[2]
 GIT = shutil.which("git")
-pytestmark = pytest.mark.skipif(GIT is None, reason="git is not installed")
+
+
+def test_git_is_installed() -> None:
+    """CI always has git: the guard is never skipped for want of it."""
+    assert GIT is not None, "git is not installed: the contract guard cannot run"
 
 
 def gateway(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -95,9 +99,8 @@ def test_an_added_optional_field_passes(scratch: Path) -> None:
     path.write_text(json.dumps(schema), encoding="utf-8")
     done = gateway("contracts", "check", "--against", "HEAD", "--root", str(scratch), cwd=scratch)
     assert done.returncode == 0, done.stdout
-    assert (
-        "additive  portals" in done.stdout and "applicant.email: new optional field" in done.stdout
-    )
+    assert done.stdout.startswith("additive  portals: contracts/envelope/envelope.schema.json ")
+    assert "applicant.email (and 8 more places): new optional field" in done.stdout
 
 
 def test_an_unknown_revision_says_how_to_fetch_it(scratch: Path) -> None:
