@@ -46,7 +46,7 @@ from gateway.broker.topology import (
     retry_name,
 )
 from gateway.deadletters import park
-from gateway.errors import Permanent, Retryable
+from gateway.errors import BrokerUnavailable, Permanent, Retryable
 from gateway.logs import get_logger
 from gateway.orchestration.maintenance import Maintenance
 from gateway.orchestration.messages import (
@@ -73,6 +73,7 @@ from gateway.store.cases import CaseStore
 log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
 POLL_LEASE_MARGIN_SECONDS = 5.0
+ROUND_PUBLISH_TRIES = 4  # a refused delay-queue publish, tried again in place
 POLLED = frozenset(
     {TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUSPENDED, TaskStatus.DISPATCHED}
 )
@@ -229,7 +230,10 @@ class ConnectorRunner:
 
     async def _send_round(self, delivery: Delivery, level: float, headers: dict[str, Any]) -> None:
         """A copy of the task into the delay queue of ``level`` seconds, confirmed, and only
-        then the delivery acked (a failed publish raises: the broker redelivers it)."""
+        then the delivery acked. A publish the broker refuses (a full delay queue, no
+        confirm in time) is tried again after the policy's backoff, the delivery held; if it
+        still fails the error goes up unacked, and the broker client holds the delivery and
+        runs it again — neither spends the queue's delivery limit."""
         kept = {k: v for k, v in delivery.headers.items() if k != "x-death"}  # broker's own
         copy = Message(
             body=delivery.body,
@@ -237,7 +241,16 @@ class ConnectorRunner:
             headers={**kept, **headers},
             content_type=delivery.content_type or "application/json",
         )
-        await self._publish(retry_name(level), delivery.routing_key, copy)
+        for n in range(1, ROUND_PUBLISH_TRIES + 1):
+            try:
+                await self._publish(retry_name(level), delivery.routing_key, copy)
+                break
+            except BrokerUnavailable as exc:
+                if n == ROUND_PUBLISH_TRIES:
+                    raise
+                pause = backoff(self._retry, n, self._rng)
+                log.warning("delay_publish_failed", error=str(exc), tries=n, pause=pause)
+                await asyncio.sleep(pause)
         delivery.ack()
 
     async def _dead_letter(

@@ -12,7 +12,7 @@ import pytest
 from connectors.base import DepartmentRequest, Receipt
 from gateway.broker import topology as t
 from gateway.broker.messages import Delivery, Message
-from gateway.errors import Permanent, Retryable
+from gateway.errors import BrokerUnavailable, Permanent, Retryable
 from gateway.orchestration.maintenance import Maintenance
 from gateway.orchestration.retries import (
     GiveUp,
@@ -273,3 +273,34 @@ async def test_a_budget_spent_in_process_dead_letters_from_the_first_failure() -
     (parked,) = out.to("gw.dlx")
     assert parked.headers["x-reason"] == "retry budget spent after 2 attempts: timed out"
     assert parked.headers["x-first-failed-at"] == 1_800_000_000_000
+
+
+@dataclass
+class RefusingOutbox(Outbox):
+    """The broker refuses the first ``refusals`` delay-queue publishes (a full queue, no
+    confirm in time)."""
+
+    refusals: int = 0
+
+    async def publish(self, exchange: str, key: str, message: Message) -> None:
+        if exchange.startswith("gw.retry") and self.refusals:
+            self.refusals -= 1
+            raise BrokerUnavailable("publish nacked", code="nacked")
+        await super().publish(exchange, key, message)
+
+
+async def test_a_refused_delay_publish_is_tried_again_in_place_then_acked() -> None:
+    connector, out, settled = FakeConnector([Retryable("HTTP 503")] * 9), RefusingOutbox(), []
+    out.refusals = 2
+    await runner(connector, out, FAST).on_task(delivery({"x-attempt": 1}, settled))
+    assert connector.sent == 2  # the department is not called again for a refused publish
+    assert len(out.to("gw.retry.200ms")) == 1 and settled == ["ack"]
+
+
+async def test_a_delay_publish_that_keeps_failing_leaves_the_delivery_unacked() -> None:
+    connector, out, settled = FakeConnector([Retryable("HTTP 503")] * 9), RefusingOutbox(), []
+    out.refusals = 99
+    with pytest.raises(BrokerUnavailable):
+        await runner(connector, out, FAST).on_task(delivery({"x-attempt": 1}, settled))
+    assert settled == []  # not acked before the copy is safe: the broker client holds it
+    assert not out.to("gw.retry")
