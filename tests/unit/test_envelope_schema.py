@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # no stubs in dev deps
 
+from gateway.compat.report import Changes, render
+from gateway.compat.schema import diff_schemas
 from gateway.envelope import envelope_json_schema, render_schema, write_schema
 
 CONTRACT = Path(__file__).resolve().parents[2] / "contracts" / "envelope"
@@ -36,6 +38,11 @@ SCHEMA_BLIND = {
     "retirement-birth-date-mismatch": "birth_date compared with digits of the ID number",
     "death-before-birth": "date_of_death compared with digits of the ID number",
 }
+# Single locations of otherwise schema-visible examples that only the runtime sees.
+SCHEMA_BLIND_LOCATIONS = {
+    ("bad-materials", "materials.0.identifier"): "GB 32100 check character of the issuer",
+    ("multiple-errors", "subjects.hospital.uscc"): "GB 32100 check character",
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +56,42 @@ def _load(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def drift(published: dict[str, Any], model: dict[str, Any]) -> str:
+    """What the guard says of the model's schema against the published one: one line per
+    change, naming the party and the field."""
+    out = Changes("portals", "contracts/envelope/envelope.schema.json")
+    diff_schemas(out, published, model, "request", versioned=True)
+    return render(out.found, "the published contracts/envelope/envelope.schema.json")
+
+
 def test_checked_in_schema_matches_the_models() -> None:
-    # Regenerate with: python -c "from gateway.envelope import write_schema as w;
-    #   w('contracts/envelope/envelope.schema.json')"
+    """The model regenerated in memory against the checked-in file, compared by the guard:
+    a model change fails here naming the field and the party, before anyone runs
+    ``contracts export``. Regenerate with: python -c "from gateway.envelope import
+    write_schema as w; w('contracts/envelope/envelope.schema.json')" once the change is
+    meant (and additive, or a new major version)."""
+    published, model = _load(SCHEMA_FILE), envelope_json_schema()
+    assert published == model, "the envelope model no longer matches its schema:\n" + drift(
+        published, model
+    )
     assert SCHEMA_FILE.read_text(encoding="utf-8") == render_schema()
-    assert _load(SCHEMA_FILE) == envelope_json_schema()
+
+
+def test_a_drifted_model_is_reported_with_field_and_party() -> None:
+    published = _load(SCHEMA_FILE)
+    model = envelope_json_schema()
+    model["$defs"]["Channel"]["properties"].pop("clerk_id", None)
+    model["$defs"]["Channel"]["then"]["properties"].pop("clerk_id")
+    model["$defs"]["Channel"]["then"]["required"].remove("clerk_id")
+    model["$defs"]["NewbornSubjects"]["required"].append("father")
+    report = drift(published, model).splitlines()
+    assert any(
+        ln.startswith("BREAKING  portals: contracts/envelope/envelope.schema.json ")
+        and "NewbornEnvelope.subjects.father: field made required" in ln
+        for ln in report
+    ), report
+    assert any(".channel.clerk_id" in ln and "removed" in ln for ln in report), report
+    assert "breaking change(s) against the published" in report[-1]
 
 
 def test_schema_header() -> None:
@@ -115,6 +153,53 @@ def test_invalid_examples_against_the_published_schema(
         assert not rejected, f"the schema now catches {path.stem}: drop it from SCHEMA_BLIND"
     else:
         assert rejected
+
+
+def _locations(validator: Draft202012Validator, instance: Any) -> set[str]:
+    """Every instance location jsonschema finds wrong, dotted like the runtime's ``loc``:
+    a missing or unknown property is located at the property, as pydantic does. The branch
+    of the ``matter`` discriminator is the one validated (an unknown matter is ``matter``)."""
+    schema = validator.schema
+    mapping = schema["discriminator"]["mapping"]
+    matter = instance.get("matter") if isinstance(instance, dict) else None
+    if matter not in mapping:
+        return {"matter"}
+    branch = Draft202012Validator({**schema, "oneOf": [{"$ref": mapping[matter]}]})
+    found: set[str] = set()
+
+    def add(error: Any) -> None:
+        path = [str(p) for p in error.absolute_path]
+        names: list[str] = []
+        if error.validator == "required" and isinstance(error.instance, dict):
+            names = [n for n in error.validator_value if n not in error.instance]
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            names = [n for n in error.instance if n not in error.schema.get("properties", {})]
+        if names:
+            found.update(".".join([*path, n]) for n in names)
+        else:
+            found.add(".".join(path))
+        for sub in error.context or ():
+            add(sub)
+
+    for error in branch.iter_errors(instance):
+        add(error)
+    return found
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_the_independent_validator_finds_each_listed_error_where_it_is(
+    validator: Draft202012Validator, path: Path
+) -> None:
+    """Not only rejected, but for the reasons listed: every location of ``.errors.json`` is
+    among jsonschema's error locations, except those only the runtime can see."""
+    if path.stem in SCHEMA_BLIND:
+        return  # accepted by the schema: checked above
+    expected = set(_load(path.with_suffix(".errors.json")))
+    blind = {loc for (name, loc) in SCHEMA_BLIND_LOCATIONS if name == path.stem}
+    found = _locations(validator, _load(path))
+    assert sorted(expected - blind - found) == [], f"jsonschema found {sorted(found)}"
+    assert blind & found == set(), "the schema now sees these: drop them from the list"
+    assert blind <= expected
 
 
 def test_schema_blind_names_exist() -> None:
