@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.settings import Role, Settings, load_settings
-from gateway.store import open_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,52 +151,9 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_tasks_overdue(args: argparse.Namespace, settings: Settings) -> int:
-    import time
-    import zoneinfo
+    from gateway.supervision.overdue import command
 
-    from gateway.catalogue.model import load
-
-    async def go() -> None:
-        store = await open_store(settings.database_url)
-        try:
-            now = time.time()
-            rows = await store.cases.deadline_tasks(
-                now, settings.scheduler.due_soon_share, args.limit, pending=False
-            )
-        finally:
-            await store.close()
-        catalogue = load()
-        tz = zoneinfo.ZoneInfo(settings.timezone)
-        groups: dict[tuple[str, str], list[str]] = {}
-        for t in rows:
-            try:
-                department = catalogue.matter(t.matter).step(t.step).department
-            except KeyError:
-                department = "?"
-            assert t.due_at is not None
-            late = now - t.due_at
-            state = "overdue" if late >= 0 else "due soon"
-            when = dt.datetime.fromtimestamp(t.due_at, tz).isoformat(timespec="minutes")
-            groups.setdefault((department, t.system), []).append(
-                f"  {t.application_id:<38} {t.matter:<14} {t.step:<20} {when:<25} "
-                f"{state:<9} {_span(abs(late))}{' late' if late >= 0 else ' left'}"
-            )
-        if not groups:
-            print("no overdue or due-soon tasks")
-        for (department, system), lines in sorted(groups.items()):
-            print(f"{department} ({system}): {len(lines)}")
-            print(f"  {'application id':<38} {'matter':<14} {'step':<20} {'due':<25} state")
-            print("\n".join(lines))
-
-    asyncio.run(go())
-    return 0
-
-
-def _span(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    return f"{days}d {hours:02d}h{minutes:02d}m" if days else f"{hours}h{minutes:02d}m"
+    return command(args, settings)  # refuses a missing SQLite file: a listing creates nothing
 
 
 def _cmd_contracts_export(args: argparse.Namespace, settings: Settings) -> int:

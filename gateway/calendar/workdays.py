@@ -108,6 +108,10 @@ def parse_calendar(data: dict[str, Any], origin: str) -> WorkCalendar:
             off = holiday.get("off", [])
             if len(off) != 2 or not all(isinstance(d, dt.date) for d in off) or off[0] > off[1]:
                 faults.append(f"{name}: off must be [first date, last date]")
+            elif not off[0].year <= year <= off[1].year or off[1].year - off[0].year > 1:
+                # a holiday may spill into the adjacent year (New Year 2024 was 2023-12-30
+                # to 2024-01-01), but it must touch the year it is listed under
+                faults.append(f"{name}: {off[0]}..{off[1]} lies outside {year}")
             else:
                 day = off[0]
                 while day <= off[1]:
@@ -116,11 +120,10 @@ def parse_calendar(data: dict[str, Any], origin: str) -> WorkCalendar:
             for work in holiday.get("work", []):
                 if not isinstance(work, dt.date) or work.weekday() < 5:
                     faults.append(f"{name}: make-up working day {work} is not a weekend date")
+                elif abs(work.year - year) > 1:
+                    faults.append(f"{name}: make-up working day {work} lies outside {year}")
                 else:
                     make_up.add(work)
-    for day in sorted(days_off | make_up):
-        if day.year not in years:
-            faults.append(f"{day} lies outside the year it is listed under")
     for day in sorted(days_off & make_up):
         faults.append(f"{day} is both a day off and a make-up working day")
     if not isinstance(data.get("version"), str) or not data["version"]:

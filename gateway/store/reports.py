@@ -1,7 +1,8 @@
 """What reports read from the store: the task timelines a month's supervision ledger needs.
 
 One query on either database: the tasks whose clock may have run during the month (it
-started before the as-of moment and the task had not ended before the month began), with
+started, or the task was dispatched, before the as-of moment, and the task had not ended
+before the month began; a receipt may move the clock's start past the month), with
 their timeline entries up to the as-of moment and their application's withdrawal. The
 bounds on ``tasks`` only narrow the candidates, a day wider than the month on each side;
 ``gateway.supervision.ledger`` decides from the timeline alone.
@@ -27,7 +28,7 @@ FROM tasks t
 JOIN applications a ON a.id = t.application_id
 JOIN timeline l ON l.application_id = t.application_id
     AND (l.task_id = t.id OR (l.task_id IS NULL AND l.kind = 'application.withdrawn'))
-WHERE t.clock_started_at IS NOT NULL AND t.clock_started_at < ?
+WHERE t.clock_started_at IS NOT NULL AND (t.clock_started_at < ? OR t.dispatched_at < ?)
     AND (t.finished_at IS NULL OR t.finished_at >= ?)
     AND l.at < ?{systems}
 ORDER BY t.id, l.seq
@@ -42,7 +43,7 @@ class ReportStore:
         self, start: float, as_of: float, systems: Collection[str] | None = None
     ) -> list[TaskTimeline]:
         """Timelines of the tasks that may count in ``[start, as_of)``, in task id order."""
-        params: list[object] = [as_of + MARGIN, start - MARGIN, as_of]
+        params: list[object] = [as_of + MARGIN, as_of, start - MARGIN, as_of]
         where = ""
         if systems is not None:
             if not systems:

@@ -13,8 +13,9 @@ from typing import Any
 from gateway.calendar import calendar_from
 from gateway.orchestration.clock import budget_view
 from gateway.settings import Settings
-from gateway.store import Store, open_store
+from gateway.store import Store
 from gateway.supervision.ledger import InvalidMonth, Month
+from gateway.supervision.reading import open_existing
 from gateway.supervision.render import FORMATS, render
 from gateway.supervision.report import month_ledger
 
@@ -53,7 +54,7 @@ def _cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def go() -> str:
-        store = await open_store(settings.database_url)
+        store = await open_existing(settings.database_url)
         try:
             ledger = await month_ledger(
                 store,

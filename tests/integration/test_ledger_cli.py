@@ -38,7 +38,7 @@ async def test_report_ledger_and_apps_show(tmp_path: Path) -> None:
     assert table.returncode == 0, table.stderr
     police = next(ln for ln in table.stdout.splitlines() if ln.startswith("public_security"))
     # received 1, on time 0, late 1, cancelled 0, open 0, overdue 1, 2.5 h, p90 2.5, 1 correction
-    assert police.split()[-9:] == ["1", "0", "1", "0", "0", "1", "2.50", "2.50", "1"]
+    assert police.split()[-10:] == ["1", "0", "1", "0", "0", "1", "2.50", "2.50", "1", "0"]
 
     out = tmp_path / "ledger.csv"
     written = gateway(
@@ -61,3 +61,27 @@ async def test_report_ledger_and_apps_show(tmp_path: Path) -> None:
     # accepted_at is the wall clock of the seeding (the store sets it); the path is fixed
     assert view["critical_path"] == ["birth_certificate", "hukou", "medical_insurance"]
     assert view["due_at"] and view["promise"]["unit"] == "WORKDAY"
+
+
+def test_read_only_commands_refuse_a_database_that_is_not_there(tmp_path: Path) -> None:
+    # a mistyped relative path: the commands name the file they looked for, resolved
+    # against the working directory, and create nothing
+    for args in (("report", "ledger", "--month", "2026-11"), ("tasks", "overdue")):
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            capture_output=True,
+            text=True,
+            env={
+                "GATEWAY_DATABASE_URL": "sqlite:///var/gw-typo.sqlite3",
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": str(Path(__file__).parents[2]),  # the gateway under test
+            },
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and done.stdout == "", done.stdout
+        assert (
+            f"no database at var/gw-typo.sqlite3 (resolved to {tmp_path.resolve()}" in done.stderr
+        )
+        assert not (tmp_path / "var" / "gw-typo.sqlite3").exists()

@@ -197,6 +197,7 @@ async def test_a_simulated_november(tmp_path: Path) -> None:
         lo = dt.datetime(2026, 11, 1, tzinfo=TZ).timestamp()
         hi = dt.datetime(2026, 12, 1, tzinfo=TZ).timestamp()
         rows = await store_rows(store)
+        timelines = {r["id"]: await task_timeline(store, r["id"]) for r in rows}
     finally:
         await store.close()
     print("\n" + render(ledger, "table"), end="")
@@ -218,7 +219,25 @@ async def test_a_simulated_november(tmp_path: Path) -> None:
         and (r["finished_at"] is None or r["finished_at"] >= hi)
         and r["status"] != "cancelled"
     ]
+    # the split of what was open at the month's end, from the due times the planner wrote
+    # into the timeline (the last one before the end) and the clock stops then standing
+    overdue = 0
+    for r in still_open:
+        due, stopped = None, None
+        for at, kind, detail in timelines[r["id"]]:
+            if at >= hi:
+                break
+            if detail.get("due_at") is not None:
+                due = detail["due_at"]
+            if kind == "task.clock_stopped":
+                stopped = at
+            elif kind == "task.clock_started":
+                stopped = None
+        assert due is not None
+        overdue += (stopped if stopped is not None else hi) > due
     t = ledger.total
+    assert (t.open_within_time, t.open_overdue) == (len(still_open) - overdue, overdue)
+    assert t.open_overdue > 0 and t.open_within_time > 0
     assert t.received == len(received) > 100
     assert (t.completed_on_time, t.completed_late) == (len(on_time), len(decided) - len(on_time))
     assert t.completed_late > 0 and t.completed_on_time > t.completed_late
@@ -238,3 +257,8 @@ async def store_rows(store: Store) -> list[dict[str, Any]]:
         )
     keys = ("id", "status", "clock_started_at", "due_at", "finished_at")
     return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+async def task_timeline(store: Store, task_id: str) -> list[tuple[float, str, dict[str, Any]]]:
+    entries = await store.cases.timeline(task_id.rsplit(".", 1)[0])
+    return [(e.at, e.kind, dict(e.detail)) for e in entries if e.task_id == task_id]

@@ -142,3 +142,22 @@ async def test_due_times_recomputed_from_the_timeline_equal_the_stored_ones(
         facts = task_facts(tl, load(), TZ, CAL, t(12, 1, 0))
         assert facts.due_at == stored.due_at, tl.task_id
         assert facts.clock_started_at == stored.clock_started_at, tl.task_id
+
+
+async def test_a_task_dispatched_before_the_month_end_with_a_late_receipt_is_novembers(
+    store: Store,
+) -> None:
+    # police dispatched Mon 30 Nov 17:20; their receipt, days later, says they accepted it
+    # Thu 3 Dec 09:00 (the clock's start moves there, past the query's one-day margin):
+    # still received in November, once
+    await accepted(store, "app3")
+    await store.cases.transition("app3", lambda s: planner.start(s, at(t(11, 30, 17))), 0)
+    issued = {"outcome": "completed", "provides": {"birth_certificate_no": "A123456789"}}
+    await result(store, "app3", "birth_certificate", t(11, 30, 17, 20), "decision", **issued)
+    await result(store, "app3", "hukou", t(12, 3, 9, 5), "receipt", accepted_at=t(12, 3, 9))
+    now = t(12, 20, 0)
+    nov = await month_ledger(store, Month(2026, 11), now=now, tz=TZ, calendar=CAL)
+    dec = await month_ledger(store, Month(2026, 12), now=now, tz=TZ, calendar=CAL)
+    police = {r.system: r for r in nov.rows}["hukou"]
+    assert (police.received, police.open_within_time + police.open_overdue) == (1, 1)
+    assert {r.system: r for r in dec.rows}["hukou"].received == 0

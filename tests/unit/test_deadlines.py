@@ -173,3 +173,32 @@ def test_the_calendar_settings_table() -> None:
     )
     assert cal.office_time_per_day() == dt.timedelta(hours=7)
     assert "office hours 09:00-12:00, 13:00-17:00" in cal.describe()
+
+
+def test_a_holiday_may_spill_into_the_adjacent_year(tmp_path: Path) -> None:
+    # the 2024 notice (国办发明电〔2023〕7号): New Year off 30 December 2023 to 1 January 2024
+    local = tmp_path / "cal.toml"
+    local.write_text(
+        'version = "local/2024"\noffice_hours = ["09:00-17:00"]\n'
+        '[[years]]\nyear = 2024\nsource = "国办发明电〔2023〕7号"\n'
+        '[[years.holidays]]\nname = "元旦"\noff = [2023-12-30, 2024-01-01]\nwork = []\n',
+        encoding="utf-8",
+    )
+    cal = load_calendar(local)
+    assert cal.years == {2024}
+    assert not cal.is_working_day(dt.date(2024, 1, 1))  # a Monday, off
+    assert cal.is_working_day(dt.date(2024, 1, 2))
+    # Fri 29 Dec 2023 16:00 + 2 working hours: the 1 January holiday is skipped
+    start = dt.datetime(2023, 12, 29, 16, tzinfo=TZ)
+    assert deadlines.due_at(start, deadlines.Budget(2, "WORKHOUR"), cal) == dt.datetime(
+        2024, 1, 2, 10, tzinfo=TZ
+    )
+    # a range that does not touch its year is still refused
+    local.write_text(
+        local.read_text(encoding="utf-8").replace(
+            "2023-12-30, 2024-01-01", "2022-12-30, 2023-01-01"
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigurationError, match="lies outside 2024"):
+        load_calendar(local)
