@@ -185,6 +185,8 @@ class RestConnector:
         async for chunk in resp.content.iter_chunked(64 * 1024):
             size += len(chunk)
             if size > MAX_ANSWER_BYTES:
+                if resp.status in (408, 429) or resp.status >= 500:  # a proxy's error page:
+                    break  # the status decides (``_refused``); the body only names a problem
                 raise self._error(
                     Permanent,
                     f"the platform's answer is larger than {MAX_ANSWER_BYTES} bytes",

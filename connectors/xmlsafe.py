@@ -35,6 +35,7 @@ from urllib.request import url2pathname
 
 from lxml import etree
 from zeep import Settings
+from zeep.exceptions import TransportError
 from zeep.transports import Transport
 
 from gateway.errors import Permanent
@@ -189,11 +190,20 @@ class ContractTransport(Transport):
         return data
 
     def post(self, address: str, message: Any, headers: Any) -> Any:
-        """POST, reading the answer up to the cap; an answer that breaks the policy is refused
-        here (not-well-formed ones are left to zeep, which tells HTTP errors from them)."""
+        """POST, reading the answer up to the cap. The status comes first: only a 200 and a
+        500 in XML (a SOAP fault) are read as XML, and one that breaks the policy is refused
+        here (not-well-formed ones are left to zeep, which tells HTTP errors from them). Any
+        other status — a proxy's HTML error page, a 503 with a huge body — is an HTTP error
+        for zeep (``TransportError``), whatever its body says: the connector maps 5xx, 408
+        and 429 to a retry."""
         response = self.session.post(
             address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
         )
+        status = response.status_code
+        fault = status == 500 and "xml" in response.headers.get("Content-Type", "").lower()
+        if status not in (200, 201, 202) and not fault:
+            response.close()  # its body is not read: it decides nothing
+            raise TransportError(f"HTTP {status}", status_code=status)  # type: ignore[no-untyped-call]
         with closing(response):
             body = self._read(response, "answer")
         response._content = body  # requests' own cache of a read body

@@ -372,3 +372,94 @@ async def test_rest_request_timeout_is_retryable_other_4xx_permanent(
     finally:
         await rest.close()
         await runner.cleanup()
+
+
+# --- a proxy's error page is an HTTP error, whatever its body -------------------------------
+APACHE_503 = (
+    b'<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>'
+    b"<title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1>"
+    b"</body></html>\n"
+)
+HUGE = b"<html>" + b"x" * (3 * 1024 * 1024) + b"</html>"
+PAGES = [
+    (503, "text/html", APACHE_503),
+    (503, "text/html", HUGE),
+    (502, "text/xml", APACHE_503),  # a proxy that says XML about its HTML page
+    (500, "text/html; charset=iso-8859-1", APACHE_503),
+    (429, "text/html", HUGE),
+    (408, "text/html", APACHE_503),
+]
+PAGE_IDS = ["503-apache", "503-2MB", "502-doctype-as-xml", "500-html", "429-2MB", "408"]
+
+
+@pytest.fixture
+async def error_page() -> AsyncIterator[tuple[str, list[tuple[int, str, bytes]]]]:
+    """Answers every POST with the page set in the list (status, content type, body)."""
+    page: list[tuple[int, str, bytes]] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        status, content_type, body = page[0]
+        return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_post("/hukou", answer)
+    app.router.add_post("/api/cases", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}", page
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize(("status", "content_type", "body"), PAGES, ids=PAGE_IDS)
+async def test_a_soap_proxy_error_page_is_retryable(
+    error_page: tuple[str, list[tuple[int, str, bytes]]],
+    status: int,
+    content_type: str,
+    body: bytes,
+) -> None:
+    base, page = error_page
+    page.append((status, content_type, body))
+    soap = SoapConnector("hukou", SystemConfig(kind="soap", url=base + "/hukou"))
+    try:
+        with pytest.raises(Retryable) as caught:
+            await soap.send(_birth())
+        assert caught.value.code == f"http_{status}"
+    finally:
+        await soap.close()
+
+
+@pytest.mark.parametrize(("status", "content_type", "body"), PAGES, ids=PAGE_IDS)
+async def test_a_rest_proxy_error_page_is_retryable(
+    error_page: tuple[str, list[tuple[int, str, bytes]]],
+    status: int,
+    content_type: str,
+    body: bytes,
+) -> None:
+    base, page = error_page
+    page.append((status, content_type, body))
+    rest = RestConnector(
+        "provincial",
+        SystemConfig(kind="rest", url=base + "/api", secret="s" * 16),  # type: ignore[arg-type]
+    )
+    try:
+        with pytest.raises(Retryable) as caught:
+            await rest.send(fixture_request("retirement.pension"))
+        assert caught.value.code == f"http_{status}"
+    finally:
+        await rest.close()
+
+
+async def test_a_huge_200_soap_answer_is_still_refused_by_the_xml_policy(
+    error_page: tuple[str, list[tuple[int, str, bytes]]],
+) -> None:
+    base, page = error_page
+    page.append((200, "text/xml", HUGE))
+    soap = SoapConnector("hukou", SystemConfig(kind="soap", url=base + "/hukou"))
+    try:
+        with pytest.raises(Permanent) as caught:
+            await soap.send(_birth())
+        assert caught.value.code == "xml_too_large"
+    finally:
+        await soap.close()
