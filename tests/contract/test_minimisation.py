@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.catalogue.model import KNOWN_SYSTEMS
+from gateway.catalogue.model import KNOWN_SYSTEMS, load
 from tests.contract.department_output import ROOT, Task, field_paths, output, tasks
 
 TASKS = list(tasks())
@@ -50,6 +50,26 @@ def test_every_system_the_catalogue_sends_to_has_every_operation_listed() -> Non
         }
     )
     assert gaps == []
+
+
+def test_every_catalogue_step_is_exercised_by_an_example_and_listed() -> None:
+    """No step escapes the check above: each (system, operation) of every matter's steps is
+    produced by some example envelope (an optional step needs an example filling its
+    ``when``), and its system's expectation file lists the operation."""
+    steps = {
+        (code, step.key, step.system, step.operation)
+        for code, matter in load().matters.items()
+        for step in matter.steps
+    }
+    made = {(t.request.matter, t.step, t.request.system, t.request.operation) for t in TASKS}
+    unexercised = sorted(f"{m}.{k} ({s} {op})" for m, k, s, op in steps - made)
+    assert unexercised == [], "add an example envelope reaching these steps"
+    unlisted = sorted(
+        f"{m}.{k}: contracts/{s}/expectation.toml [operations.{op}]"
+        for m, k, s, op in steps
+        if op not in expectation(s)["operations"]
+    )
+    assert unlisted == [], "list these operations with the fields and their legal basis"
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.id)
