@@ -11,9 +11,11 @@ dead-letters a message that keeps failing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -33,6 +35,7 @@ log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
 BUSY_PAUSE_SECONDS = 0.5
 MAX_PAUSE_SECONDS = 30.0
+KEPT_OF_OVERSIZED = 1024  # bytes of an oversized body kept in its dead letter
 HOLD_SECONDS = 20 * 60.0  # RabbitMQ's consumer timeout is 30 min by default
 
 
@@ -60,13 +63,17 @@ class AmqpIntake:
         key = delivery.message_id or ""
         limit = self._settings.intake.max_body_bytes
         if len(delivery.body) > limit:
+            digest = hashlib.sha256(delivery.body).hexdigest()
             await self._park(
-                delivery,
+                replace(delivery, body=delivery.body[:KEPT_OF_OVERSIZED]),
                 portal_id,
-                f"body of {len(delivery.body)} bytes exceeds the intake limit of {limit} bytes",
+                f"body of {len(delivery.body)} bytes exceeds the intake limit of {limit} bytes; "
+                f"kept: its first {KEPT_OF_OVERSIZED} bytes and sha256 {digest}",
                 [],
                 key[:MAX_KEY_LENGTH] or None,
+                oversized=digest,
             )
+            delivery.ack()
             return
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             await self._park(
@@ -119,11 +126,24 @@ class AmqpIntake:
         reason: str,
         errors: list[dict[str, Any]],
         key: str | None = None,
+        *,
+        oversized: str | None = None,
     ) -> None:
-        """Dead-letter a copy with its reason, tell the portal, then ack the original."""
+        """Dead-letter a copy with its reason, tell the portal, then ack the original.
+
+        ``oversized``: the sha256 of an oversized body of which ``delivery`` is a copy
+        carrying only the start; it is not read for its matter, and the caller acks the
+        original."""
         now = self._clock()
-        # A deterministic id: a redelivered message parks as the same dead letter.
-        dedupe = f"intake:{portal_id or delivery.user_id or '-'}:{key or delivery.message_id}"
+        # A deterministic id: a redelivered message parks as the same dead letter, and
+        # different keyless messages as different ones (the id of a body is its digest).
+        who = portal_id or delivery.user_id or "-"
+        if key:
+            dedupe = f"intake:{who}:{key}"
+        else:
+            seen = (delivery.message_id or "").encode("utf-8", "replace")
+            digest = oversized or hashlib.sha256(seen + b"\0" + delivery.body).hexdigest()
+            dedupe = f"intake:{who}:sha256:{digest}"
         await park(
             self._publish,
             delivery,
@@ -132,7 +152,7 @@ class AmqpIntake:
             now=now,
             extra={HEADER_PORTAL: portal_id} if portal_id else None,
         )
-        matter = routing_segment(_matter_of(delivery.body))
+        matter = routing_segment(None if oversized else _matter_of(delivery.body))
         if portal_id:
             await self._publish(
                 EVENTS,
@@ -148,7 +168,8 @@ class AmqpIntake:
                 ),
             )
         log.info("intake_parked", portal_id=portal_id, reason=reason, errors=len(errors))
-        delivery.ack()
+        if not oversized:
+            delivery.ack()
 
 
 def _no_portal_reason(user: str | None) -> str:

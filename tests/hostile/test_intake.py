@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import hashlib
 import json
 import time
 import zlib
@@ -322,6 +323,8 @@ async def letters(gw: Gateway, at_least: int) -> list[DeadLetterRecord]:
     return list(await eventually(probe) or await store.list_dead_letters())
 
 
+# an oversized body is parked as its first KiB and digest, never read for its matter
+BIG = b'{"matter": "newborn", "x": "' + b"a" * (10 << 20) + b'"}'
 GARBAGE = {
     "not_json": (b"\x00\xffgarbage", "m-garbage", "Invalid JSON"),
     "not_an_envelope": (b'{"hello": "world"}', "m-hello", "Invalid application envelope"),
@@ -329,7 +332,10 @@ GARBAGE = {
     "deep_nesting": (DEEP_ARRAY, "m-deep", "recursion limit exceeded"),
     "no_message_id": (NEWBORN, None, "message_id missing"),
     "control_in_message_id": (b'{"matter": 1}', "id\u202e\n", "not printable"),
-    "ten_megabytes": (b'{"x": "' + b"a" * (10 << 20) + b'"}', "m-big", "exceeds the intake limit"),
+    "ten_megabytes": (BIG, "m-big", "exceeds the intake limit"),
+    # keyless: each its own letter (the id of a body without a key is the body's digest)
+    "no_message_id_object": (b'{"a": 1}', None, "message_id missing"),
+    "no_message_id_junk": (b"\x01junk", None, "message_id missing"),
 }
 
 
@@ -345,8 +351,11 @@ async def test_garbage_on_gw_intake_is_parked_with_reasons_and_never_accepted(
     found = await letters(gw, len(GARBAGE))
     by_body = {letter.letter.body: letter.letter for letter in found}
     assert len(found) == len(GARBAGE), [f.letter.reason for f in found]
+    big = by_body[BIG[:1024]]  # the first KiB only, and the digest of the whole
+    assert f"sha256 {hashlib.sha256(BIG).hexdigest()}" in big.reason
+    assert "kept: its first 1024 bytes" in big.reason
     for name, (body, _, words) in GARBAGE.items():
-        letter = by_body[body]
+        letter = by_body[body[:1024] if body is BIG else body]
         assert words in letter.reason, (name, letter.reason)
         assert letter.portal_id == "window" and letter.error_kind == "permanent"
     rejected = await rabbit.aget_all(events, wait=5, at_least=len(GARBAGE))
