@@ -28,7 +28,7 @@ from gateway.errors import InvalidEnvelope
 from gateway.intake.auth import PortalAuth
 from gateway.intake.problem_http import problem_response
 from gateway.orchestration import planner
-from gateway.orchestration.clock import budget_view
+from gateway.orchestration.clock import budget_view, task_estimate
 from gateway.orchestration.orchestrator import Orchestrator, changed_paths
 from gateway.orchestration.records import CaseState, TaskStatus
 from gateway.problems import Problem
@@ -184,6 +184,7 @@ class CasesApi:
                     "gaps": [dict(g) for g in t.gaps],
                     "dispatched_at": self._when(t.dispatched_at),
                     "due_at": self._when(t.due_at),
+                    **task_estimate(t, self._tz, self._calendar),
                     "finished_at": self._when(t.finished_at),
                     # the clock stops while a task waits for the citizen or an operator
                     "overdue": t.status in RUNNING and t.due_at is not None and now > t.due_at,
