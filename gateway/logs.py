@@ -58,6 +58,9 @@ def configure_logging(
     handler._gateway = True  # type: ignore[attr-defined]  # marks our handler for reconfiguration
     root.addHandler(handler)
     root.setLevel(level)
+    # No renderer here prints a record's process, thread or multiprocessing name: not
+    # looking them up makes every record cheaper (a process-wide switch of the logging module).
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     # pika logs every lost connection as a series of ERRORs; the broker client reports the
     # same events once, as broker_connection_lost / broker_ready with the retry delay.
     logging.getLogger("pika").setLevel(logging.CRITICAL)

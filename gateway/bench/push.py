@@ -18,8 +18,8 @@ temporary folder, or PostgreSQL in a fresh schema), against the four department 
 CPU seconds per application are split by process: this one (gateway and simulators), the
 load generator, and RabbitMQ when it runs on this host (``processes``); with the peak
 resident memory of each. Two departments have no callback, so polling stays on the latency
-path, at short intervals here: the hospital's result folder is scanned and hukou decisions
-are polled every ``POLL_SECONDS``; the rows say so.
+path, at short intervals here: the hospital's result folder (and the hospital simulator's
+in-tray) is scanned and hukou decisions are polled every ``POLL_SECONDS``; the rows say so.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from gateway.broker.topology import DEFAULT_SYSTEMS, EVENTS, WEBHOOKS, build_top
 from gateway.runtime import Gateway
 from gateway.settings import PortalConfig, Settings, SystemConfig
 from gateway.simulators.fleet import Fleet, free_port, local_systems
+from gateway.simulators.hospital import HospitalSimulator
 from gateway.simulators.ledger import EffectLedger
 
 SECTION = "internal push (newborn, every role in one process, simulators deciding at once)"
@@ -139,8 +140,8 @@ class PushResult:
         if self.levels:
             rows.append(Row(section, "on the latency path", None, "",
                             f"hospital result folder scanned and hukou polled every "
-                            f"{POLL_SECONDS:g} s; the hospital simulator scans its in-tray "
-                            "every 0.05 s"))  # fmt: skip
+                            f"{POLL_SECONDS:g} s, the hospital simulator's in-tray too; the "
+                            "other simulators answer in the reply or by callback"))  # fmt: skip
         if self.backlog is not None:
             k = self.backlog
             note = (
@@ -363,6 +364,9 @@ class _Run:
         try:
             await self.watcher.start(self.link, self.portal_id)
             await fleet.start()
+            for sim in fleet.running.values():  # its in-tray scanned as often as hukou is polled
+                if isinstance(sim, HospitalSimulator):
+                    sim.scan_seconds = POLL_SECONDS
             self.progress(f"push ({store}): burst of {burst} newborns")
             b = await self._phase(LoadSpec(self.url, self.portal_id, self.secret, self.body,
                                            BURST_CONNECTIONS, seconds=3600.0, warm_up_seconds=0.0,

@@ -91,8 +91,8 @@ class _Case:
 
 
 class HospitalSimulator:
-    """Scans its in-tray every ``scan_seconds``; ``scans`` counts finished scans (tests wait on
-    it instead of on the clock)."""
+    """Scans its in-tray every ``scan_seconds`` (an attribute too: the bench shortens it);
+    ``scans`` counts finished scans (tests wait on it instead of on the clock)."""
 
     def __init__(
         self,
@@ -109,7 +109,7 @@ class HospitalSimulator:
         self._out = Path(config.inbox)
         self.processed = self._in / "processed"
         self._behaviour, self._ledger = behaviour, ledger
-        self._scan_seconds, self._clock = scan_seconds, clock
+        self.scan_seconds, self._clock = scan_seconds, clock
         self._parser = etree.XMLParser(
             resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
         )
@@ -142,7 +142,7 @@ class HospitalSimulator:
             except Exception:
                 log.exception("hospital_simulator_scan_failed")
             self.scans += 1
-            await asyncio.sleep(self._scan_seconds)
+            await asyncio.sleep(self.scan_seconds)
 
     async def scan(self) -> None:
         """Take every complete request file (oldest first), then decide what is due."""
