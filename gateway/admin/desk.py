@@ -46,6 +46,7 @@ from gateway.orchestration.records import (
 )
 from gateway.store import Store, operators_of
 from gateway.store.cases import OutboxRow, UnknownApplication
+from gateway.store.disclosures import Disclosure
 from gateway.store.operators import (
     AppFilter,
     AuditEntry,
@@ -96,6 +97,7 @@ class CaseDetail:
     state: CaseState
     timeline: list[TimelineEntry]
     unmasked: bool
+    disclosures: Sequence[Disclosure] = ()  # which system received which personal fields
 
 
 class Desk:
@@ -182,7 +184,8 @@ class Desk:
         if unmask:
             await self._audit(op, "application.unmask", f"application:{application_id}", why)
         timeline = await self._store.cases.timeline(application_id)
-        return CaseDetail(state, timeline, unmask)
+        disclosures = await self._store.cases.disclosures(application_id)
+        return CaseDetail(state, timeline, unmask, disclosures)
 
     async def overdue(self, op: Operator, *, limit: int = 1000) -> list[TaskRecord]:
         """Running tasks past ``due_soon_share`` of their budget (the ``tasks overdue`` list),

@@ -12,6 +12,7 @@ from typing import Any
 from gateway.admin.desk import BatchReplay, CaseDetail, LetterDetail, Replayed
 from gateway.masking import mask_text, mask_value
 from gateway.orchestration.records import TaskRecord
+from gateway.store.disclosures import Disclosure
 from gateway.store.operators import AuditEntry, LetterGroup, ParkedLetter
 from gateway.store.records import ApplicationRecord
 
@@ -157,6 +158,7 @@ def application_detail(c: CaseDetail, now: float, tz: dt.tzinfo) -> dict[str, An
         envelope=envelope,
         provided=dict(c.state.provided),
         unmasked=c.unmasked,
+        disclosures=[disclosure_view(d, tz) for d in c.disclosures],
     )
     if c.unmasked:
         for t, raw in zip(view["tasks"], c.state.tasks, strict=True):
@@ -165,6 +167,18 @@ def application_detail(c: CaseDetail, now: float, tz: dt.tzinfo) -> dict[str, An
     for key in ("envelope", "provided", "timeline"):
         view[key] = mask_value(view[key], known=())
     return view
+
+
+def disclosure_view(d: Disclosure, tz: dt.tzinfo) -> dict[str, Any]:
+    """Which department system received which personal fields: names only, never values."""
+    return {
+        "system": d.system,
+        "operation": d.operation,
+        "task_id": d.task_id,
+        "attempt": d.attempt,
+        "at": when(d.at, tz),
+        "fields": list(d.fields),
+    }
 
 
 def overdue_view(t: TaskRecord, now: float, tz: dt.tzinfo) -> dict[str, Any]:
