@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.calendar import calendar_from
-from gateway.orchestration.clock import budget_view
+from gateway.orchestration.clock import budget_view, task_estimate
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.supervision.ledger import InvalidMonth, Month
@@ -23,13 +23,22 @@ from gateway.supervision.report import month_ledger
 async def application_budget(
     store: Store, application_id: str, settings: Settings
 ) -> dict[str, Any]:
-    """``due_at``, ``critical_path`` and ``promise`` of one application, for ``apps show``."""
+    """``due_at``, ``critical_path`` and ``promise`` of one application, for ``apps show``,
+    with ``due_estimated`` for it and, under ``due_estimated_tasks``, the steps whose due
+    time reaches a year without holidays (step → years)."""
     state = await store.cases.load(application_id)
     if state is None:
         return {}
-    return budget_view(
-        state, zoneinfo.ZoneInfo(settings.timezone), calendar_from(settings.calendar)
-    )
+    tz, calendar = zoneinfo.ZoneInfo(settings.timezone), calendar_from(settings.calendar)
+    view = budget_view(state, tz, calendar)
+    estimated = {
+        t.step: mark["calendar_uncovered_years"]
+        for t in state.tasks
+        if (mark := task_estimate(t, tz, calendar))["due_estimated"]
+    }
+    if estimated:
+        view["due_estimated_tasks"] = estimated
+    return view
 
 
 def register(sub: Any) -> None:

@@ -161,3 +161,22 @@ async def test_a_task_dispatched_before_the_month_end_with_a_late_receipt_is_nov
     police = {r.system: r for r in nov.rows}["hukou"]
     assert (police.received, police.open_within_time + police.open_overdue) == (1, 1)
     assert {r.system: r for r in dec.rows}["hukou"].received == 0
+
+
+async def test_apps_show_names_the_steps_whose_due_time_is_estimated(store: Store) -> None:
+    from gateway.settings import Settings
+    from gateway.supervision.cli import application_budget
+
+    # accepted Thu 31 Dec 2026 17:15: the certificate's half hour runs into 2027, and with
+    # it the whole bundle, counted without the 2027 holidays (no notice yet)
+    await accepted(store, "app4")
+    await store.mark_accepted("app4", t(12, 31, 17, 15))
+    await store.cases.transition("app4", lambda s: planner.start(s, at(t(12, 31, 17, 15))), 0)
+    shown = await application_budget(store, "app4", Settings())
+    assert shown["due_estimated"] is True and shown["calendar_uncovered_years"] == [2027]
+    assert shown["due_estimated_tasks"] == {"birth_certificate": [2027]}
+    await accepted(store, "app5")
+    await store.mark_accepted("app5", t(11, 18, 9))
+    await store.cases.transition("app5", lambda s: planner.start(s, at(t(11, 18, 9))), 0)
+    plain = await application_budget(store, "app5", Settings())
+    assert plain["due_estimated"] is False and "due_estimated_tasks" not in plain
