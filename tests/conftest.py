@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -46,13 +47,19 @@ def postgres_url() -> Iterator[str]:
 def amqp_vhost() -> Iterator[tuple[str, str]]:
     """(vhost, url) of a vhost made for this test session, deleted at the end."""
     if url := os.environ.get("GATEWAY_TEST_AMQP_URL"):
-        yield "", url
+        yield vhost_of(url), url  # the vhost it names: the tests fill and empty it
         return
     vhost, url = create_vhost(BASE_AMQP_URL)
     try:
         yield vhost, url
     finally:
         rabbitmqctl("delete_vhost", vhost)
+
+
+def vhost_of(url: str) -> str:
+    """The vhost an AMQP URL names (``/`` when it names none), as rabbitmqctl spells it."""
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
 
 
 @pytest.fixture
