@@ -42,11 +42,16 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 STORE_DOWN_PAUSE_SECONDS = 2.0
+# kept with an intake letter, so that a replay can submit it as its portal (admin/resubmit.py)
+HEADER_AMQP_USER = "x-amqp-user"
+HEADER_IDEMPOTENCY_KEY = "x-idempotency-key"
 
 
 def dead_letter_from(delivery: Delivery, now: float) -> DeadLetter:
     """Read a dead-lettered delivery into a record; pure, so it is tested without a broker."""
     headers = delivery.headers
+    if delivery.user_id and HEADER_AMQP_USER not in headers:  # RabbitMQ dead-lettered it
+        headers = {**headers, HEADER_AMQP_USER: delivery.user_id}
     death = _first_death(headers)
     reason = header_str(headers.get(HEADER_REASON))
     kind = header_str(headers.get(HEADER_ERROR_KIND))

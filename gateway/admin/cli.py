@@ -27,7 +27,7 @@ from gateway.admin import views
 from gateway.admin.auth import ROLES, Forbidden, Operator, OperatorAuth, Unauthenticated
 from gateway.admin.copies import Invalid
 from gateway.admin.desk import Conflict, Desk, NotFound
-from gateway.admin.http import Query, app_cursor, letter_filter
+from gateway.admin.http import Query, app_cursor, letter_filter, resubmit_for
 from gateway.broker.client import BrokerClient
 from gateway.broker.messages import Message
 from gateway.broker.topology import Topology
@@ -71,7 +71,9 @@ def register(sub: Any) -> None:
     replay.add_argument("--all", action="store_true", help="every parked letter in scope")
     replay.add_argument("--reason", required=True, help="why (goes to the audit trail)")
     replay.add_argument("--force", action="store_true", help="again, though replayed before")
-    replay.add_argument("--limit", type=int, default=500)
+    replay.add_argument(
+        "--limit", type=int, default=500, help="letters per round; every match is replayed"
+    )
     _common(replay, _replay)
 
     edit = d_sub.add_parser(
@@ -83,7 +85,15 @@ def register(sub: Any) -> None:
         action="append",
         default=[],
         metavar="fields.PATH=JSON",
-        help="a change, e.g. --set 'fields.subjects.child.name=\"王小明\"' (repeatable)",
+        help="a change, e.g. --set 'fields.subjects.child.name=\"王小明\"' (repeatable); "
+        "the path must exist in the message",
+    )
+    edit.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="fields.PATH=JSON",
+        help="a field the message lacks, e.g. --add 'fields.provided.citizen_id=\"…\"'",
     )
     edit.add_argument("--reason", required=True)
     edit.add_argument("--force", action="store_true", help="the letter died of timeouts")
@@ -92,6 +102,12 @@ def register(sub: Any) -> None:
     purge = d_sub.add_parser("purge", help="drop dead letters with a reason")
     purge.add_argument("ids", type=int, nargs="+", metavar="ID")
     purge.add_argument("--reason", required=True)
+    purge.add_argument(
+        "--cancel-task",
+        action="store_true",
+        help="the letter's task is still dead-lettered: cancel it (the application goes on "
+        "without it, rejected when the step is mandatory)",
+    )
     _common(purge, _purge)
 
 
@@ -161,7 +177,7 @@ def _run(args: argparse.Namespace, settings: Settings, command: Command) -> int:
     name = command.__name__.lstrip("_")
 
     async def go() -> int:
-        async with _desk(settings, needs_broker=name in ("replay", "edit")) as desk:
+        async with _desk(settings, needs_broker=name in ("replay", "edit", "purge")) as desk:
             try:
                 return await command(args, desk, operator, settings)
             except Forbidden as exc:
@@ -204,6 +220,7 @@ async def _desk(settings: Settings, *, needs_broker: bool) -> AsyncIterator[Desk
             publish,
             timezone=zoneinfo.ZoneInfo(settings.timezone),
             due_soon_share=settings.scheduler.due_soon_share,
+            resubmit=resubmit_for(settings, store, publish),
         )
     finally:
         if broker is not None:
@@ -279,52 +296,95 @@ async def _replay(args: argparse.Namespace, desk: Desk, op: Operator, s: Setting
     filtered = any(
         (args.system, args.reason_part, args.group, args.kind, args.matter, args.application)
     ) or any((args.since, args.until))
+    replayed: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
     if args.ids:
         if filtered or args.all:
             raise Invalid("give letter ids, or a filter / --all, not both")
-        done = [await desk.replay(op, i, args.reason, force=args.force) for i in args.ids]
-        result: dict[str, Any] = {"replayed": [views.replayed_view(r) for r in done]}
+        for letter_id in args.ids:  # every one is tried; each outcome is printed
+            try:
+                done = await desk.replay(op, letter_id, args.reason, force=args.force)
+            except (NotFound, Conflict) as exc:
+                refused.append({"id": letter_id, "detail": str(exc)})
+                _say(args, None, refused[-1])
+                continue
+            replayed.append(views.replayed_view(done))
+            _say(args, replayed[-1], None)
     elif filtered or args.all:
-        batch = await desk.replay_matching(op, _filter_of(args, s), args.reason, limit=args.limit)
-        result = views.batch_view(batch)
+        f, after = _filter_of(args, s), None
+        while True:  # round after round, oldest first, until nothing more matches
+            batch = views.batch_view(
+                await desk.replay_matching(op, f, args.reason, limit=args.limit, after=after)
+            )
+            for r in batch["replayed"]:
+                replayed.append(r)
+                _say(args, r, None)
+            for r in batch["refused"]:
+                refused.append(r)
+                _say(args, None, r)
+            if not batch["more"]:
+                break
+            after = batch["next_after"]
     else:
         raise Invalid("say which letters: ids, a filter (--system, --group, …) or --all")
     if args.json:
-        _print(result)
-        return 0
-    for r in result["replayed"]:
-        print(
-            f"{r['id']:>6} {'sent' if r['sent'] else 'skipped':<8} {r['key'] or '-'}  {r['note']}"
-        )
-    for r in result.get("refused", []):
-        print(f"{r['id']:>6} refused  {r['detail']}")
-    return 0
+        _print({"replayed": replayed, "refused": refused})
+    elif not replayed and not refused:
+        print("no dead letters matched")
+    return 1 if refused else 0
 
 
-async def _edit(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+def _say(args: argparse.Namespace, done: dict[str, Any] | None, no: dict[str, Any] | None) -> None:
+    if args.json:
+        return
+    if done is not None:
+        state = "pending" if done["pending"] else "sent" if done["sent"] else "skipped"
+        print(f"{done['id']:>6} {state:<8} {done['key'] or '-'}  {done['note']}")
+    if no is not None:
+        print(f"{no['id']:>6} refused  {no['detail']}", file=sys.stderr)
+
+
+def _changes(items: list[str], errors: list[dict[str, str]]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
-    errors = []
-    for item in args.set:
+    for item in items:
         path, sep, raw = item.partition("=")
         try:
             changes[path.strip()] = json.loads(raw) if sep else None
         except ValueError:
             errors.append({"loc": path, "msg": "the value must be JSON (quote strings)"})
-    if errors or not changes:
-        raise Invalid("give changes as --set fields.PATH=JSON", errors)
-    done = await desk.edit(op, args.id, changes, args.reason, force=args.force)
+    return changes
+
+
+async def _edit(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
+    errors: list[dict[str, str]] = []
+    changes, add = _changes(args.set, errors), _changes(args.add, errors)
+    if errors or not (changes or add):
+        raise Invalid("give changes as --set fields.PATH=JSON (or --add for a new path)", errors)
+    done = await desk.edit(op, args.id, changes, args.reason, force=args.force, add=add)
     if args.json:
         _print(views.replayed_view(done))
     else:
-        print(f"{done.letter_id:>6} sent as {done.key}")
+        print(f"{done.letter_id:>6} {'pending' if done.pending else 'sent'} as {done.key}")
     return 0
 
 
 async def _purge(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:
-    for letter_id in args.ids:
-        await desk.purge(op, letter_id, args.reason)
-        print(f"{letter_id:>6} purged")
-    return 0
+    failed = 0
+    for letter_id in args.ids:  # every one is tried; each outcome is printed
+        try:
+            done = await desk.purge(op, letter_id, args.reason, cancel_task=args.cancel_task)
+        except (NotFound, Conflict) as exc:
+            failed += 1
+            print(f"{letter_id:>6} refused  {exc}", file=sys.stderr)
+            continue
+        if done.cancelled:
+            print(
+                f"{letter_id:>6} purged   task {done.cancelled} cancelled; application "
+                f"{done.application_status or 'unchanged'}"
+            )
+        else:
+            print(f"{letter_id:>6} purged")
+    return 1 if failed else 0
 
 
 async def _apps_list(args: argparse.Namespace, desk: Desk, op: Operator, s: Settings) -> int:

@@ -65,12 +65,26 @@ def original_headers(headers_json: str) -> dict[str, Any]:
 
 
 def edited_copy(
-    body: bytes, changes: Mapping[str, Any], key: str, attempt: int
+    body: bytes,
+    changes: Mapping[str, Any],
+    key: str,
+    attempt: int,
+    *,
+    add: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, list[dict[str, Any]]]:
     """The task message with ``changes`` applied under ``fields.``, re-keyed; and the diff.
 
-    Raises ``Invalid`` listing every bad path, or when the result is no task message."""
-    if not isinstance(changes, Mapping) or not changes or len(changes) > MAX_CHANGES:
+    A path in ``changes`` must exist in the message (a mistyped path is refused, not
+    created); a new one goes in ``add``. Raises ``Invalid`` listing every bad path, or when
+    the result is no task message."""
+    add = add or {}
+    every = {**changes, **add}
+    if (
+        not isinstance(changes, Mapping)
+        or not isinstance(add, Mapping)
+        or not every
+        or len(changes) + len(add) > MAX_CHANGES
+    ):
         raise Invalid(f'send 1 to {MAX_CHANGES} changes as {{"fields.<path>": value}}')
     try:
         original = json.loads(body)
@@ -80,14 +94,21 @@ def edited_copy(
         raise Invalid("the dead letter's body is not a task message")
     errors = [
         {"loc": str(p), "msg": "only paths under fields. may change", "type": "path"}
-        for p in changes
+        for p in every
         if not str(p).startswith("fields.") or len(str(p).split(".")) > 10
     ]
     if errors:
         raise Invalid(f"{len(errors)} change(s) outside the task's fields", errors)
+    unknown = [
+        {"loc": str(p), "msg": "the message has no such path; give it as add", "type": "unknown"}
+        for p in changes
+        if not _has(original, str(p))
+    ]
+    if unknown:
+        raise Invalid(f"{len(unknown)} path(s) not in the task message", unknown)
     data = copy.deepcopy(original)
     diff: list[dict[str, Any]] = []
-    for path, value in changes.items():
+    for path, value in every.items():
         before = _get(original, str(path))
         _set(data, str(path), value)
         diff.append({"path": str(path), "before": before, "after": value})
@@ -98,6 +119,15 @@ def edited_copy(
     except Permanent as exc:
         raise Invalid(f"the edited message is no task message: {exc.detail}") from None
     return new, diff
+
+
+def _has(data: Mapping[str, Any], path: str) -> bool:
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _get(data: Mapping[str, Any], path: str) -> Any:

@@ -7,16 +7,25 @@ Replay is safe by construction:
 
 * a **task message** is replayed through the planner (``planner.on_replay``) in one guarded
   transaction that moves the task back to ``dispatched``, the application from ``blocked``
-  to ``in_progress`` and puts the message in the outbox; it is published with the broker's
-  confirm before the letter is marked replayed. The department is idempotent on the task's
-  request id, and the connector drops a message for a finished or superseded task, so a
-  second replay — or a replay of a task that completed meanwhile — has no second effect;
+  to ``in_progress``, puts the message in the outbox and marks the letter replayed with its
+  audit row (and an edit's copy); the message is then published with the broker's confirm,
+  or by the outbox relay when the broker does not confirm now. The department is
+  idempotent on the task's request id, and the connector drops a message for a finished or
+  superseded task, so a second replay — or a replay of a task that completed meanwhile —
+  has no second effect;
 * an **edited copy** is a new attempt under ``<task id>.r<n>`` (``n`` = the attempt it
   replaces), with the diff stored beside the untouched original; it goes only to a task
   that is still dead-lettered, and only for a letter the department refused (a letter that
   died of timeouts may have reached it: ``force`` to say you checked);
-* any **other message** (``gw.accepted``, ``gw.results``, ``gw.intake``) is republished to
-  its original exchange and routing key; its consumers are idempotent on its content.
+* a **portal's envelope** (``gw.intake``) is submitted to intake in process as its portal,
+  under its own idempotency key (``resubmit.py``): the broker would not carry the portal's
+  ``user_id`` on a republish;
+* any **other message** (``gw.accepted``, ``gw.results``) is republished to its original
+  exchange and routing key; its consumers are idempotent on its content.
+
+A **purge** of a letter whose task is still dead-lettered by it is refused: the application
+would stay ``blocked`` for ever. With ``cancel_task`` the task is cancelled in the same
+transaction and the application moves on (``planner.on_cancel``).
 """
 
 from __future__ import annotations
@@ -29,11 +38,14 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from gateway.admin.auth import Operator
-from gateway.admin.copies import edited_copy, original_headers, required_reason
+from gateway.admin.copies import Invalid, edited_copy, original_headers, required_reason
+from gateway.admin.resubmit import Refused, Resubmit
 from gateway.broker.messages import Message, header_str, uuid7
 from gateway.broker.topology import HEADER_ATTEMPT, HEADER_TASK_ID, INTAKE, TASKS
 from gateway.calendar import default_calendar
 from gateway.catalogue.model import CURRENT_VERSION, load
+from gateway.errors import BrokerUnavailable
+from gateway.logs import get_logger
 from gateway.orchestration import planner
 from gateway.orchestration.messages import attempt_of, task_of
 from gateway.orchestration.records import (
@@ -41,10 +53,12 @@ from gateway.orchestration.records import (
     Context,
     Outgoing,
     TaskRecord,
+    TaskStatus,
     TimelineEntry,
     Transition,
 )
-from gateway.store import Store, operators_of
+from gateway.store import DeadLetter, Store, operators_of
+from gateway.store import operators as marks
 from gateway.store.cases import OutboxRow, UnknownApplication
 from gateway.store.disclosures import Disclosure
 from gateway.store.operators import (
@@ -58,7 +72,9 @@ from gateway.store.operators import (
     ParkedLetter,
 )
 from gateway.store.records import ApplicationRecord
+from gateway.store.sql import Tx
 
+log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
 REFUSED_KINDS = frozenset({"permanent", "rejected"})  # the department (or a consumer) said no
 
@@ -77,12 +93,22 @@ class Replayed:
     sent: bool  # False: the task finished or moved on, nothing needed sending
     key: str | None  # the idempotency key the department sees, for a task message
     note: str
+    pending: bool = False  # written to the outbox; the relay sends it (broker unconfirmed)
 
 
 @dataclass(frozen=True, slots=True)
 class BatchReplay:
     replayed: list[Replayed] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)  # (letter id, why)
+    more: bool = False  # more letters match: call again with ``after=next_after``
+    next_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    letter_id: int
+    cancelled: str | None  # the task cancelled with it
+    application_status: str | None  # where that left the application
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +144,10 @@ class Desk:
         timezone: dt.tzinfo | None = None,
         due_soon_share: float = 0.8,
         clock: Callable[[], float] = time.time,
+        resubmit: Resubmit | None = None,
     ) -> None:
         self._store = store
+        self._resubmit = resubmit
         self._ops = operators_of(store)
         self._publish = publish
         self._tz = timezone or zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -155,6 +183,7 @@ class Desk:
         op.require("view")
         if unmask:
             op.require("unmask")
+            why = required_why(why)
         letter = await self._visible(op, letter_id)
         if unmask:
             await self._audit(op, "dead_letter.unmask", f"dead-letter:{letter_id}", why)
@@ -177,6 +206,7 @@ class Desk:
         op.require("view")
         if unmask:
             op.require("unmask")
+            why = required_why(why)
         state = await self._store.cases.load(application_id) if len(application_id) <= 64 else None
         if state is None:
             raise NotFound(f"no application {application_id}")
@@ -191,10 +221,7 @@ class Desk:
         """Running tasks past ``due_soon_share`` of their budget (the ``tasks overdue`` list),
         only of the operator's systems."""
         op.require("view")
-        rows = await self._store.cases.deadline_tasks(
-            self._clock(), self._share, limit, pending=False
-        )
-        return [t for t in rows if op.sees(t.system)]
+        return await self._ops.overdue_tasks(self._clock(), self._share, limit, op.scope)
 
     async def audit_trail(
         self, op: Operator, *, limit: int = 100, before: int | None = None
@@ -224,15 +251,14 @@ class Desk:
                 f"{letter.replayed_by}; replay with force to send it again"
             )
         d = letter.record.letter
+        if d.exchange == INTAKE:
+            return await self._replay_intake(op, letter_id, d, reason, force)
         headers = original_headers(d.headers_json)
         request_id = header_str(headers.get(HEADER_TASK_ID))
         if request_id:  # a fresh retry budget: the connector counts tries from x-attempt
             headers[HEADER_ATTEMPT] = attempt_of(request_id)
         message = Message(
-            body=d.body,
-            message_id=(header_str(d.message_id) or uuid7()) if d.exchange == INTAKE else uuid7(),
-            correlation_id=d.application_id,
-            headers=headers,
+            body=d.body, message_id=uuid7(), correlation_id=d.application_id, headers=headers
         )
         if d.exchange == TASKS and request_id and d.application_id:
             order = planner.ReplayOrder(
@@ -244,41 +270,73 @@ class Desk:
                 outgoing=Outgoing(d.exchange, d.routing_key, message),
                 force=force,
             )
-            sent = await self._through_planner(d.application_id, order)
+
+            async def mark(tx: Tx, tr: Transition) -> None:
+                sent = any(o.exchange == TASKS for o in tr.outbox)
+                note = "sent" if sent else "nothing sent: the task finished or moved on"
+                details = {"sent": sent, "key": request_id, "forced": force, "note": note}
+                await self._mark_replayed(tx, op, letter_id, reason, details)
+
+            tr, pending = await self._through_planner(d.application_id, order, mark)
+            sent = any(o.exchange == TASKS for o in tr.outbox)
             note = "sent" if sent else "nothing sent: the task finished or moved on"
+            if pending:
+                note = "written to the outbox: the relay sends it once the broker confirms"
+            return Replayed(letter_id, sent, request_id, note, pending)
+        await self._publish(d.exchange, d.routing_key, message)
+        note = f"republished to {d.exchange} {d.routing_key}"
+        details = {"sent": True, "key": request_id, "forced": force, "note": note}
+        await self._store_marks(lambda tx: self._mark_replayed(tx, op, letter_id, reason, details))
+        return Replayed(letter_id, True, request_id, note)
+
+    async def _replay_intake(
+        self, op: Operator, letter_id: int, d: DeadLetter, reason: str, force: bool
+    ) -> Replayed:
+        if self._resubmit is None:
+            raise Conflict("this desk cannot submit to intake; replay it through the admin API")
+        try:
+            done = await self._resubmit(d)
+        except Refused as exc:
+            raise Conflict(f"dead letter {letter_id} cannot be replayed: {exc}") from None
+        if done.new:
+            note = f"accepted by intake as application {done.application_id}"
         else:
-            await self._publish(d.exchange, d.routing_key, message)
-            sent, note = True, f"republished to {d.exchange} {d.routing_key}"
-        outcome = Replayed(letter_id, sent, request_id, note)
-        await self._ops.mark_replayed(
-            letter_id,
-            op.name,
-            reason,
-            self._clock(),
-            again=True,
-            audit=self._entry(
-                op,
-                "dlq.replay",
-                letter_id,
-                reason,
-                {"sent": sent, "key": request_id, "forced": force, "note": note},
-            ),
+            note = f"accepted before as application {done.application_id}: nothing sent again"
+        details = {"sent": done.new, "application": done.application_id, "forced": force}
+        await self._store_marks(
+            lambda tx: self._mark_replayed(tx, op, letter_id, reason, {**details, "note": note})
         )
-        return outcome
+        return Replayed(letter_id, done.new, None, note)
 
     async def replay_matching(
-        self, op: Operator, f: LetterFilter, reason: str, *, limit: int = 500
+        self,
+        op: Operator,
+        f: LetterFilter,
+        reason: str,
+        *,
+        limit: int = 500,
+        after: int | None = None,
     ) -> BatchReplay:
-        """Replay every parked letter the filter matches (at most ``limit``), one by one."""
+        """Replay the parked letters the filter matches, oldest first, at most ``limit`` in
+        one call: ``more`` says whether others match after ``next_after`` (call again with
+        ``after=next_after`` to go on; the CLI does)."""
         op.require("replay")
+        op.require("view")
         reason = required_reason(reason)
-        letters = await self.letters(op, f, limit=limit)
-        batch = BatchReplay()
-        for letter in reversed(letters):  # oldest first, as they failed
+        if f.system is not None:
+            op.require_system(f.system)
+        letters = await self._ops.letters(
+            replace(f, scope=op.scope), limit=limit + 1, after=after, oldest_first=True
+        )
+        more = len(letters) > limit
+        letters = letters[:limit]
+        replayed: list[Replayed] = []
+        refused: list[tuple[int, str]] = []
+        for letter in letters:
             try:
-                batch.replayed.append(await self.replay(op, letter.id, reason))
+                replayed.append(await self.replay(op, letter.id, reason))
             except (Conflict, NotFound) as exc:
-                batch.refused.append((letter.id, str(exc)))
+                refused.append((letter.id, str(exc)))
         await self._audit(
             op,
             "dlq.replay_filter",
@@ -286,11 +344,14 @@ class Desk:
             reason,
             {
                 "filter": {k: v for k, v in asdict(f).items() if v is not None and k != "scope"},
-                "replayed": [r.letter_id for r in batch.replayed],
-                "refused": [i for i, _ in batch.refused],
+                "after": after,
+                "replayed": [r.letter_id for r in replayed],
+                "refused": [i for i, _ in refused],
+                "more": more,
             },
         )
-        return batch
+        next_after = letters[-1].id if more and letters else None
+        return BatchReplay(replayed, refused, more, next_after)
 
     async def edit(
         self,
@@ -300,10 +361,12 @@ class Desk:
         reason: str,
         *,
         force: bool = False,
+        add: Mapping[str, Any] | None = None,
     ) -> Replayed:
         """Replay an edited copy of a dead-lettered task message under ``<task id>.r<n>``.
 
-        ``changes`` maps dotted paths under ``fields.`` to new values (``None`` removes)."""
+        ``changes`` maps dotted paths under ``fields.`` that the message has to new values
+        (``None`` removes); ``add`` maps paths it does not have yet (a missing field)."""
         op.require("edit")
         reason = required_reason(reason)
         letter = await self._visible(op, letter_id)
@@ -317,7 +380,7 @@ class Desk:
         if task is None:
             raise NotFound(f"no task {task_of(request_id)}")
         key = f"{task.id}.r{task.attempt}"
-        body, diff = edited_copy(d.body, changes, key, task.attempt + 1)
+        body, diff = edited_copy(d.body, changes, key, task.attempt + 1, add=add or {})
         if d.error_kind not in REFUSED_KINDS and not force:
             raise Conflict(
                 f"dead letter {letter_id} died of {d.error_kind}, so the department may have "
@@ -340,29 +403,68 @@ class Desk:
         paths = [c["path"] for c in diff]  # the values stay in the edit, not in the trail
         entry = self._entry(op, "dlq.edit", letter_id, reason, {"key": key, "paths": paths})
 
-        async def keep_edit() -> None:
-            await self._ops.add_edit(edit, entry)
+        async def keep(tx: Tx, tr: Transition) -> None:
+            await marks.add_edit(tx, edit, entry)
+            details = {"sent": True, "key": key, "edited": True}
+            await self._mark_replayed(tx, op, letter_id, reason, details)
 
-        await self._through_planner(d.application_id, order, keep_edit)
-        await self._ops.mark_replayed(
-            letter_id,
-            op.name,
-            reason,
-            self._clock(),
-            again=True,
-            audit=self._entry(
-                op, "dlq.replay", letter_id, reason, {"sent": True, "key": key, "edited": True}
-            ),
-        )
-        return Replayed(letter_id, True, key, f"edited copy sent as {key}")
+        _, pending = await self._through_planner(d.application_id, order, keep)
+        note = f"edited copy sent as {key}"
+        if pending:
+            note = f"edited copy {key} written to the outbox: the relay sends it"
+        return Replayed(letter_id, True, key, note, pending)
 
-    async def purge(self, op: Operator, letter_id: int, reason: str) -> None:
+    async def purge(
+        self, op: Operator, letter_id: int, reason: str, *, cancel_task: bool = False
+    ) -> Purged:
+        """Drop a letter with a reason. A letter whose task is still dead-lettered by it is
+        refused unless ``cancel_task``: the task is then cancelled in the same transaction
+        and the application moves on without it (``planner.on_cancel``)."""
         op.require("purge")
         reason = required_reason(reason)
-        await self._visible(op, letter_id)
-        entry = self._entry(op, "dlq.purge", letter_id, reason, {})
-        if not await self._ops.mark_purged(letter_id, op.name, reason, self._clock(), audit=entry):
+        letter = await self._visible(op, letter_id)
+        if letter.status is LetterStatus.PURGED:
             raise Conflict(f"dead letter {letter_id} was purged before")
+        d = letter.record.letter
+        task = await self._blocking_task(d)
+        entry = self._entry(
+            op, "dlq.purge", letter_id, reason, {"cancelled": task.id if task else None}
+        )
+
+        async def drop(tx: Tx, tr: Transition | None = None) -> None:
+            if not await marks.mark_purged(
+                tx, letter_id, op.name, reason, self._clock(), audit=entry
+            ):
+                raise Conflict(f"dead letter {letter_id} was purged before")
+
+        if task is None:
+            await self._store_marks(drop)
+            return Purged(letter_id, None, None)
+        if not cancel_task:
+            raise Conflict(
+                f"task {task.id} is still dead-lettered by dead letter {letter_id}: purging "
+                "it alone would leave the application blocked for ever. Replay it, or purge "
+                "with cancel_task to cancel the task (the application then goes on without "
+                "it: rejected when the step is mandatory)"
+            )
+        order = planner.CancelOrder(task.id, task.attempt, op.name, reason, letter_id)
+
+        def plan(state: CaseState) -> Transition:
+            return planner.on_cancel(state, self._context(state), order)
+
+        tr, _ = await self._transition(task.application_id, plan, drop)
+        status = None if tr.status is None else tr.status.value
+        return Purged(letter_id, task.id, status)
+
+    async def _blocking_task(self, d: DeadLetter) -> TaskRecord | None:
+        """The task this letter keeps dead-lettered (its attempt is the task's), if any."""
+        request_id = header_str(original_headers(d.headers_json).get(HEADER_TASK_ID))
+        if d.exchange != TASKS or not request_id:
+            return None
+        task = await self._store.cases.task(task_of(request_id))
+        if task is None or task.status is not TaskStatus.DEAD_LETTERED:
+            return None
+        return task if task.attempt == attempt_of(request_id) else None
 
     # -- internals ---------------------------------------------------------------------
     async def _visible(self, op: Operator, letter_id: int) -> ParkedLetter:
@@ -372,29 +474,54 @@ class Desk:
         op.require_system(letter.record.letter.system)
         return letter
 
+    async def _mark_replayed(
+        self, tx: Tx, op: Operator, letter_id: int, reason: str, details: Mapping[str, Any]
+    ) -> None:
+        entry = self._entry(op, "dlq.replay", letter_id, reason, details)
+        if not await marks.mark_replayed(
+            tx, letter_id, op.name, reason, self._clock(), again=True, audit=entry
+        ):
+            raise Conflict(f"dead letter {letter_id} was purged meanwhile")
+
+    async def _store_marks(self, write: Callable[[Tx], Awaitable[None]]) -> None:
+        async with self._ops.database.transaction() as tx:
+            await write(tx)
+
     async def _through_planner(
         self,
         application_id: str,
         order: planner.ReplayOrder,
-        on_commit: Callable[[], Awaitable[None]] | None = None,
-    ) -> bool:
-        """Apply the replay on the locked case; publish its outbox rows, confirmed. A row
-        left unconfirmed stays in the outbox for the relay, and the error reaches the caller
-        (the letter is then not marked replayed)."""
+        also: Callable[[Tx, Transition], Awaitable[None]],
+    ) -> tuple[Transition, bool]:
+        """Apply the replay on the locked case with ``also`` (the letter's marks, the audit
+        row, an edit) in the same transaction; then publish its outbox rows, confirmed.
+        True when a row stays in the outbox unconfirmed: the relay sends it."""
 
         def plan(state: CaseState) -> Transition:
             return planner.on_replay(state, self._context(state), order)
 
+        return await self._transition(application_id, plan, also)
+
+    async def _transition(
+        self,
+        application_id: str,
+        plan: Callable[[CaseState], Transition],
+        also: Callable[[Tx, Transition], Awaitable[None]],
+    ) -> tuple[Transition, bool]:
         try:
-            tr, rows = await self._store.cases.transition(application_id, plan, self._clock())
+            tr, rows = await self._store.cases.transition(
+                application_id, plan, self._clock(), also=also
+            )
         except UnknownApplication:
             raise NotFound(f"no application {application_id}") from None
         except planner.NotAllowed as exc:
             raise Conflict(str(exc)) from None
-        if on_commit is not None:
-            await on_commit()
-        await self._flush(rows)
-        return any(o.exchange == TASKS for o in tr.outbox)
+        try:
+            await self._flush(rows)
+        except BrokerUnavailable as exc:
+            log.warning("replay_unconfirmed", error=str(exc), application_id=application_id)
+            return tr, True
+        return tr, False
 
     async def _flush(self, rows: Sequence[OutboxRow]) -> None:
         sent: list[int] = []
@@ -433,3 +560,14 @@ class Desk:
         await self._ops.audit(
             AuditEntry(op.name, action, target, self._clock(), reason, details or {})
         )
+
+
+def required_why(why: str | None) -> str:
+    """An unmasked read says why (it goes to the audit trail)."""
+    text = (why or "").strip()
+    if not text:
+        raise Invalid(
+            "say why you need the full data: why is required with unmask",
+            [{"loc": "why", "msg": "required with unmask", "type": "missing"}],
+        )
+    return text[:500]

@@ -4,12 +4,17 @@
     GET  /v1/admin/applications/{id}          ?unmask=true&why=…   (role unmask; audited)
     GET  /v1/admin/dead-letters               ?system reason group kind matter application
                                               since until status limit before
-    GET  /v1/admin/dead-letters/groups        same filters; counts per reason
-    GET  /v1/admin/dead-letters/{id}          ?unmask=true&why=…
+    GET  /v1/admin/dead-letters/groups        same filters; counts per normalised reason
+    GET  /v1/admin/dead-letters/{id}          ?unmask=true&why=…   (why required)
     POST /v1/admin/dead-letters/{id}/replay   {"reason", "force"?}             (role replay)
-    POST /v1/admin/dead-letters/replay        {"reason", "filter": {…} | "all": true, "limit"?}
-    POST /v1/admin/dead-letters/{id}/edit     {"reason", "changes": {"fields.<path>": v}}
-    POST /v1/admin/dead-letters/{id}/purge    {"reason"}                        (role purge)
+    POST /v1/admin/dead-letters/replay        {"reason", "filter": {…} | "all": true,
+                                               "limit"?, "after"?} → "more", "next_after"
+    POST /v1/admin/dead-letters/{id}/edit     {"reason", "changes": {"fields.<path>": v},
+                                               "add"?: {"fields.<new path>": v}}
+    POST /v1/admin/dead-letters/{id}/purge    {"reason", "cancel_task"?}         (role purge)
+
+A replay whose message the broker did not confirm is in the outbox already: 202, the relay
+sends it.
     GET  /v1/admin/tasks/overdue
     GET  /v1/admin/audit                      ?limit before
 
@@ -34,9 +39,12 @@ from gateway.admin import views
 from gateway.admin.auth import Forbidden, Operator, OperatorAuth, Unauthenticated
 from gateway.admin.copies import Invalid
 from gateway.admin.desk import Conflict, Desk, NotFound, Publish
+from gateway.admin.resubmit import Resubmit
 from gateway.errors import BrokerUnavailable
 from gateway.intake.problem_http import problem_response
+from gateway.intake.service import IntakeService
 from gateway.logs import get_logger
+from gateway.metrics import Metrics
 from gateway.problems import Problem
 from gateway.settings import OperatorRole, Settings
 from gateway.store import Store
@@ -133,8 +141,8 @@ class AdminApi:
                         503,
                         "temporarily-unavailable",
                         "Broker unavailable",
-                        "the broker did not confirm the replay; nothing was marked replayed, "
-                        "what was written is sent by the relay — try again",
+                        "the broker (or the store) did not take it; nothing was marked "
+                        "replayed — try again",
                     ),
                     headers={"Retry-After": "5"},
                 )
@@ -224,7 +232,7 @@ class AdminApi:
         done = await self._desk.replay(
             op, int(request.match_info["id"]), str(body.get("reason") or ""), force=_true(body)
         )
-        return _json(views.replayed_view(done))
+        return _json(views.replayed_view(done), 202 if done.pending else 200)
 
     async def replay_matching(self, request: web.Request, op: Operator) -> web.Response:
         body = await _body(request)
@@ -239,28 +247,38 @@ class AdminApi:
         limit = body.get("limit", MAX_LIMIT)
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise Invalid(f"limit must be 1 to {MAX_LIMIT}")
-        batch = await self._desk.replay_matching(op, f, str(body.get("reason") or ""), limit=limit)
+        after = body.get("after")
+        if after is not None and (not isinstance(after, int) or after < 0):
+            raise Invalid("after must be the next_after of the previous call")
+        batch = await self._desk.replay_matching(
+            op, f, str(body.get("reason") or ""), limit=limit, after=after
+        )
         return _json(views.batch_view(batch))
 
     async def edit(self, request: web.Request, op: Operator) -> web.Response:
         body = await _body(request)
-        changes = body.get("changes")
-        if not isinstance(changes, dict):
-            raise Invalid('send {"changes": {"fields.<path>": value}, "reason": "…"}')
+        changes = body.get("changes", {})
+        add = body.get("add", {})
+        if not isinstance(changes, dict) or not isinstance(add, dict):
+            raise Invalid('send {"changes": {"fields.<path>": value}, "add": {…}?, "reason": "…"}')
         done = await self._desk.edit(
             op,
             int(request.match_info["id"]),
             changes,
             str(body.get("reason") or ""),
             force=_true(body),
+            add=add,
         )
-        return _json(views.replayed_view(done))
+        return _json(views.replayed_view(done), 202 if done.pending else 200)
 
     async def purge(self, request: web.Request, op: Operator) -> web.Response:
         body = await _body(request)
         letter_id = int(request.match_info["id"])
-        await self._desk.purge(op, letter_id, str(body.get("reason") or ""))
-        return _json({"id": letter_id, "status": LetterStatus.PURGED.value})
+        cancel = body.get("cancel_task") is True
+        done = await self._desk.purge(
+            op, letter_id, str(body.get("reason") or ""), cancel_task=cancel
+        )
+        return _json(views.purged_view(done))
 
 
 class Query:
@@ -345,7 +363,7 @@ def letter_filter(q: Query) -> LetterFilter:
     return LetterFilter(
         system=q.text("system"),
         reason=q.text("reason"),
-        reason_exact=q.text("group"),
+        group=q.text("group"),
         error_kind=q.text("kind"),
         matter=q.text("matter"),
         application_id=q.text("application"),
@@ -400,5 +418,27 @@ def build_admin(
         timezone=timezone,
         due_soon_share=settings.scheduler.due_soon_share,
         clock=clock,
+        resubmit=resubmit_for(settings, store, publish, clock=clock),
     )
     return AdminApi(OperatorAuth(settings.operators), desk, timezone=timezone, clock=clock)
+
+
+def resubmit_for(
+    settings: Settings,
+    store: Store,
+    publish: Publish,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Resubmit:
+    """Intake in this process, for replaying ``gw.intake`` letters as their portal."""
+    service = IntakeService(
+        store,
+        publish,
+        Metrics(),  # the desk's own: a replay is not a portal's request
+        lease_seconds=settings.intake.idempotency_lease_seconds,
+        location_prefix=settings.public_base_url or "",
+        clock=clock,
+    )
+    return Resubmit(
+        service, settings.portal_for_amqp_user, max_body_bytes=settings.intake.max_body_bytes
+    )

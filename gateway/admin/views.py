@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from gateway.admin.desk import BatchReplay, CaseDetail, LetterDetail, Replayed
+from gateway.admin.desk import BatchReplay, CaseDetail, LetterDetail, Purged, Replayed
 from gateway.masking import mask_text, mask_value
 from gateway.orchestration.records import TaskRecord
 from gateway.store.disclosures import Disclosure
@@ -40,11 +40,16 @@ def letter_summary(p: ParkedLetter, tz: dt.tzinfo) -> dict[str, Any]:
         "replays": p.replays,
         "replayed_at": when(p.replayed_at, tz),
         "replayed_by": p.replayed_by,
-        "replay_reason": p.replay_reason,
+        "replay_reason": _text(p.replay_reason),
         "purged_at": when(p.purged_at, tz),
         "purged_by": p.purged_by,
-        "purge_reason": p.purge_reason,
+        "purge_reason": _text(p.purge_reason),
     }
+
+
+def _text(free: str | None) -> str | None:
+    """An operator's free text, masked: it may name a citizen."""
+    return None if free is None else mask_text(free, ())
 
 
 def letter_detail(detail: LetterDetail, tz: dt.tzinfo) -> dict[str, Any]:
@@ -69,11 +74,16 @@ def letter_detail(detail: LetterDetail, tz: dt.tzinfo) -> dict[str, Any]:
     ]
     if detail.unmasked:
         view.update(reason=d.reason, headers=headers, body=body, edits=edits, unmasked=True)
+        view.update(replay_reason=detail.letter.replay_reason)
+        view.update(purge_reason=detail.letter.purge_reason)
     else:
         view.update(
             headers=mask_value(headers, known=()),
             body=mask_value(body, known=()),
-            edits=[{**e, "diff": [_masked_change(c) for c in e["diff"]]} for e in edits],
+            edits=[
+                {**e, "reason": _text(e["reason"]), "diff": [_masked_change(c) for c in e["diff"]]}
+                for e in edits
+            ],
             unmasked=False,
         )
     view["message_id"] = d.message_id
@@ -103,13 +113,24 @@ def group_view(g: LetterGroup, tz: dt.tzinfo) -> dict[str, Any]:
 
 
 def replayed_view(r: Replayed) -> dict[str, Any]:
-    return {"id": r.letter_id, "sent": r.sent, "key": r.key, "note": r.note}
+    return {"id": r.letter_id, "sent": r.sent, "key": r.key, "note": r.note, "pending": r.pending}
 
 
 def batch_view(b: BatchReplay) -> dict[str, Any]:
     return {
         "replayed": [replayed_view(r) for r in b.replayed],
         "refused": [{"id": i, "detail": mask_text(why, ())} for i, why in b.refused],
+        "more": b.more,
+        "next_after": b.next_after,
+    }
+
+
+def purged_view(p: Purged) -> dict[str, Any]:
+    return {
+        "id": p.letter_id,
+        "status": "purged",
+        "cancelled_task": p.cancelled,
+        "application_status": p.application_status,
     }
 
 
@@ -202,6 +223,6 @@ def audit_view(e: AuditEntry, tz: dt.tzinfo) -> dict[str, Any]:
         "operator": e.operator,
         "action": e.action,
         "target": e.target,
-        "reason": e.reason,
+        "reason": _text(e.reason),
         "details": mask_value(dict(e.details), known=()),
     }

@@ -23,7 +23,7 @@ import structlog
 from gateway import events
 from gateway.broker.messages import Delivery, Message, header_str
 from gateway.broker.topology import EVENTS, HEADER_PORTAL, HEADER_TRACEPARENT
-from gateway.deadletters import park
+from gateway.deadletters import HEADER_AMQP_USER, HEADER_IDEMPOTENCY_KEY, park
 from gateway.intake.http import MAX_KEY_LENGTH
 from gateway.intake.service import IntakeService, Outcome
 from gateway.logs import get_logger
@@ -150,7 +150,15 @@ class AmqpIntake:
             reason=reason,
             message_id=dedupe,
             now=now,
-            extra={HEADER_PORTAL: portal_id} if portal_id else None,
+            extra={  # what a replay needs to submit it as this portal (admin/resubmit.py)
+                k: v
+                for k, v in (
+                    (HEADER_PORTAL, portal_id),
+                    (HEADER_AMQP_USER, delivery.user_id),
+                    (HEADER_IDEMPOTENCY_KEY, key),
+                )
+                if v
+            },
         )
         matter = routing_segment(None if oversized else _matter_of(delivery.body))
         if portal_id:

@@ -15,9 +15,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from connectors.base import DepartmentRequest
-from gateway.broker.topology import TASKS
-from gateway.catalogue.fields import MissingField, present, select
-from gateway.catalogue.model import Matter, Step
+from gateway.broker.messages import Message, uuid7
+from gateway.broker.topology import (
+    DLX,
+    HEADER_ERROR_KIND,
+    HEADER_ORIGINAL_EXCHANGE,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_REASON,
+    TASKS,
+)
+from gateway.catalogue.fields import PROVIDED, MissingField, present, select
+from gateway.catalogue.model import Catalogue, Matter, Step
 from gateway.orchestration import clock, notices
 from gateway.orchestration.messages import ResultMessage, routing_key, task_message
 from gateway.orchestration.notices import results_pack as results_pack
@@ -376,18 +384,161 @@ def on_replay(state: CaseState, ctx: Context, order: ReplayOrder) -> Transition:
             {**who, "key": new.request_id, "attempt": new.attempt, **_said(order)},
         )
     )
+    others = [t for t in state.tasks if t.id != task.id and t.status is TaskStatus.DEAD_LETTERED]
+    if app.status is ApplicationStatus.BLOCKED and not others:
+        tr.status = ApplicationStatus.IN_PROGRESS
+    # DESIGN has no application.in_progress event: the portal learns that the application
+    # is moving again from task.dispatched, which says the application's status
     notices.event(
         tr,
         state,
         ctx,
         "task.dispatched",
         (task.id, str(new.attempt), f"replay-{order.dead_letter_id}"),
-        {"step": task.step, "system": task.system, "due_at": task.due_at, "replayed": True},
+        {
+            "step": task.step,
+            "system": task.system,
+            "due_at": task.due_at,
+            "replayed": True,
+            "application_status": (tr.status or app.status).value,
+        },
     )
-    others = [t for t in state.tasks if t.id != task.id and t.status is TaskStatus.DEAD_LETTERED]
-    if app.status is ApplicationStatus.BLOCKED and not others:
-        tr.status = ApplicationStatus.IN_PROGRESS
     return tr
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """An operator gives up on a dead-lettered task (``dlq purge --cancel-task``)."""
+
+    task_id: str
+    attempt: int  # the attempt the purged dead letter belongs to
+    operator: str
+    reason: str
+    dead_letter_id: int
+
+
+def on_cancel(state: CaseState, ctx: Context, order: CancelOrder) -> Transition:
+    """Cancel a dead-lettered task for good; the application moves on by the usual rules.
+
+    Its dependents are cancelled with it; when nothing else is open the application ends:
+    ``rejected`` (with ``application.rejected`` to the portal) when the task was mandatory,
+    else ``completed``; with other tasks still running it goes back to ``in_progress``
+    (or stays ``blocked`` while another task is dead-lettered)."""
+    app = state.application
+    task = next((t for t in state.tasks if t.id == order.task_id), None)
+    if task is None:
+        raise NotAllowed(f"application {app.id} has no task {order.task_id}")
+    if (
+        app.status in FINAL_APPLICATION
+        or task.status is not TaskStatus.DEAD_LETTERED
+        or task.attempt != order.attempt
+    ):
+        raise NotAllowed(
+            f"task {task.step} is {task.status.value} at attempt {task.attempt}: "
+            "only a task still dead-lettered by this letter can be cancelled"
+        )
+    matter = ctx.catalogue.matter(app.matter)
+    reason = f"cancelled by operator {order.operator}: {order.reason}"
+    tasks = {t.step: t for t in state.tasks}
+    tasks[task.step] = replace(
+        task,
+        status=TaskStatus.CANCELLED,
+        reason=reason,
+        finished_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    tr = Transition()
+    tr.drop_timers.append(task.id)
+    tr.timeline.append(
+        TimelineEntry(
+            ctx.now,
+            "task.cancelled",
+            task.id,
+            {"reason": reason, "operator": order.operator, "dead_letter": order.dead_letter_id},
+        )
+    )
+    _advance(tr, state, ctx, matter, tasks, json.loads(app.envelope_json), dict(state.provided))
+    return tr
+
+
+def task_outgoing(
+    state: CaseState, catalogue: Catalogue, task: TaskRecord
+) -> tuple[Outgoing, Step]:
+    """The task message of ``task``'s current attempt, rebuilt from the case (for a
+    dead letter the gateway writes itself, e.g. a status query the department refused)."""
+    app = state.application
+    step = catalogue.matter(app.matter).step(task.step)
+    envelope = json.loads(app.envelope_json)
+    fields = _available(envelope, step.needs, state.provided)
+    version = state.catalogue_version or catalogue.version
+    return _task_outgoing(task, step, fields, version), step
+
+
+def synthetic_letter(
+    task: TaskRecord,
+    step: Step,
+    envelope: Mapping[str, Any],
+    provided: Mapping[str, str],
+    catalogue_version: str,
+    reason: str,
+) -> Outgoing:
+    """A dead letter for a task that failed without a message to park (a field missing at
+    dispatch, a refused status query): its task message as it would have been sent, through
+    ``gw.dlx`` with the reason — so an operator replays it like any other."""
+    fields = _available(envelope, step.needs, provided)
+    return dead_letter_of(_task_outgoing(task, step, fields, catalogue_version), reason)
+
+
+def dead_letter_of(
+    o: Outgoing, reason: str, kind: str = "permanent", extra: Mapping[str, Any] | None = None
+) -> Outgoing:
+    """``o`` as a dead letter through ``gw.dlx``, with the headers ``park`` would add."""
+    m = o.message
+    headers = {
+        **m.headers,
+        **(extra or {}),
+        HEADER_REASON: reason[:2000],
+        HEADER_ERROR_KIND: kind,
+        HEADER_ORIGINAL_EXCHANGE: o.exchange,
+        HEADER_ORIGINAL_ROUTING_KEY: o.routing_key,
+    }
+    message = Message(
+        body=m.body,
+        message_id=uuid7(),  # kept in the outbox row: a republish parks the same letter
+        correlation_id=m.correlation_id,
+        headers=headers,
+        content_type=m.content_type,
+    )
+    return Outgoing(DLX, o.routing_key, message)
+
+
+def _available(
+    envelope: Mapping[str, Any], needs: Iterable[str], provided: Mapping[str, str]
+) -> dict[str, Any]:
+    """``select`` without the ``provided.<name>`` values nobody provided."""
+    head = f"{PROVIDED}."
+    have = [n for n in needs if not n.startswith(head) or n[len(head) :] in provided]
+    return select(envelope, have, provided)
+
+
+def _task_outgoing(
+    task: TaskRecord, step: Step, fields: dict[str, Any], catalogue_version: str
+) -> Outgoing:
+    request = DepartmentRequest(
+        task_id=task.request_id,
+        application_id=task.application_id,
+        matter=task.matter,
+        task=step.key,
+        system=step.system,
+        operation=step.operation,
+        attempt=task.attempt,
+        fields=fields,
+    )
+    return Outgoing(
+        TASKS,
+        routing_key(step.system, task.matter, step.key),
+        task_message(request, catalogue_version),
+    )
 
 
 def _said(order: ReplayOrder) -> dict[str, str]:
@@ -460,6 +611,7 @@ def _dispatch(
     restart = task.clock_stopped_at is not None and task.due_at is not None
     if not restart:
         new = replace(new, clock_started_at=ctx.now, due_at=clock.due(step, ctx.now, ctx))
+    version = tr.catalogue_version or state.catalogue_version or ctx.catalogue.version
     try:
         fields = select(envelope, step.needs, provided)
     except MissingField as exc:
@@ -476,23 +628,18 @@ def _dispatch(
             (app.id, task.id, "dispatch"),
             {"step": step.key, "reason": reason},
         )
-        return replace(task, status=TaskStatus.DEAD_LETTERED, reason=reason, updated_at=ctx.now)
-    request = DepartmentRequest(
-        task_id=new.request_id,
-        application_id=app.id,
-        matter=app.matter,
-        task=step.key,
-        system=step.system,
-        operation=step.operation,
-        attempt=new.attempt,
-        fields=fields,
-    )
-    version = tr.catalogue_version or state.catalogue_version or ctx.catalogue.version
-    tr.outbox.append(
-        Outgoing(
-            TASKS, routing_key(step.system, app.matter, step.key), task_message(request, version)
+        # the attempt that could not be sent, parked as a dead letter so that an operator
+        # replays it (or an edited copy adding the missing field) like any other
+        failed = replace(
+            task,
+            status=TaskStatus.DEAD_LETTERED,
+            reason=reason,
+            attempt=new.attempt,
+            updated_at=ctx.now,
         )
-    )
+        tr.outbox.append(synthetic_letter(failed, step, envelope, provided, version, reason))
+        return failed
+    tr.outbox.append(_task_outgoing(new, step, fields, version))
     tr.timeline.append(
         TimelineEntry(
             ctx.now,

@@ -56,7 +56,7 @@ from gateway.orchestration.messages import (
     routing_key,
     task_of,
 )
-from gateway.orchestration.records import TERMINAL, TaskStatus
+from gateway.orchestration.records import TERMINAL, TaskRecord, TaskStatus
 from gateway.orchestration.retries import (
     GiveUp,
     TryAgainLater,
@@ -321,6 +321,7 @@ class ConnectorRunner:
             decision = None
         except Permanent as exc:  # asking again cannot help: an operator must look
             log.warning("poll_refused", task_id=task.id, error=str(exc))
+            await self._park_task(task, f"{self.system} refused the status query: {exc}")
             await self._reporter.publish(
                 task.matter,
                 task.step,
@@ -339,6 +340,20 @@ class ConnectorRunner:
             await self.report(decision)
         if decision is None or decision.outcome in ("in_progress", "suspended"):
             await self._cases.reschedule_timer(task.id, self._clock() + self._poll)
+
+    async def _park_task(self, task: TaskRecord, reason: str) -> None:
+        """A dead letter carrying the task's message, so that an operator's replay sends it
+        again through ``planner.on_replay`` (the department is idempotent on its key)."""
+        from gateway.catalogue.model import CURRENT_VERSION, load
+        from gateway.orchestration import planner
+
+        state = await self._cases.load(task.application_id)
+        if state is None:
+            return
+        catalogue = load(state.catalogue_version or CURRENT_VERSION)
+        outgoing, _ = planner.task_outgoing(state, catalogue, task)
+        letter = planner.dead_letter_of(outgoing, reason, extra={"x-system": self.system})
+        await self._publish(letter.exchange, letter.routing_key, letter.message)
 
     async def run_polling(self, interval: float, stop: asyncio.Event) -> None:
         await repeat(self.poll_once, interval, stop, name="poll", again_at_once_when_busy=True)

@@ -13,7 +13,7 @@ the commit, so a crash never sends what was not recorded nor loses what was.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,12 +138,18 @@ class CaseStore:
         )
 
     async def transition(
-        self, application_id: str, plan: Callable[[CaseState], Transition], now: float
+        self,
+        application_id: str,
+        plan: Callable[[CaseState], Transition],
+        now: float,
+        *,
+        also: Callable[[Tx, Transition], Awaitable[None]] | None = None,
     ) -> tuple[Transition, list[OutboxRow]]:
         """Apply ``plan`` to the locked case; the transition and the outbox rows it wrote.
 
+        ``also`` writes more in the same transaction (an operator's marks and audit row).
         Raises ``UnknownApplication`` for an application not in this store; whatever
-        ``plan`` raises rolls the transaction back.
+        ``plan`` or ``also`` raises rolls the transaction back.
         """
 
         async def work(tx: Tx) -> tuple[Transition, list[OutboxRow]]:
@@ -151,6 +157,8 @@ class CaseStore:
             if state is None:
                 raise UnknownApplication(application_id)
             tr = plan(state)
+            if also is not None:
+                await also(tx, tr)
             if not tr.changed:
                 return tr, []
             await self._write_application(tx, state.application, tr, now)

@@ -14,14 +14,18 @@ orchestrator message — only ``None`` sees).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.store.records import ApplicationRecord, ApplicationStatus, DeadLetterRecord
 from gateway.store.sql import _APP_COLUMNS, _LETTER_COLUMNS, Database, Row, Tx, _application
 from gateway.store.sql import _dead_letter as _letter_record
+
+if TYPE_CHECKING:  # the store package is imported by orchestration.records
+    from gateway.orchestration.records import TaskRecord
 
 RUNNING_TASKS = ("dispatched", "submitted", "in_progress")  # task clocks that run
 
@@ -56,7 +60,7 @@ class LetterFilter:
     scope: frozenset[str] | None = None  # the operator's systems; None: every system
     system: str | None = None
     reason: str | None = None  # a part of the reason, any case
-    reason_exact: str | None = None  # one group's reason
+    group: str | None = None  # one group's reason as ``reason_group`` prints it
     error_kind: str | None = None
     matter: str | None = None
     application_id: str | None = None
@@ -114,6 +118,24 @@ class AppFilter:
     not_overdue_at: float | None = None  # only applications with none overdue at this time
 
 
+_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # uuid
+    r"(?:\.[\w-]+)*"  # a task id: "<application id>.<step>[.r1]"
+    r"|\b[0-9a-fA-F]{16,}\b"  # digests, long hex ids
+    r"|\b\w*\d[\w-]*"  # any token with a digit: counts, codes, times, case numbers
+)
+
+
+def reason_group(reason: str) -> str:
+    """A reason with its volatile parts normalised, so that letters that failed the same way
+    group together: ids and numbers become ``#``, and the last error text (after the last
+    ``": "``) becomes ``…`` — "retry budget spent after 3 attempts: HTTP 503 at 12:00"
+    and "… after 5 attempts: connection refused" are one group."""
+    head, sep, _ = reason.rpartition(": ")
+    text = f"{head}: …" if sep else reason
+    return _ID.sub("#", text).strip()[:300]
+
+
 _STATE_COLUMNS = (
     "status, replays, replayed_at, replayed_by, replay_reason, purged_at, purged_by, purge_reason"
 )
@@ -159,7 +181,6 @@ def _letter_where(f: LetterFilter) -> tuple[str, list[object]]:
     for condition, value in (
         ("system = ?", f.system),
         ("LOWER(reason) LIKE ? ESCAPE '\\'", None if f.reason is None else _like(f.reason)),
-        ("reason = ?", f.reason_exact),
         ("error_kind = ?", f.error_kind),
         ("matter = ?", f.matter),
         ("application_id = ?", f.application_id),
@@ -177,21 +198,47 @@ class OperatorStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @property
+    def database(self) -> Database:
+        """For the desk's own transactions (``mark_replayed`` … with ``Tx``)."""
+        return self._db
+
     # -- dead letters ------------------------------------------------------------------
     async def letters(
-        self, f: LetterFilter, *, limit: int = 50, before: int | None = None
+        self,
+        f: LetterFilter,
+        *,
+        limit: int = 50,
+        before: int | None = None,
+        after: int | None = None,
+        oldest_first: bool = False,
     ) -> list[ParkedLetter]:
-        """Newest first; ``before``: only ids below it (the last id of the previous page)."""
-        where, params = _letter_where(f)
-        if before is not None:
-            where += " AND id < ?"
-            params.append(int(before))
+        """Newest first (or ``oldest_first``); ``before`` / ``after``: only ids below / above
+        it (the last id of the previous page)."""
         async with self._db.transaction() as tx:
+            where, params = await self._where(tx, f)
+            if before is not None:
+                where += " AND id < ?"
+                params.append(int(before))
+            if after is not None:
+                where += " AND id > ?"
+                params.append(int(after))
+            order = "ASC" if oldest_first else "DESC"
             rows = await tx.fetchall(
-                f"{_SELECT_LETTER} WHERE {where} ORDER BY id DESC LIMIT ?",
+                f"{_SELECT_LETTER} WHERE {where} ORDER BY id {order} LIMIT ?",
                 (*params, int(limit)),
             )
         return [_parked(r) for r in rows]
+
+    async def _where(self, tx: Tx, f: LetterFilter) -> tuple[str, list[object]]:
+        """The filter as SQL; a group becomes the exact reasons that normalise to it."""
+        where, params = _letter_where(f)
+        if f.group is None:
+            return where, params
+        rows = await tx.fetchall(f"SELECT DISTINCT reason FROM dead_letters WHERE {where}", params)
+        reasons = frozenset(r[0] for r in rows if reason_group(r[0]) == f.group)
+        sql, values = _in("reason", reasons)
+        return f"{where} AND {sql}", [*params, *values]
 
     async def letter(self, letter_id: int) -> ParkedLetter | None:
         async with self._db.transaction() as tx:
@@ -199,19 +246,32 @@ class OperatorStore:
         return None if row is None else _parked(row)
 
     async def groups(self, f: LetterFilter, *, limit: int = 100) -> list[LetterGroup]:
-        """Letters grouped by (system, error kind, reason), the largest group first."""
-        where, params = _letter_where(f)
+        """Letters grouped by (system, error kind, ``reason_group``), the largest first."""
         async with self._db.transaction() as tx:
+            where, params = await self._where(tx, f)
             rows = await tx.fetchall(
                 "SELECT system, error_kind, reason, COUNT(*), MIN(first_failed_at), "
                 f"MAX(last_failed_at), MAX(id) FROM dead_letters WHERE {where} "
-                "GROUP BY system, error_kind, reason ORDER BY COUNT(*) DESC, MAX(id) DESC LIMIT ?",
-                (*params, int(limit)),
+                "GROUP BY system, error_kind, reason",
+                params,
             )
-        return [
-            LetterGroup(r[0], r[1], r[2], int(r[3]), float(r[4]), float(r[5]), int(r[6]))
-            for r in rows
-        ]
+        merged: dict[tuple[str | None, str, str], LetterGroup] = {}
+        for r in rows:
+            key = (r[0], r[1], reason_group(r[2]))
+            g = LetterGroup(key[0], key[1], key[2], int(r[3]), float(r[4]), float(r[5]), int(r[6]))
+            if (seen := merged.get(key)) is not None:
+                g = LetterGroup(
+                    g.system,
+                    g.error_kind,
+                    g.reason,
+                    seen.count + g.count,
+                    min(seen.first_failed_at, g.first_failed_at),
+                    max(seen.last_failed_at, g.last_failed_at),
+                    max(seen.latest_id, g.latest_id),
+                )
+            merged[key] = g
+        ranked = sorted(merged.values(), key=lambda g: (-g.count, -g.latest_id))
+        return ranked[:limit]
 
     async def mark_replayed(
         self,
@@ -225,68 +285,24 @@ class OperatorStore:
     ) -> bool:
         """Parked (or, with ``again``, already replayed) → replayed, with the audit row in
         the same transaction; False when the letter is not in such a state."""
-        allowed = (LetterStatus.PARKED.value, LetterStatus.REPLAYED.value if again else "")
         async with self._db.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE dead_letters SET status = ?, replays = replays + 1, replayed_at = ?, "
-                "replayed_by = ?, replay_reason = ? WHERE id = ? AND status IN (?, ?)",
-                (
-                    LetterStatus.REPLAYED.value,
-                    float(now),
-                    operator,
-                    reason,
-                    int(letter_id),
-                    *allowed,
-                ),
+            return await mark_replayed(
+                tx, letter_id, operator, reason, now, again=again, audit=audit
             )
-            if changed:
-                await _audit(tx, audit)
-        return changed == 1
 
     async def mark_purged(
         self, letter_id: int, operator: str, reason: str, now: float, *, audit: AuditEntry
     ) -> bool:
-        """Drop the letter from the listings and erase its body and headers (the personal
-        data); who, when and why stay. False when it was purged before."""
+        """Drop the letter from the listings and erase its body and headers and its edited
+        copies' bodies and diffs (the personal data); who, when and why stay. False when it
+        was purged before."""
         async with self._db.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE dead_letters SET status = ?, purged_at = ?, purged_by = ?, "
-                "purge_reason = ?, body = ?, headers_json = '{}' WHERE id = ? AND status <> ?",
-                (
-                    LetterStatus.PURGED.value,
-                    float(now),
-                    operator,
-                    reason,
-                    b"",
-                    int(letter_id),
-                    LetterStatus.PURGED.value,
-                ),
-            )
-            if changed:
-                await _audit(tx, audit)
-        return changed == 1
+            return await mark_purged(tx, letter_id, operator, reason, now, audit=audit)
 
     # -- edited copies -----------------------------------------------------------------
     async def add_edit(self, edit: LetterEdit, audit: AuditEntry) -> int:
         async with self._db.transaction() as tx:
-            row = await tx.fetchone(
-                "INSERT INTO dead_letter_edits (dead_letter_id, task_id, idempotency_key, "
-                "diff_json, body, reason, operator, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "RETURNING id",
-                (
-                    int(edit.dead_letter_id),
-                    edit.task_id,
-                    edit.idempotency_key,
-                    json.dumps(list(edit.diff), ensure_ascii=False, default=str),
-                    bytes(edit.body),
-                    edit.reason,
-                    edit.operator,
-                    float(edit.at),
-                ),
-            )
-            await _audit(tx, audit)
-        assert row is not None
-        return int(row[0])
+            return await add_edit(tx, edit, audit)
 
     async def edits(self, letter_id: int) -> list[LetterEdit]:
         async with self._db.transaction() as tx:
@@ -364,6 +380,31 @@ class OperatorStore:
             )
         return frozenset(r[0] for r in rows)
 
+    async def overdue_tasks(
+        self, now: float, share: float, limit: int, scope: frozenset[str] | None
+    ) -> list[TaskRecord]:
+        """Running tasks past ``share`` of their budget, of the ``scope``'s systems only
+        (in the query, so a page is full of what the operator may see)."""
+        from gateway.store.cases import _TASK_COLUMNS
+        from gateway.store.cases import _task as _task_record
+
+        start = "COALESCE(clock_started_at, due_at)"
+        where = (
+            "status IN (?, ?, ?) AND due_at IS NOT NULL AND clock_stopped_at IS NULL "
+            f"AND {start} + ? * (due_at - {start}) <= ?"
+        )
+        params: list[object] = [*RUNNING_TASKS, float(share), float(now)]
+        if scope is not None:
+            sql, values = _in("system", scope)
+            where += f" AND {sql}"
+            params += values
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE {where} ORDER BY due_at LIMIT ?",
+                (*params, int(limit)),
+            )
+        return [_task_record(r) for r in rows]
+
     # -- audit -------------------------------------------------------------------------
     async def audit(self, entry: AuditEntry) -> int:
         async with self._db.transaction() as tx:
@@ -409,6 +450,81 @@ class OperatorStore:
             )
             for r in rows
         ]
+
+
+async def mark_replayed(
+    tx: Tx,
+    letter_id: int,
+    operator: str,
+    reason: str,
+    now: float,
+    *,
+    again: bool,
+    audit: AuditEntry,
+) -> bool:
+    """``OperatorStore.mark_replayed`` inside a caller's transaction (the replay's own)."""
+    allowed = (LetterStatus.PARKED.value, LetterStatus.REPLAYED.value if again else "")
+    changed = await tx.execute(
+        "UPDATE dead_letters SET status = ?, replays = replays + 1, replayed_at = ?, "
+        "replayed_by = ?, replay_reason = ? WHERE id = ? AND status IN (?, ?)",
+        (LetterStatus.REPLAYED.value, float(now), operator, reason, int(letter_id), *allowed),
+    )
+    if changed:
+        await _audit(tx, audit)
+    return changed == 1
+
+
+async def mark_purged(
+    tx: Tx, letter_id: int, operator: str, reason: str, now: float, *, audit: AuditEntry
+) -> bool:
+    """``OperatorStore.mark_purged`` inside a caller's transaction."""
+    changed = await tx.execute(
+        "UPDATE dead_letters SET status = ?, purged_at = ?, purged_by = ?, "
+        "purge_reason = ?, body = ?, headers_json = '{}' WHERE id = ? AND status <> ?",
+        (
+            LetterStatus.PURGED.value,
+            float(now),
+            operator,
+            reason,
+            b"",
+            int(letter_id),
+            LetterStatus.PURGED.value,
+        ),
+    )
+    if changed:
+        await tx.execute(
+            "UPDATE dead_letter_edits SET body = ?, diff_json = '[]' WHERE dead_letter_id = ?",
+            (b"", int(letter_id)),
+        )
+        await _audit(tx, audit)
+    return changed == 1
+
+
+async def add_edit(tx: Tx, edit: LetterEdit, audit: AuditEntry) -> int:
+    """Keep an edited copy (and its audit row) inside a caller's transaction."""
+    row = await tx.fetchone(
+        "INSERT INTO dead_letter_edits (dead_letter_id, task_id, idempotency_key, "
+        "diff_json, body, reason, operator, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "RETURNING id",
+        (
+            int(edit.dead_letter_id),
+            edit.task_id,
+            edit.idempotency_key,
+            json.dumps(list(edit.diff), ensure_ascii=False, default=str),
+            bytes(edit.body),
+            edit.reason,
+            edit.operator,
+            float(edit.at),
+        ),
+    )
+    await _audit(tx, audit)
+    assert row is not None
+    return int(row[0])
+
+
+async def write_audit(tx: Tx, entry: AuditEntry) -> int:
+    """An audit row inside a caller's transaction."""
+    return await _audit(tx, entry)
 
 
 async def _audit(tx: Tx, entry: AuditEntry) -> int:

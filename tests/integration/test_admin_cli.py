@@ -171,3 +171,88 @@ async def test_dlq_and_apps_commands(tmp_path: Path, rabbit: Rabbit) -> None:
         ("lead", "application.unmask"),
         ("lead", "dlq.purge"),
     ]
+
+
+async def test_dlq_edit_batches_and_purge_with_cancel(tmp_path: Path, rabbit: Rabbit) -> None:
+    cfg = config(tmp_path, rabbit)
+    db = tmp_path / "gw.sqlite3"
+    letter_id = await seed(db)  # the police refused it: a permanent letter, the edit's case
+    rabbit._run(
+        lambda ch: [
+            ch.exchange_declare(x.name, x.type, durable=True) for x in build_topology().exchanges
+        ]
+    )
+    queue = rabbit.bind_test_queue("gw.tasks", "hukou.#")
+
+    no_why = await gateway(cfg, LEAD, "dlq", "show", str(letter_id), "--unmask")
+    assert no_why.returncode == 2 and "why" in no_why.stderr
+
+    typo = await gateway(
+        cfg, LEAD, "dlq", "edit", str(letter_id),
+        "--set", 'fields.subjects.mother.nmae="李秀兰"', "--reason", "name as registered",
+    )  # fmt: skip
+    assert typo.returncode == 2 and "fields.subjects.mother.nmae" in typo.stderr
+    purge = await gateway(cfg, LEAD, "dlq", "purge", str(letter_id), "--reason", "noise")
+    assert purge.returncode == 1 and "cancel_task" in purge.stderr  # would strand app1
+
+    edited = await gateway(
+        cfg, LEAD, "dlq", "edit", str(letter_id),
+        "--set", 'fields.subjects.mother.name="李秀兰"', "--reason", "name as registered",
+    )  # fmt: skip
+    assert edited.returncode == 0, edited.stderr
+    assert "sent as app1.hukou.r1" in edited.stdout
+    [got] = await rabbit.aget_all(queue, wait=10, at_least=1)
+    body = got.json()
+    assert body["task_id"] == "app1.hukou.r1" and body["attempt"] == 2
+    assert body["fields"]["subjects"]["mother"]["name"] == "李秀兰"
+    assert got.properties.headers["x-task-id"] == "app1.hukou.r1"
+
+    # several ids: every outcome printed, a refusal does not stop the others, exit 1
+    many = await gateway(
+        cfg, LEAD, "dlq", "replay", "999", str(letter_id), "--reason", "again", "--force"
+    )
+    assert many.returncode == 1, many.stderr
+    assert "   999 refused  no dead letter 999" in many.stderr
+    [line] = many.stdout.splitlines()
+    assert line.split()[:2] == [str(letter_id), "skipped"]  # attempt 2 is live: nothing
+
+    store = await open_store(f"sqlite:///{db}")
+    try:  # dead-letter the edited copy too, so that only cancelling can end it
+        dead = ResultMessage("app1.hukou", "app1", "hukou", "dead_lettered", 2, reason="no")
+        await store.cases.transition("app1", lambda s: planner.on_result(s, ctx(), dead), 5.0)
+        copy = await store.add_dead_letter(
+            DeadLetter(
+                message_id="copy-1",
+                exchange="gw.tasks",
+                routing_key="hukou.newborn.hukou",
+                headers_json=json.dumps({"x-task-id": "app1.hukou.r1", "x-attempt": 2}),
+                body=json.dumps(body, ensure_ascii=False).encode(),
+                reason="police refused: no",
+                error_kind="permanent",
+                system="hukou",
+                matter="newborn",
+                application_id="app1",
+                portal_id="window",
+                attempts=1,
+                first_failed_at=time.time(),
+                last_failed_at=time.time(),
+            ),
+            time.time(),
+        )
+    finally:
+        await store.close()
+    assert copy is not None
+    cancelled = await gateway(
+        cfg, LEAD, "dlq", "purge", str(copy), "--reason", "citizen withdrew", "--cancel-task"
+    )
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert "task app1.hukou cancelled" in cancelled.stdout
+    store = await open_store(f"sqlite:///{db}")
+    try:
+        state = await store.cases.load("app1")
+        assert state is not None and state.task("hukou").status is TaskStatus.CANCELLED
+        assert state.application.status.value != "blocked"
+        edits = await operators_of(store).edits(letter_id)
+    finally:
+        await store.close()
+    assert [e.idempotency_key for e in edits] == ["app1.hukou.r1"]

@@ -200,7 +200,11 @@ async def test_blocked_by_a_department_outage_then_replayed_by_operators(desk: D
     ]
     assert card_effect.idempotency_key == f"{app_id}.social_security_card.r1"
 
-    status, shown = await desk.lead.get(f"/v1/admin/dead-letters/{card['id']}", unmask="true")
+    status, problem = await desk.lead.get(f"/v1/admin/dead-letters/{card['id']}", unmask="true")
+    assert status == 422 and problem["errors"][0]["loc"] == "why"  # an unmasked read says why
+    status, shown = await desk.lead.get(
+        f"/v1/admin/dead-letters/{card['id']}", unmask="true", why="check the copy"
+    )
     assert shown["body"]["task_id"] == f"{app_id}.social_security_card"  # the original kept
     assert shown["body"]["attempt"] == 1 and shown["status"] == "replayed"
     [edit] = shown["edits"]
@@ -240,7 +244,9 @@ async def test_blocked_by_a_department_outage_then_replayed_by_operators(desk: D
     mother = envelope["subjects"]["mother"]["name"]
     assert status == 200 and mother not in json.dumps(view, ensure_ascii=False)
     assert any(e["kind"] == "task.replayed" for e in view["timeline"])
-    status, problem = await desk.viewer.get(f"/v1/admin/applications/{app_id}", unmask="true")
+    status, problem = await desk.viewer.get(
+        f"/v1/admin/applications/{app_id}", unmask="true", why="curious"
+    )
     assert status == 403 and problem["missing_role"] == "unmask"
     status, view = await desk.lead.get(
         f"/v1/admin/applications/{app_id}", unmask="true", why="citizen called"
@@ -252,7 +258,7 @@ async def test_blocked_by_a_department_outage_then_replayed_by_operators(desk: D
     actions = Counter((e["operator"], e["action"]) for e in trail["items"])
     assert actions[("lead", "dlq.replay")] == 3  # replay, edited copy, forced replay
     assert actions[("lead", "dlq.edit")] == 1 and actions[("lead", "dlq.purge")] == 1
-    assert actions[("lead", "dead_letter.unmask")] == 2
+    assert actions[("lead", "dead_letter.unmask")] == 2  # the one without why is refused
     assert actions[("lead", "application.unmask")] == 1
     assert actions[("viewer", "denied")] == 2 and actions[("police", "denied")] == 2
     unmask = next(e for e in trail["items"] if e["action"] == "application.unmask")

@@ -85,16 +85,23 @@ async def test_filters_groups_and_keyset_pages(store: Store) -> None:
     third = await ops.letters(LetterFilter(system="hukou"), limit=2, before=second[-1].id)
     assert [x.id for x in first + second + third] == sorted(ids, reverse=True)  # type: ignore[type-var]
 
+    # reasons that differ only in their volatile parts are one group
+    for n, tail in ((20, "timeout after 30 s"), (21, "HTTP 503 at 12:00:07")):
+        volatile = f"provincial: retry budget spent after {n % 7} attempts: {tail}"
+        await store.add_dead_letter(letter(n, system="provincial", reason=volatile), 1.0)
     groups = await ops.groups(LetterFilter())
-    assert groups[0].reason == "police refused: HouseholdHeadUnknown"
+    assert groups[0].reason == "police refused: …"
     assert (groups[0].count, groups[0].first_failed_at, groups[0].last_failed_at) == (
         5,
         100.0,
         104.0,
     )
-    assert sorted(g.count for g in groups) == [1, 1, 5]
-    exact = LetterFilter(reason_exact=groups[0].reason)
-    assert len(await ops.letters(exact)) == 5
+    assert sorted(g.count for g in groups) == [1, 1, 2, 5]
+    [budget] = [g for g in groups if g.system == "provincial"]
+    assert budget.reason == "provincial: retry budget spent after # attempts: …"
+    assert len(await ops.letters(LetterFilter(group=groups[0].reason))) == 5
+    assert len(await ops.letters(LetterFilter(group=budget.reason))) == 2
+    assert await ops.letters(LetterFilter(group="no such group")) == []
 
 
 async def test_replay_and_purge_marks_are_guarded_and_audited(store: Store) -> None:
@@ -156,6 +163,15 @@ async def test_edits_keep_the_original_and_keys_are_unique(store: Store) -> None
     with pytest.raises(Exception):  # noqa: B017,PT011 -- either driver's constraint error
         await ops.add_edit(edit, audit("dlq.edit", f"dead-letter:{lid}"))
     assert len(await ops.audit_trail(action="dlq.edit")) == 1  # rolled back with the insert
+    # a purge erases the personal data of the copies too, in the same transaction
+    assert await ops.mark_purged(lid, "carol", "test data", 4.0, audit=audit("p", "x"))
+    [erased] = await ops.edits(lid)
+    assert (erased.body, list(erased.diff)) == (b"", [])
+    assert (erased.idempotency_key, erased.operator, erased.reason) == (
+        "app1.hukou.r1",
+        "alice",
+        "typo in the head's ID",
+    )
 
 
 async def test_application_search_by_scope_overdue_and_pages(store: Store) -> None:
@@ -186,6 +202,23 @@ async def test_application_search_by_scope_overdue_and_pages(store: Store) -> No
     assert len(page1) == 2 and len(page2) == 1
     assert {a.id for a in page1 + page2} == {"app1", "app2", "app3"}
     assert await ops.application_systems("app1") == {"hospital", "cdc", "hukou", "provincial"}
+
+
+async def test_overdue_tasks_are_scoped_in_the_query_not_after_its_limit(store: Store) -> None:
+    ops = operators_of(store)
+    await accepted(store)
+    await birth_certificate_issued(store)  # hukou and vaccination (cdc) now run
+    state = await store.cases.load("app1")
+    assert state is not None
+    dues = {t.system: t.due_at for t in state.tasks if t.due_at and t.finished_at is None}
+    assert set(dues) == {"hukou", "cdc"} and dues["hukou"] != dues["cdc"]
+    later = max(dues, key=lambda k: dues[k] or 0)
+    far = (max(d for d in dues.values() if d) or 0) + 1
+    assert len(await ops.overdue_tasks(far, 0.8, 10, None)) == 2
+    # limit 1: the task of the other system comes first by due time, yet is not seen
+    [mine] = await ops.overdue_tasks(far, 0.8, 1, frozenset({later}))
+    assert mine.system == later
+    assert await ops.overdue_tasks(far, 0.8, 10, frozenset({"hospital"})) == []
 
 
 def _task_message(key: str) -> Outgoing:

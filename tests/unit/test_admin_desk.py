@@ -12,7 +12,7 @@ from gateway.admin import views
 from gateway.admin.copies import Invalid, edited_copy, original_headers, required_reason
 from gateway.admin.desk import LetterDetail
 from gateway.admin.http import Query, letter_filter
-from gateway.store.operators import LetterEdit, LetterStatus, ParkedLetter
+from gateway.store.operators import LetterEdit, LetterStatus, ParkedLetter, reason_group
 from gateway.store.records import DeadLetter, DeadLetterRecord
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -61,9 +61,33 @@ def test_an_edit_outside_fields_is_refused_listing_every_path() -> None:
         edited_copy(b"not json", {"fields.a": 1}, "k.r1", 2)
 
 
+def test_a_mistyped_path_is_refused_unless_added_on_purpose() -> None:
+    body = json.dumps(TASK).encode()
+    typo = {"fields.subjects.mother.nmae": "李秀兰", "fields.subjects.father.name": "王"}
+    with pytest.raises(Invalid) as caught:
+        edited_copy(body, typo, "app1.hukou.r1", 2)
+    assert sorted(e["loc"] for e in caught.value.errors) == sorted(typo)
+    new, diff = edited_copy(body, {}, "app1.hukou.r1", 2, add={"fields.provided.citizen_id": "X"})
+    assert json.loads(new)["fields"]["provided"] == {"citizen_id": "X"}
+    assert diff == [{"path": "fields.provided.citizen_id", "before": None, "after": "X"}]
+
+
+def test_groups_normalise_the_volatile_parts_of_a_reason() -> None:
+    a = "provincial: retry budget spent after 3 attempts: HTTP 503 at 12:00:01"
+    b = "provincial: retry budget spent after 5 attempts: connection refused"
+    c = "dead letter 0193a7c2-1b2c-7d3e-8f40-123456789abc.hukou: police refused: E12"
+    d = "dead letter 0193a7c2-0000-7d3e-8f40-fedcba987654.hukou: police refused: E99"
+    assert (
+        reason_group(a) == reason_group(b) == "provincial: retry budget spent after # attempts: …"
+    )
+    assert reason_group(c) == reason_group(d) == "dead letter #: police refused: …"
+    assert reason_group("police refused") == "police refused"
+    assert reason_group(a) != reason_group(c)
+
+
 def test_an_edit_that_breaks_the_task_message_is_refused() -> None:
     with pytest.raises(Invalid, match="no task message"):
-        edited_copy(json.dumps({"fields": {}}).encode(), {"fields.a": 1}, "k.r1", 2)
+        edited_copy(json.dumps({"fields": {}}).encode(), {}, "k.r1", 2, add={"fields.a": 1})
 
 
 def test_a_replay_drops_what_dead_lettering_added() -> None:
