@@ -62,6 +62,7 @@ README = ROOT / "contracts" / "intake" / "README.md"
 ENVELOPE_SCHEMA = ROOT / "contracts" / "envelope" / "envelope.schema.json"
 PROVINCIAL = ROOT / "contracts" / "provincial"
 CALLBACKS = "/v1/callbacks/{system}"
+ADMIN = "/v1/admin/"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -227,10 +228,25 @@ def test_document_lists_exactly_the_registered_routes(
 ) -> None:
     registered = registered_routes(systems)
     documented = documented_routes([n for n, c in systems.items() if c.kind == "rest"])
+    documented -= {(m, p) for m, p in documented if p.startswith(ADMIN)}  # needs a store: below
     assert documented == registered, (
         f"only in the document: {sorted(documented - registered)}; "
         f"only in the code: {sorted(registered - documented)}"
     )
+
+
+def test_every_admin_route_is_documented_with_the_operator_token() -> None:
+    admin = [(path, method, op) for path, method, op in operations() if path.startswith(ADMIN)]
+    assert len(admin) >= 12  # the served ones: test_the_running_gateway_serves_…
+    for path, method, op in admin:
+        assert op.get("security") == [{"operatorToken": []}], f"{method} {path}"
+        assert op.get("tags") == ["admin"], f"{method} {path}"
+    schemes = document()["components"]["securitySchemes"]
+    assert schemes["operatorToken"] == {
+        **schemes["operatorToken"],
+        "type": "http",
+        "scheme": "bearer",
+    }
 
 
 def test_only_rest_systems_get_a_callback_route() -> None:
@@ -491,6 +507,25 @@ async def every_role(
     await gw.start()
     yield gw
     await gw.stop(drain_seconds=2)
+
+
+async def test_the_running_gateway_serves_exactly_the_documented_routes(
+    every_role: Gateway,
+) -> None:
+    """The route table of the app a real gateway serves (every role), not a rebuilt one."""
+    runner = every_role._runner  # the served app
+    assert runner is not None and runner.app is not None
+    served = set()
+    for route in runner.app.router.routes():
+        assert route.resource is not None
+        if route.method != "HEAD":
+            served.add((route.method, route.resource.canonical))
+    rest = [n for n, c in every_role.settings.systems.items() if c.kind == "rest"]
+    documented = documented_routes(rest)
+    assert documented == served, (
+        f"only in the document: {sorted(documented - served)}; "
+        f"only in the code: {sorted(served - documented)}"
+    )
 
 
 @pytest.fixture

@@ -9,9 +9,12 @@ import argparse
 import json
 import zoneinfo
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
+from jsonschema import Draft202012Validator
 
 from gateway.admin import cli as admin_cli
 from gateway.admin.auth import Operator
@@ -24,6 +27,7 @@ from tests.store.test_cases import accepted, birth_certificate_issued
 from tests.support.portal import example
 
 pytestmark = pytest.mark.broker
+ROOT = Path(__file__).resolve().parents[2]
 LEAD = "lead-token-0123456789"
 OPERATORS = {"lead": OperatorConfig(token=LEAD, roles=frozenset({"view"}))}  # type: ignore[arg-type]
 MOTHER_ID = json.loads(example("newborn-yizhang-window"))["subjects"]["mother"]["id_number"]
@@ -73,6 +77,11 @@ async def test_the_admin_api_shows_the_disclosures(gateway: Gateway) -> None:
         assert resp.status == 200
         body = await resp.json()
     _check(body["disclosures"], gateway.settings)
+    # as contracts/intake/openapi.yaml documents it
+    document = yaml.safe_load((ROOT / "contracts/intake/openapi.yaml").read_text("utf-8"))
+    schema = {**document, "$ref": "#/components/schemas/AdminApplication"}
+    errors = [e.message for e in Draft202012Validator(schema).iter_errors(body)]
+    assert errors == []
 
 
 async def test_apps_show_prints_the_disclosures(
