@@ -28,7 +28,8 @@ Which way a change breaks depends on who writes what the schema describes (``Dir
 
     always breaking: a property removed (or renamed); a pattern or format changed; any
     change to ``if`` or ``not``; a change to a keyword the guard does not know.
-    always additive: a new optional property.
+    always additive: a new optional property; a value added to an enum marked
+    ``x-extensible: true`` (its readers promise to accept values they do not know).
 """
 
 from __future__ import annotations
@@ -186,7 +187,9 @@ class SchemaDiff:
                 added = [v for v in new if v not in old]
                 if removed:
                     self.narrowed(where, f"enum value(s) {removed} removed")
-                if added:
+                if added and after.get("x-extensible") is True:
+                    self.out.additive(where, f"enum value(s) {added} added (x-extensible)")
+                elif added:
                     self.widened(where, f"enum value(s) {added} added")
         elif old is not None:
             self.widened(where, f"no longer limited to the values {old}")

@@ -4,7 +4,8 @@ When the orchestrator dispatches a task, the transaction that puts the task mess
 outbox also writes one row: application, task, system, operation, attempt, the *names* of the
 personal fields the message carries (dotted envelope paths, ``subjects.mother.id_number``;
 ``provided.citizen_id`` for what an earlier step provided), and the time. Values are never
-stored. An operator reads them with ``CaseStore.disclosures(application_id)``.
+stored. They are read with ``CaseStore.disclosures(application_id)``; operators see them in
+``gateway apps show`` and ``GET /v1/admin/applications/{id}`` (``disclosures``).
 
 Which envelope paths are personal comes from the published schema (``"x-personal": true``,
 the same marker masking uses), per matter; of what earlier steps provide, the citizen ID.

@@ -311,3 +311,14 @@ def test_one_change_to_a_shared_definition_is_reported_once_with_its_places() ->
     lines = [ln for ln in text.splitlines() if "gone-fishing" in ln]
     assert len(found) > 10 and len(lines) == 1, text
     assert f"(and {len(found) - 1} more places)" in lines[0]
+    # the enum is x-extensible (clients handle an unknown type by its status): not breaking
+    assert lines[0].startswith("additive  portals: contracts/intake/openapi.yaml ")
+
+
+def test_a_value_added_to_an_answer_enum_breaks_readers_unless_extensible() -> None:
+    before = {"properties": {"kind": {"enum": ["a"]}}}
+    for extensible, breaks in ((False, True), (True, False)):
+        after = {"properties": {"kind": {"enum": ["a", "b"], "x-extensible": extensible}}}
+        out = Changes("portals", "answer.schema.json")
+        diff_schemas(out, before, after, "response")
+        assert [(c.where, c.breaking) for c in out.found] == [("kind", breaks)]
