@@ -26,8 +26,9 @@ from typing import Any
 from gateway.admin import views
 from gateway.admin.auth import ROLES, Forbidden, Operator, OperatorAuth, Unauthenticated
 from gateway.admin.copies import Invalid
-from gateway.admin.desk import Conflict, Desk, NotFound
+from gateway.admin.desk import Desk
 from gateway.admin.http import Query, app_cursor, letter_filter, resubmit_for
+from gateway.admin.outcomes import Conflict, NotFound
 from gateway.broker.client import BrokerClient
 from gateway.broker.messages import Message
 from gateway.broker.topology import Topology

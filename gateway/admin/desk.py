@@ -26,6 +26,9 @@ Replay is safe by construction:
 A **purge** of a letter whose task is still dead-lettered by it is refused: the application
 would stay ``blocked`` for ever. With ``cancel_task`` the task is cancelled in the same
 transaction and the application moves on (``planner.on_cancel``).
+
+(A little over 500 lines: one class whose every action sits beside its role check, its
+transaction and its audit row; what it answers lives in ``outcomes.py``.)
 """
 
 from __future__ import annotations
@@ -34,11 +37,21 @@ import datetime as dt
 import time
 import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from gateway.admin.auth import Operator
-from gateway.admin.copies import Invalid, edited_copy, original_headers, required_reason
+from gateway.admin.copies import edited_copy, original_headers, required_reason
+from gateway.admin.outcomes import (
+    BatchReplay,
+    CaseDetail,
+    Conflict,
+    LetterDetail,
+    NotFound,
+    Purged,
+    Replayed,
+    required_why,
+)
 from gateway.admin.resubmit import Refused, Resubmit
 from gateway.broker.messages import Message, header_str, uuid7
 from gateway.broker.topology import HEADER_ATTEMPT, HEADER_TASK_ID, INTAKE, TASKS
@@ -54,13 +67,11 @@ from gateway.orchestration.records import (
     Outgoing,
     TaskRecord,
     TaskStatus,
-    TimelineEntry,
     Transition,
 )
 from gateway.store import DeadLetter, Store, operators_of
 from gateway.store import operators as marks
 from gateway.store.cases import OutboxRow, UnknownApplication
-from gateway.store.disclosures import Disclosure
 from gateway.store.operators import (
     AppFilter,
     AuditEntry,
@@ -77,53 +88,6 @@ from gateway.store.sql import Tx
 log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
 REFUSED_KINDS = frozenset({"permanent", "rejected"})  # the department (or a consumer) said no
-
-
-class NotFound(LookupError):
-    """No such dead letter or application (→ 404)."""
-
-
-class Conflict(Exception):
-    """Not allowed in the state it is in (→ 409): purged, replayed before, task moved on."""
-
-
-@dataclass(frozen=True, slots=True)
-class Replayed:
-    letter_id: int
-    sent: bool  # False: the task finished or moved on, nothing needed sending
-    key: str | None  # the idempotency key the department sees, for a task message
-    note: str
-    pending: bool = False  # written to the outbox; the relay sends it (broker unconfirmed)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchReplay:
-    replayed: list[Replayed] = field(default_factory=list)
-    refused: list[tuple[int, str]] = field(default_factory=list)  # (letter id, why)
-    more: bool = False  # more letters match: call again with ``after=next_after``
-    next_after: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Purged:
-    letter_id: int
-    cancelled: str | None  # the task cancelled with it
-    application_status: str | None  # where that left the application
-
-
-@dataclass(frozen=True, slots=True)
-class LetterDetail:
-    letter: ParkedLetter
-    edits: list[LetterEdit]
-    unmasked: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CaseDetail:
-    state: CaseState
-    timeline: list[TimelineEntry]
-    unmasked: bool
-    disclosures: Sequence[Disclosure] = ()  # which system received which personal fields
 
 
 class Desk:
@@ -560,14 +524,3 @@ class Desk:
         await self._ops.audit(
             AuditEntry(op.name, action, target, self._clock(), reason, details or {})
         )
-
-
-def required_why(why: str | None) -> str:
-    """An unmasked read says why (it goes to the audit trail)."""
-    text = (why or "").strip()
-    if not text:
-        raise Invalid(
-            "say why you need the full data: why is required with unmask",
-            [{"loc": "why", "msg": "required with unmask", "type": "missing"}],
-        )
-    return text[:500]

@@ -38,7 +38,8 @@ from aiohttp import web
 from gateway.admin import views
 from gateway.admin.auth import Forbidden, Operator, OperatorAuth, Unauthenticated
 from gateway.admin.copies import Invalid
-from gateway.admin.desk import Conflict, Desk, NotFound, Publish
+from gateway.admin.desk import Desk, Publish
+from gateway.admin.outcomes import Conflict, NotFound
 from gateway.admin.resubmit import Resubmit
 from gateway.errors import BrokerUnavailable
 from gateway.intake.problem_http import problem_response

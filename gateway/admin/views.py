@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from gateway.admin.desk import BatchReplay, CaseDetail, LetterDetail, Purged, Replayed
+from gateway.admin.outcomes import BatchReplay, CaseDetail, LetterDetail, Purged, Replayed
 from gateway.masking import mask_text, mask_value
 from gateway.orchestration.records import TaskRecord
 from gateway.store.disclosures import Disclosure

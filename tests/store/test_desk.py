@@ -15,7 +15,8 @@ import pytest
 from connectors.base import Decision, DepartmentRequest, Receipt
 from gateway.admin.auth import ROLES, Operator
 from gateway.admin.copies import Invalid
-from gateway.admin.desk import Conflict, Desk
+from gateway.admin.desk import Desk
+from gateway.admin.outcomes import Conflict
 from gateway.admin.resubmit import Resubmit
 from gateway.broker.messages import Delivery, Message
 from gateway.deadletters import dead_letter_from

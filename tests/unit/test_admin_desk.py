@@ -3,6 +3,7 @@ masked views (``gateway.admin.desk``, ``http.Query``, ``views``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zoneinfo
 
@@ -10,9 +11,9 @@ import pytest
 
 from gateway.admin import views
 from gateway.admin.copies import Invalid, edited_copy, original_headers, required_reason
-from gateway.admin.desk import LetterDetail
 from gateway.admin.http import Query, letter_filter
-from gateway.store.operators import LetterEdit, LetterStatus, ParkedLetter, reason_group
+from gateway.admin.outcomes import LetterDetail
+from gateway.store.operators import AuditEntry, LetterEdit, LetterStatus, ParkedLetter, reason_group
 from gateway.store.records import DeadLetter, DeadLetterRecord
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -193,3 +194,20 @@ def test_letter_views_mask_unless_unmasked() -> None:
     assert full["edits"][0]["diff"][0]["after"] == "李秀兰"
     assert full["reason"] == "police refused mother 11010519491231002X"
     assert views.letter_summary(_detail(True).letter, TZ)["reason"].endswith("1101**********002X")
+
+
+def test_operators_free_text_is_masked_for_readers_without_unmask() -> None:
+    said = "mother 11010519491231002X called, her name is 李秀英"
+    detail = _detail(False)
+    replayed = dataclasses.replace(
+        detail.letter, status=LetterStatus.REPLAYED, replay_reason=said, purge_reason=said
+    )
+    summary = json.dumps(views.letter_summary(replayed, TZ), ensure_ascii=False)
+    assert "11010519491231002X" not in summary and "1101**********002X" in summary
+    edit = dataclasses.replace(detail.edits[0], reason=said)
+    masked = views.letter_detail(LetterDetail(replayed, [edit], False), TZ)
+    assert "11010519491231002X" not in json.dumps(masked, ensure_ascii=False)
+    full = views.letter_detail(LetterDetail(replayed, [edit], True), TZ)
+    assert full["replay_reason"] == said and full["edits"][0]["reason"] == said
+    entry = AuditEntry("lead", "dlq.replay", "dead-letter:1", 1.0, said)
+    assert "11010519491231002X" not in json.dumps(views.audit_view(entry, TZ))
