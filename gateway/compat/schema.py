@@ -126,6 +126,14 @@ class SchemaDiff:
             if before != after:
                 self.changed(where, "schema changed")
             return
+        if _nullable(before) is not None and not _union(after):  # X | None → X
+            self.narrowed(where, "null no longer allowed")
+            self.compare(_nullable(before), after, where, constraint)
+            return
+        if _nullable(after) is not None and not _union(before):  # X → X | None
+            self.widened(where, "may now be null")
+            self.compare(before, _nullable(after), where, constraint)
+            return
         self._types(before, after, where)
         self._values(before, after, where)
         self._bounds(before, after, where)
@@ -402,6 +410,15 @@ def _optional(branches: Any) -> Any:
     """The one branch of ``X | None`` that is not null; None for any other union."""
     rest = [b for b in branches if not (isinstance(b, Mapping) and b.get("type") == "null")]
     return rest[0] if len(rest) == 1 and len(branches) == 2 else None
+
+
+def _union(node: Mapping[str, Any]) -> Any:
+    return node.get("anyOf") or node.get("oneOf")
+
+
+def _nullable(node: Mapping[str, Any]) -> Any:
+    """X of a node that is only ``anyOf`` / ``oneOf`` [X, null]; None for any other."""
+    return _optional(_union(node) or ())
 
 
 def _allowed(node: Mapping[str, Any]) -> list[Any] | None:

@@ -322,3 +322,20 @@ def test_a_value_added_to_an_answer_enum_breaks_readers_unless_extensible() -> N
         out = Changes("portals", "answer.schema.json")
         diff_schemas(out, before, after, "response")
         assert [(c.where, c.breaking) for c in out.found] == [("kind", breaks)]
+
+
+def test_an_optional_object_made_mandatory_is_one_change_not_a_new_object() -> None:
+    defs = {"P": {"type": "object", "properties": {"a": {"type": "string"}}}}
+    optional = {
+        "$defs": defs,
+        "properties": {"f": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]}},
+    }
+    mandatory = {"$defs": defs, "properties": {"f": {"$ref": "#/$defs/P"}}}
+    out = Changes("portals", "x.schema.json")
+    diff_schemas(out, optional, mandatory, "request")
+    assert [(c.where, c.breaking, c.what) for c in out.found] == [
+        ("f", True, "null no longer allowed")
+    ]
+    out = Changes("portals", "x.schema.json")
+    diff_schemas(out, mandatory, optional, "request")
+    assert [(c.where, c.breaking, c.what) for c in out.found] == [("f", False, "may now be null")]
