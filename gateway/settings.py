@@ -63,9 +63,16 @@ class PortalConfig(_Section):
 class OperatorConfig(_Section):
     """``[operators.<name>]``: a person or tool using the admin API and CLI."""
 
-    token: SecretStr = Field(min_length=16)
+    token: SecretStr | None = Field(default=None, min_length=16)
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")  # hex digest
     roles: frozenset[OperatorRole] = frozenset({"view"})
     systems: frozenset[str] = frozenset()  # empty: every system
+
+    @model_validator(mode="after")
+    def _one_token(self) -> OperatorConfig:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give token or token_sha256 (the token's SHA-256, hex), not both")
+        return self
 
 
 class RetryPolicy(_Section):

@@ -88,10 +88,19 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def _configured(c: OperatorConfig) -> bytes:
+    """The token's digest: given as ``token_sha256`` (so the file holds no token), or
+    computed from ``token``."""
+    if c.token_sha256 is not None:
+        return bytes.fromhex(c.token_sha256)
+    assert c.token is not None  # OperatorConfig holds exactly one of the two
+    return _digest(c.token.get_secret_value())
+
+
 class OperatorAuth:
     def __init__(self, operators: Mapping[str, OperatorConfig]) -> None:
         self._known = [
-            (_digest(c.token.get_secret_value()), Operator(name, frozenset(c.roles), c.systems))
+            (_configured(c), Operator(name, frozenset(c.roles), c.systems))
             for name, c in sorted(operators.items())
         ]
 

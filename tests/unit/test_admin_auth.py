@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
+from pydantic import ValidationError
 
 from gateway.admin.auth import Forbidden, Operator, OperatorAuth, Unauthenticated
 from gateway.settings import OperatorConfig
@@ -74,3 +77,17 @@ def test_a_scoped_operator_sees_only_its_systems() -> None:
     with pytest.raises(Forbidden):
         police.require_any([])
     lead.require_any([])
+
+
+def test_a_config_may_hold_the_tokens_digest_instead_of_the_token() -> None:
+    digest = hashlib.sha256(b"night-shift-token-0123456789").hexdigest()
+    auth = OperatorAuth({"night": OperatorConfig(token_sha256=digest)})
+    assert auth.from_header("Bearer night-shift-token-0123456789").name == "night"
+    with pytest.raises(Unauthenticated):
+        auth.from_header(f"Bearer {digest}")  # the digest itself is no token
+    with pytest.raises(ValidationError):
+        OperatorConfig()  # one of the two is needed
+    with pytest.raises(ValidationError):
+        OperatorConfig(token="x" * 20, token_sha256=digest)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        OperatorConfig(token_sha256="ABC")  # not a SHA-256 hex digest
