@@ -6,16 +6,21 @@ through intake as its portal; an unmasked read needs a reason."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from connectors.base import Decision, DepartmentRequest, Receipt
-from gateway.admin.auth import ROLES, Operator
+from gateway.admin.auth import ROLES, Operator, OperatorAuth
 from gateway.admin.copies import Invalid
 from gateway.admin.desk import Desk
+from gateway.admin.http import AdminApi
 from gateway.admin.outcomes import Conflict
 from gateway.admin.resubmit import Resubmit
 from gateway.broker.messages import Delivery, Message
@@ -27,6 +32,7 @@ from gateway.orchestration import planner
 from gateway.orchestration.messages import ResultMessage
 from gateway.orchestration.records import TaskStatus
 from gateway.orchestration.runner import ConnectorRunner
+from gateway.settings import OperatorConfig
 from gateway.store import Store, operators_of
 from gateway.store.operators import AppFilter, LetterFilter, LetterStatus
 from tests.store.test_cases import accepted, birth_certificate_issued, ctx
@@ -295,3 +301,25 @@ async def test_a_refused_status_query_parks_the_task_message_for_replay(store: S
     state = await store.cases.load("app1")
     assert state is not None and state.application.status.value == "in_progress"
     assert broker.tasks()[-1]["fields"] == task["fields"]  # the department sees it again
+
+
+async def test_the_api_answers_202_when_the_outbox_will_send_the_replay(store: Store) -> None:
+    letter_id = await hukou_refused(store)
+    broker = Broker()
+    broker.down = True
+    auth = OperatorAuth({"lead": OperatorConfig(token="lead-token-0123456789", roles=ROLES)})  # type: ignore[arg-type]
+    api = AdminApi(auth, Desk(store, broker.publish), timezone=dt.UTC)
+    app = web.Application()
+    api.add_routes(app)
+    async with (
+        TestServer(app) as server,
+        aiohttp.ClientSession() as session,
+        session.post(
+            server.make_url(f"/v1/admin/dead-letters/{letter_id}/replay"),
+            json={"reason": "police fixed the register"},
+            headers={"Authorization": "Bearer lead-token-0123456789"},
+        ) as resp,
+    ):
+        assert resp.status == 202, await resp.text()
+        body = await resp.json()
+    assert body["pending"] is True and body["key"] == "app1.hukou"
