@@ -3,8 +3,9 @@
 Every function here blocks and is meant for ``asyncio.to_thread``. They raise ``OSError`` as the
 operating system does; the connector turns it into the error tree with ``translate``:
 
-    Retryable           the disk is full, the share timed out, an I/O error: try again later
-    ConfigurationError  (Permanent) a folder is missing, not a folder, or not writable
+    Retryable           the disk is full, the share timed out, an I/O error, a folder gone
+                        (a share that is not mounted right now): try again later
+    ConfigurationError  (Permanent) a folder is not a folder, or not writable
 
 Names are never trusted as paths: a name is used only if it matches ``SAFE_NAME`` (no ``/``, no
 leading dot, no ``..``), and entries found in a folder are taken only as base names.
@@ -60,6 +61,13 @@ def translate(exc: OSError, folder: Path, *, system: str, action: str) -> Gatewa
     code = errno.errorcode.get(exc.errno or 0, "OSERROR")
     if exc.errno in _RETRYABLE:
         return Retryable(f"{action} failed at {where}: {reason}", system=system, code=code)
+    if exc.errno == errno.ENOENT:  # a mount that went away comes back: do not park the task
+        return Retryable(
+            f"{action} failed at {where}: {reason}; folder {folder} missing (a share not "
+            f"mounted?) — create or mount it ([systems.{system}] in the settings)",
+            system=system,
+            code=code,
+        )
     return ConfigurationError(
         f"{action} failed at {where}: {reason}; check that folder {folder} exists and the "
         f"gateway may write to it ([systems.{system}] in the settings)",

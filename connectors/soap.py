@@ -175,6 +175,26 @@ class SoapConnector:
                 self.system,
                 "xml_outside",
             ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            # a served WSDL briefly unreachable at first use: every task would be parked
+            raise Retryable(
+                f"cannot load the WSDL of [systems.{self.system}]: {type(exc).__name__}",
+                self.system,
+                "wsdl_unreachable",
+            ) from None
+        except requests.exceptions.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status >= 500 or status in _RETRY_HTTP:
+                raise Retryable(
+                    f"cannot load the WSDL of [systems.{self.system}]: HTTP {status}",
+                    self.system,
+                    f"http_{status}",
+                ) from None
+            raise ConfigurationError(
+                f"[systems.{self.system}] cannot load the WSDL: HTTP {status}",
+                self.system,
+                "wsdl",
+            ) from None
         except (OSError, ZeepError, requests.exceptions.RequestException) as exc:
             raise ConfigurationError(
                 f"[systems.{self.system}] cannot load the WSDL: {_short(str(exc))}",

@@ -277,13 +277,18 @@ async def test_a_full_disk_is_retryable_and_the_resend_succeeds(
     assert os.listdir(full_disk) == [f"{request.task_id}.req.xml"]
 
 
-async def test_missing_or_wrong_folders_are_permanent_naming_the_folder(
+async def test_a_missing_folder_is_retryable_a_wrong_one_permanent_naming_the_folder(
     config: SystemConfig, tmp_path: Path
 ) -> None:
-    missing = tmp_path / "not-mounted"
+    missing = tmp_path / "not-mounted"  # a share not mounted right now: it comes back
     connector = FileDropConnector("hospital", config.model_copy(update={"outbox": missing}))
-    with pytest.raises(ConfigurationError, match="not-mounted"):
-        await connector.send(request_for())
+    request = request_for()
+    with pytest.raises(Retryable, match="not-mounted") as caught:
+        await connector.send(request)
+    assert caught.value.code == "ENOENT"
+    missing.mkdir()  # mounted again: the retry drops the request
+    await connector.send(request)
+    assert os.listdir(missing) == [f"{request.task_id}.req.xml"]
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     connector = FileDropConnector("hospital", config.model_copy(update={"outbox": a_file}))

@@ -461,3 +461,20 @@ async def test_a_huge_200_soap_answer_is_still_refused_by_the_xml_policy(
         assert caught.value.code == "xml_too_large"
     finally:
         await soap.close()
+
+
+async def test_a_wsdl_unreachable_at_first_use_is_retryable_and_loaded_later(
+    error_page: tuple[str, list[tuple[int, str, bytes]]],
+) -> None:
+    base, _ = error_page
+    port = int(base.rsplit(":", 1)[1])
+    closed = f"http://127.0.0.1:{port + 1 if port < 65535 else port - 1}"
+    soap = SoapConnector(
+        "hukou", SystemConfig(kind="soap", url=base + "/hukou", wsdl=closed + "/hukou?wsdl")
+    )
+    try:
+        with pytest.raises(Retryable) as caught:  # not a ConfigurationError: not parked
+            await soap.send(_birth())
+        assert caught.value.code == "wsdl_unreachable"
+    finally:
+        await soap.close()
