@@ -3,7 +3,10 @@ effect ledgers — never from the gateway's belief about itself.
 
     accepted              applications in the store not rejected at intake (``received``
                           rows included: a crash may have left them, the relay must finish them)
-    completed / blocked   ended well, or blocked with a dead letter and a reason
+    completed / blocked   ended well, or blocked with a dead letter and a reason — the
+                          reason also in the application's own record (a dead-lettered
+                          task's reason, or an ``application.blocked`` entry for one that
+                          never started), as its status view shows it
     stuck                 neither: must be none
     lost                  answered 202 to the portal but not in the store: must be none
     double_effects        (system, application, task) applied more than once: must be none
@@ -156,6 +159,25 @@ def build_report(
         report.dead_letters += 1
         if app_id and reason:
             letters.setdefault(str(app_id), str(reason))
+    # the application's own record must say why, as its status view shows it: a task
+    # dead-lettered with a reason, or (not started) an application.blocked with a reason
+    said = {
+        str(r[0])
+        for r in read_store(
+            database_url,
+            "SELECT application_id FROM tasks WHERE status = 'dead_lettered' "
+            "AND reason IS NOT NULL AND reason <> ''",
+        )
+    }
+    said |= {
+        str(app_id)
+        for app_id, detail in read_store(
+            database_url,
+            "SELECT application_id, detail_json FROM timeline "
+            "WHERE kind = 'application.blocked' AND task_id IS NULL",
+        )
+        if json.loads(detail or "{}").get("reason")
+    }
     for app_id, status in apps.items():
         if status == "rejected":
             continue
@@ -163,7 +185,7 @@ def build_report(
         if status in ENDED:
             report.completed += 1
         elif status == "blocked":
-            if app_id in letters:
+            if app_id in letters and app_id in said:
                 report.blocked[app_id] = letters[app_id]
             else:
                 report.blocked_unexplained.append(app_id)

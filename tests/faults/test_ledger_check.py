@@ -46,7 +46,17 @@ async def test_a_wrong_world_fails_the_check_item_by_item(tmp_path: Path) -> Non
             "stored_at) VALUES ('m1', 'gw.tasks', 'hukou.newborn.hukou', '{}', x'00', "
             "'retry budget spent', 'permanent', 'parked', 3, 0, 0, 0)"
         )
+        _task(db, "parked", "hukou", "hukou", "dead_lettered")
+        db.execute("UPDATE tasks SET reason = 'retry budget spent' WHERE id = 'parked.hukou'")
         _app(db, "silent", "blocked")  # blocked, but no dead letter says why
+        _app(db, "mute", "blocked")  # a dead letter, but the application itself says nothing
+        _task(db, "mute", "hukou", "hukou", "dead_lettered")
+        db.execute(
+            "INSERT INTO dead_letters (message_id, exchange, routing_key, headers_json, body, "
+            "reason, error_kind, application_id, attempts, first_failed_at, last_failed_at, "
+            "stored_at) VALUES ('m2', 'gw.tasks', 'hukou.newborn.hukou', '{}', x'00', "
+            "'delivery limit', 'delivery_limit', 'mute', 5, 0, 0, 0)"
+        )
         _app(db, "waiting", "in_progress")  # stuck
         _app(db, "refused", "rejected")  # not accepted: not counted
         for _ in range(2):
@@ -68,9 +78,9 @@ async def test_a_wrong_world_fails_the_check_item_by_item(tmp_path: Path) -> Non
         ["done", "parked", "gone"],
         {"gw.tasks.hukou": 2, "gw.results": 0},
     )
-    assert (report.accepted, report.completed) == (4, 1)
+    assert (report.accepted, report.completed) == (5, 1)
     assert report.blocked == {"parked": "retry budget spent"}
-    assert report.blocked_unexplained == ["silent"]
+    assert sorted(report.blocked_unexplained) == ["mute", "silent"]
     assert report.stuck == {"waiting": "in_progress"}
     assert report.lost == ["gone"]
     assert report.double_effects == [("hukou", "done", "hukou", 2)]

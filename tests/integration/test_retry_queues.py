@@ -300,7 +300,9 @@ async def test_a_maintenance_window_holds_the_task_without_a_call_or_a_spent_try
     now = [1_798_074_000.0]  # 2026-12-24 09:00 in Shanghai, inside the window below
     config = SystemConfig(
         kind="soap",
-        retry=policy(attempts=1),  # one try in all: a window that spent one would dead-letter
+        # two tries in all, and the police fail the first after the window: a window that
+        # spent a try would leave one, spent on that failure, and dead-letter the task
+        retry=policy(attempts=2),
         maintenance=("2026-12-24 08:00-12:00",),
     )
     gw, fleet, ledger, results = await connector_only(config, clock=lambda: now[0])
@@ -312,10 +314,18 @@ async def test_a_maintenance_window_holds_the_task_without_a_call_or_a_spent_try
 
     assert await eventually(lambda: held(3))  # round the delay queue, three times at least
     assert submissions(police) == []  # the department was never called
+    failed: list[bool] = []
+
+    def down_once(now: float | None = None) -> bool:
+        failed.append(not failed)
+        return failed[-1]  # the first call after the window fails, the next ones work
+
+    police.behaviour.down = down_once  # type: ignore[method-assign]
     now[0] += 3 * 3600  # 12:00: the window is over
     (result,) = [r.json() for r in await rabbit.aget_all(results, wait=15, at_least=1)]
     assert (result["kind"], result["attempt"]) == ("receipt", 1)
-    assert submissions(police) == [task_id]
+    assert failed.count(True) == 1  # the failure after the window did happen
+    assert task_id in submissions(police)
     assert await ledger.delivery_count("hukou") == 1
     assert await rabbit.aget_all("gw.dead-letters") == []
 
