@@ -5,6 +5,10 @@ Two kinds of message arrive here. Those the gateway parked itself carry ``x-reas
 dead-lettered (delivery limit reached, rejected without requeue) carry only ``x-death``; the
 reason is read from it, but never a count (their meaning changed in 3.13): attempts come
 from the gateway's own ``x-attempt`` header.
+
+A letter's ``attempts`` has one meaning: the tries made for this task attempt (a spent budget:
+all of them; a permanent refusal: the tries up to it; a task message past the delivery limit:
+those spent before plus the one that died). A message that is not a task: 1.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from gateway.broker.topology import (
     HEADER_REASON,
     HEADER_TASK_ID,
     RESULTS,
+    TASKS,
 )
 from gateway.errors import StoreUnavailable
 from gateway.logs import get_logger
@@ -53,7 +58,7 @@ def dead_letter_from(delivery: Delivery, now: float) -> DeadLetter:
     if delivery.user_id and HEADER_AMQP_USER not in headers:  # RabbitMQ dead-lettered it
         headers = {**headers, HEADER_AMQP_USER: delivery.user_id}
     death = _first_death(headers)
-    reason = header_str(headers.get(HEADER_REASON))
+    reason = reason_said = header_str(headers.get(HEADER_REASON))
     kind = header_str(headers.get(HEADER_ERROR_KIND))
     if reason is None:
         broker_reason = header_str(death.get("reason")) or "unknown"
@@ -83,7 +88,7 @@ def dead_letter_from(delivery: Delivery, now: float) -> DeadLetter:
         matter=matter,
         application_id=delivery.correlation_id,
         portal_id=header_str(headers.get(HEADER_PORTAL)),
-        attempts=_int(headers.get(HEADER_ATTEMPT), 1),
+        attempts=_attempts(headers, exchange, parked=reason_said is not None),
         first_failed_at=first / 1000 if isinstance(first, int) else now,  # header in ms
         last_failed_at=now,
     )
@@ -296,6 +301,19 @@ def _system_and_matter(exchange: str, routing_key: str) -> tuple[str | None, str
     if exchange == "gw.accepted":
         return None, routing_key if routing_key in MATTERS else None
     return None, None
+
+
+def _attempts(headers: Mapping[str, Any], exchange: str, *, parked: bool) -> int:
+    """Tries made for this task attempt: the gateway says so when it parks a task; a task
+    message RabbitMQ dead-lettered carries ``x-attempt`` = the task's attempt + tries spent
+    before this delivery, which made one more. Any other message: 1."""
+    said = _int(headers.get(HEADER_ATTEMPT), 1)
+    task_id = header_str(headers.get(HEADER_TASK_ID))
+    if parked or exchange != TASKS or not task_id:
+        return said
+    from gateway.orchestration.messages import attempt_of
+
+    return max(said - attempt_of(task_id), 0) + 1
 
 
 def _int(value: Any, default: int) -> int:

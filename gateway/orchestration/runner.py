@@ -172,7 +172,8 @@ class ConnectorRunner:
             return
         except Permanent as exc:
             log.warning("department_refused", error=str(exc))
-            await self._dead_letter(delivery, request, str(exc), "permanent", {})
+            made = {HEADER_ATTEMPT: spent + tries}  # tries made for this task attempt
+            await self._dead_letter(delivery, request, str(exc), "permanent", made)
             return
         await self._report(request.matter, request.task, ResultMessage.of_receipt(request, receipt))
         if receipt.decision is not None:

@@ -304,3 +304,28 @@ async def test_a_delay_publish_that_keeps_failing_leaves_the_delivery_unacked() 
         await runner(connector, out, FAST).on_task(delivery({"x-attempt": 1}, settled))
     assert settled == []  # not acked before the copy is safe: the broker client holds it
     assert not out.to("gw.retry")
+
+
+# --- a dead letter's attempts: tries made for this task attempt ------------------------------
+async def test_a_refusal_after_a_correction_counts_the_tries_of_that_attempt() -> None:
+    second = {**asdict(REQUEST), "task_id": "app1.hukou.c1", "attempt": 2}
+    d = delivery({"x-attempt": 3}, settled := [])  # attempt 2, one try spent before
+    d.body = json.dumps({**second, "catalogue_version": "1"}).encode()
+    out = Outbox()
+    connector = FakeConnector([Permanent("HTTP 400", code="http_400")])
+    await runner(connector, out, FAST).on_task(d)
+    (parked,) = out.to("gw.dlx")
+    assert parked.headers["x-attempt"] == 2 and settled == ["ack"]  # one before, this one
+
+
+def test_a_task_past_the_delivery_limit_counts_the_tries_of_its_attempt() -> None:
+    from gateway.deadletters import dead_letter_from
+
+    death = [{"reason": "delivery_limit", "exchange": "gw.tasks", "routing-keys": ["hukou.x"]}]
+    for task_id, header, made in (("a.hukou", 1, 1), ("a.hukou", 3, 3), ("a.hukou.c1", 2, 1)):
+        d = delivery({"x-attempt": header, "x-task-id": task_id, "x-death": death}, [])
+        assert dead_letter_from(d, 0.0).attempts == made, (task_id, header)
+    rejected = {"x-death": [{"reason": "rejected"}]}
+    accepted = Delivery(b"{}", "gw.accepted", "newborn", "m", "a", None, rejected, None, False,
+                        lambda _: None)  # fmt: skip
+    assert dead_letter_from(accepted, 0.0).attempts == 1
