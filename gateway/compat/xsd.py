@@ -25,13 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lxml import etree
-
+from connectors import xmlsafe
 from gateway.compat.report import Changes, Direction
 
 XS = "{http://www.w3.org/2001/XMLSchema}"
 WSDL = "{http://schemas.xmlsoap.org/wsdl/}"
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 _UPPER = ("maxLength", "length", "maxInclusive", "maxExclusive", "totalDigits", "fractionDigits")
 _LOWER = ("minLength", "minInclusive", "minExclusive")
 _UNBOUNDED = 1 << 30
@@ -50,11 +48,21 @@ class Decl:
     facets: dict[str, float] = field(default_factory=dict)
 
 
+def _root(text: bytes) -> Any:
+    """A contract file read under the gateway's one XML policy (``connectors.xmlsafe``: no
+    DTD, entity or network, size and depth capped); a refusal is a ``ValueError`` to the
+    checker, as lxml's own syntax errors are."""
+    try:
+        return xmlsafe.parse(text, what="contract")
+    except xmlsafe.UnsafeXml as exc:
+        raise ValueError(exc.detail) from None
+
+
 def declarations(text: bytes, uses: dict[str, set[str]] | None = None) -> dict[str, Decl]:
     """Every element, attribute and named type of an XSD (or of a WSDL's embedded schemas);
     ``uses`` (when given) gets, per global declaration, the names of the types and elements
     it refers to."""
-    root = etree.fromstring(text, _PARSER)
+    root = _root(text)
     found: dict[str, Decl] = {}
     for schema in [root] if root.tag == f"{XS}schema" else root.iter(f"{XS}schema"):
         for child in schema:
@@ -240,7 +248,7 @@ def _occurs(value: int) -> str:
 
 def operations(text: bytes) -> dict[str, tuple[str | None, str | None]]:
     """WSDL portType operations: name → (input message, output message)."""
-    root = etree.fromstring(text, _PARSER)
+    root = _root(text)
     found: dict[str, tuple[str | None, str | None]] = {}
     for port in root.iter(f"{WSDL}portType"):
         for op in port.iter(f"{WSDL}operation"):

@@ -359,3 +359,29 @@ async def test_a_served_wsdl_may_not_import_from_another_origin(
         await runner.cleanup()
     assert info.value.code == "xml_outside" and "another origin" in info.value.detail
     assert listener.connections() == 0
+
+
+# --- the checks behind the byte scan, reached directly ---------------------------------------
+def test_the_post_parse_doctype_check_refuses_what_a_plain_parser_let_through() -> None:
+    from lxml import etree
+
+    from connectors.xmlsafe import refuse_doctype
+
+    plain = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True)
+    with_dtd = etree.fromstring(b'<!DOCTYPE r [<!ENTITY e "x">]><r>&e;</r>', plain)
+    with pytest.raises(UnsafeXml) as info:
+        refuse_doctype(with_dtd, "answer", "hukou")
+    assert info.value.code == "xml_doctype"
+    refuse_doctype(etree.fromstring(b"<r>fine</r>", plain))  # no DOCTYPE: nothing to say
+
+
+def test_contract_files_are_read_under_the_same_xml_policy() -> None:
+    from gateway.compat.xsd import declarations, operations
+
+    schema = b'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"/>'
+    assert declarations(schema) == {}
+    for reader in (declarations, operations):
+        with pytest.raises(ValueError, match="DOCTYPE"):
+            reader(b'<!DOCTYPE s [<!ENTITY e "x">]>' + schema)
+        with pytest.raises(ValueError, match="nests deeper"):
+            reader(b"<a>" * 100 + b"</a>" * 100)
