@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Outcome = Literal["in_progress", "completed", "denied", "correction_requested", "suspended"]
 
@@ -102,3 +102,20 @@ class ResultSource(Protocol):
         """Report each decision as it arrives until cancelled; ``report`` returning means it
         is recorded, so the source may then delete, archive or ack what it read."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An answer a ``ResultSource`` could not read and set aside (a hospital file moved to
+    its ``error/`` folder): the gateway blocks the task it names, or keeps a dead letter."""
+
+    request_id: str | None  # the task's request id its name carries; None if it names none
+    name: str  # what it was, e.g. the file's name (shown safely)
+    reason: str
+
+
+@runtime_checkable
+class SetsAside(Protocol):
+    """A source that tells the gateway about answers it could not read (``Unreadable``)."""
+
+    on_unreadable: Callable[[Unreadable], Awaitable[None]] | None

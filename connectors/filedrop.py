@@ -19,12 +19,12 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from connectors.base import Decision, DepartmentRequest, Receipt, Report
+from connectors.base import Decision, DepartmentRequest, Receipt, Report, Unreadable
 from connectors.dropfolder import (
     CHECKSUM_SUFFIX,
     checksum_matches,
@@ -193,6 +193,8 @@ class FileDropResultSource:
         self._max_bytes = max_bytes
         self._codec = codec if codec is not None else codec_for(system)
         self._warned: set[str] = set()
+        self._set_aside: list[Unreadable] = []  # parked files the gateway is still to hear of
+        self.on_unreadable: Callable[[Unreadable], Awaitable[None]] | None = None
 
     async def run(self, report: Report) -> None:
         """Scan every ``scan_seconds`` until cancelled. A failed scan (the inbox not there yet,
@@ -228,7 +230,16 @@ class FileDropResultSource:
                 outcome=decision.outcome,
             )
             await self._io(self._archive_answer, answer)
+        await self._tell()
         return counts
+
+    async def _tell(self) -> None:
+        """Hand each file set aside to ``on_unreadable``; one that fails is told next scan."""
+        if self.on_unreadable is None:
+            self._set_aside.clear()  # nobody to tell (a bare source): the log said it
+        while self._set_aside and self.on_unreadable is not None:
+            await self.on_unreadable(self._set_aside[0])
+            self._set_aside.pop(0)
 
     async def _io(self, fn: Callable[..., T], *args: object) -> T:
         try:
@@ -259,13 +270,24 @@ class FileDropResultSource:
         return now - max(mtimes) > self._grace
 
     def _park(
-        self, path: Path, reason: str, counts: ScanCounts, sidecar: Path | None = None
+        self,
+        path: Path,
+        reason: str,
+        counts: ScanCounts,
+        sidecar: Path | None = None,
+        *,
+        tell: bool = False,
+        task: str | None = None,
     ) -> None:
+        """Move the file to ``error/`` with its reason; with ``tell``, the gateway hears of it
+        too (``on_unreadable``): it blocks ``task`` with the reason, or keeps a dead letter."""
         if park(path, self._error, reason, sidecar) is not None:
             counts.parked += 1
             log.warning(
                 "filedrop_file_parked", system=self.system, file=shown(path.name), reason=reason
             )
+            if tell:
+                self._set_aside.append(Unreadable(task, shown(path.name), reason))
 
     def _survey(self, counts: ScanCounts) -> list[_Answer]:
         now = time.time()
@@ -308,7 +330,7 @@ class FileDropResultSource:
         match = ANSWER_NAME.fullmatch(name)
         if match is None:
             if self._stale(now, stat.st_mtime):
-                self._park(path, "unexpected file name", counts)
+                self._park(path, "unexpected file name", counts, tell=True)
             else:
                 counts.waiting += 1
             return None
@@ -318,7 +340,10 @@ class FileDropResultSource:
         if side is not None:
             data = read_regular(path, self._max_bytes)
             if len(data) > self._max_bytes:
-                self._park(path, f"larger than {self._max_bytes} bytes", counts, sidecar)
+                self._park(
+                    path, f"larger than {self._max_bytes} bytes", counts, sidecar,
+                    tell=True, task=match["task"],
+                )  # fmt: skip
                 return None
             digest = sha256_hex(data)
             if checksum_matches(read_regular(sidecar, 4096), name, digest):
@@ -350,11 +375,12 @@ class FileDropResultSource:
             if (answer.kind == "ack") != (decision.outcome == "in_progress"):
                 raise Permanent(f"a .{answer.kind}.xml file holds a {decision.outcome} answer")
         except Permanent as exc:
-            self._park(answer.path, str(exc), counts, answer.sidecar)
+            self._park(answer.path, str(exc), counts, answer.sidecar, tell=True, task=answer.task)
             return None
         except Exception as exc:  # a poison file must not stop every scan after it
             log.exception("filedrop_answer_unreadable", system=self.system, file=name)
-            self._park(answer.path, f"unreadable ({type(exc).__name__})", counts, answer.sidecar)
+            reason = f"unreadable ({type(exc).__name__})"
+            self._park(answer.path, reason, counts, answer.sidecar, tell=True, task=answer.task)
             return None
         if answer.kind == "ack" and (self._archive / f"{answer.task}.result.xml").exists():
             self._archive_answer(answer)  # the decision came first: the receipt adds nothing

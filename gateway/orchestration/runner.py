@@ -23,6 +23,7 @@ spent), and polling waits.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +38,14 @@ from tenacity import (
     stop_before_delay,
 )
 
-from connectors.base import Connector, Decision, DepartmentRequest, ResultSource
+from connectors.base import (
+    Connector,
+    Decision,
+    DepartmentRequest,
+    ResultSource,
+    SetsAside,
+    Unreadable,
+)
 from gateway.broker.messages import Delivery, Message
 from gateway.broker.topology import (
     HEADER_ATTEMPT,
@@ -360,4 +368,44 @@ class ConnectorRunner:
         await repeat(self.poll_once, interval, stop, name="poll", again_at_once_when_busy=True)
 
     async def run_source(self, source: ResultSource) -> None:
+        if isinstance(source, SetsAside):
+            source.on_unreadable = self.unreadable
         await source.run(self.report)
+
+    async def unreadable(self, item: Unreadable) -> None:
+        """An answer the source could not read (a hostile or broken hospital file, moved to
+        ``error/``): the task it names — at its current attempt — is dead-lettered with the
+        reason, so its application turns ``blocked`` and the operator finds it in
+        ``gateway dlq``; an answer that names no task is kept as a dead letter alone."""
+        reason = f"{self.system} answer {item.name} set aside: {item.reason}"
+        task = await self._cases.task(task_of(item.request_id)) if item.request_id else None
+        if (
+            task is None
+            or task.status in TERMINAL
+            or attempt_of(item.request_id or "") != task.attempt
+        ):
+            log.warning("answer_unreadable", file=item.name, reason=item.reason, task=None)
+            body = json.dumps({"system": self.system, "file": item.name, "reason": item.reason})
+            await park(
+                self._publish,
+                Delivery(body.encode(), RESULTS, f"{self.system}.unknown.answer", None, None,
+                         None, {}, "application/json", False, lambda _: None),
+                reason=reason,
+                message_id=f"unreadable:{self.system}:{item.name}",
+                extra={"x-system": self.system},
+            )  # fmt: skip
+            return
+        log.warning("answer_unreadable", file=item.name, reason=item.reason, task_id=task.id)
+        await self._park_task(task, reason)
+        await self._reporter.publish(
+            task.matter,
+            task.step,
+            ResultMessage(
+                task_id=task.id,
+                application_id=task.application_id,
+                system=self.system,
+                kind="dead_lettered",
+                attempt=task.attempt,
+                reason=reason,
+            ),
+        )

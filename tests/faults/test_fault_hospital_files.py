@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import signal
 import sys
@@ -145,3 +146,47 @@ async def test_result_file_delivered_twice_counts_once(world: World) -> None:
     duplicates = [n for n in await asyncio.to_thread(_names, archive) if ".duplicate-" in n]
     assert len([n for n in duplicates if not n.endswith(".sha256")]) == 3
     assert report.effects == first.effects  # no new effect, no new transition
+
+
+def _drop(folder: Path, name: str, data: bytes) -> None:
+    """A whole file with a matching checksum, as a careful writer leaves it."""
+    (folder / f".{name}.tmp").write_bytes(data)
+    (folder / f".{name}.sha256.tmp").write_text(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
+    (folder / f".{name}.tmp").rename(folder / name)
+    (folder / f".{name}.sha256.tmp").rename(folder / (name + ".sha256"))
+
+
+async def test_a_hostile_result_file_blocks_its_application_with_the_reason(world: World) -> None:
+    w = world
+    w.fleet.behaviour("hospital").decision_delay_seconds = 3600.0  # only our file answers
+    gw = w.process("gw", (*CORE, *CONNECTORS))
+    await gw.start()
+    await w.start_departments()
+    (victim,) = await w.submit(1)
+    assert await eventually(lambda: _in_progress(w, victim), within=60)
+    out_tray = Path(str(w.systems["hospital"].inbox))
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><CertificateResult>&b;</CertificateResult>'
+    )
+    _drop(out_tray, f"{victim}.birth_certificate.result.xml", laughs)  # names a task
+    stray = out_tray / "no-such-task~.result.xml"  # names none: a letter alone
+    stray.write_bytes(b"<x/>")
+    os.utime(stray, (1.0, 1.0))  # left there long ago: past the writers' grace period
+
+    async def both_letters() -> list[tuple[object, ...]]:
+        rows = await asyncio.to_thread(
+            read_store, w.database_url,
+            "SELECT application_id, reason FROM dead_letters ORDER BY id",
+        )  # fmt: skip
+        return rows if len(rows) >= 2 else []
+
+    letters = await eventually(both_letters, within=60)
+    report = await w.check("hostile hospital result file")
+    report.assert_sound(completed=0, blocked={victim})
+    assert "DOCTYPE" in report.blocked[victim], report.blocked
+    assert any(app is None and "unexpected file name" in str(r) for app, r in letters), letters
+    status, _, _ = await _birth_task(w, victim)
+    assert status == "dead_lettered"
+    parked = await asyncio.to_thread(_names, Path(str(w.systems["hospital"].error)))
+    assert f"{victim}.birth_certificate.result.xml.reason.txt" in parked
