@@ -178,7 +178,8 @@ def _run(args: argparse.Namespace, settings: Settings, command: Command) -> int:
     name = command.__name__.lstrip("_")
 
     async def go() -> int:
-        async with _desk(settings, needs_broker=name in ("replay", "edit", "purge")) as desk:
+        publishes = name in ("replay", "edit") or getattr(args, "cancel_task", False)
+        async with _desk(settings, needs_broker=publishes) as desk:
             try:
                 return await command(args, desk, operator, settings)
             except Forbidden as exc:
