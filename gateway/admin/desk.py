@@ -20,8 +20,11 @@ Replay is safe by construction:
 * a **portal's envelope** (``gw.intake``) is submitted to intake in process as its portal,
   under its own idempotency key (``resubmit.py``): the broker would not carry the portal's
   ``user_id`` on a republish;
-* any **other message** (``gw.accepted``, ``gw.results``) is republished to its original
-  exchange and routing key; its consumers are idempotent on its content.
+* a **department's answer** (``gw.results``) that dead-lettered its task dispatches the task
+  again under the same request id (the planner would drop the same answer republished to a
+  dead-lettered task); the department answers again;
+* any **other message** (``gw.accepted``, an answer whose task moved on) is republished to
+  its original exchange and routing key; its consumers are idempotent on its content.
 
 A **purge** of a letter whose task is still dead-lettered by it is refused: the application
 would stay ``blocked`` for ever. With ``cancel_task`` the task is cancelled in the same
@@ -54,13 +57,13 @@ from gateway.admin.outcomes import (
 )
 from gateway.admin.resubmit import Refused, Resubmit
 from gateway.broker.messages import Message, header_str, uuid7
-from gateway.broker.topology import HEADER_ATTEMPT, HEADER_TASK_ID, INTAKE, TASKS
+from gateway.broker.topology import HEADER_ATTEMPT, HEADER_TASK_ID, INTAKE, RESULTS, TASKS
 from gateway.calendar import default_calendar
 from gateway.catalogue.model import CURRENT_VERSION, load
-from gateway.errors import BrokerUnavailable
+from gateway.errors import BrokerUnavailable, Permanent
 from gateway.logs import get_logger
 from gateway.orchestration import planner
-from gateway.orchestration.messages import attempt_of, task_of
+from gateway.orchestration.messages import ResultMessage, attempt_of, task_of
 from gateway.orchestration.records import (
     CaseState,
     Context,
@@ -247,11 +250,43 @@ class Desk:
             if pending:
                 note = "written to the outbox: the relay sends it once the broker confirms"
             return Replayed(letter_id, sent, request_id, note, pending)
+        if d.exchange == RESULTS and (task := await self._blocking_task(d)) is not None:
+            return await self._redispatch(op, letter_id, task, reason, force)
         await self._publish(d.exchange, d.routing_key, message)
         note = f"republished to {d.exchange} {d.routing_key}"
         details = {"sent": True, "key": request_id, "forced": force, "note": note}
         await self._store_marks(lambda tx: self._mark_replayed(tx, op, letter_id, reason, details))
         return Replayed(letter_id, True, request_id, note)
+
+    async def _redispatch(
+        self, op: Operator, letter_id: int, task: TaskRecord, reason: str, force: bool
+    ) -> Replayed:
+        """A department's answer that died dead-lettered its task: the orchestrator would
+        drop the same answer republished, so the task is dispatched again under the same
+        request id instead (the department is idempotent on it and answers again)."""
+        key = task.request_id
+
+        def plan(state: CaseState) -> Transition:
+            ctx = self._context(state)
+            current = next(t for t in state.tasks if t.id == task.id)
+            outgoing, _ = planner.task_outgoing(state, ctx.catalogue, current)
+            order = planner.ReplayOrder(
+                task.id, task.attempt, op.name, reason, letter_id, outgoing, force=force
+            )
+            return planner.on_replay(state, ctx, order)
+
+        async def mark(tx: Tx, tr: Transition) -> None:
+            sent = any(o.exchange == TASKS for o in tr.outbox)
+            note = "task dispatched again" if sent else "nothing sent: the task moved on"
+            details = {"sent": sent, "key": key, "forced": force, "note": note}
+            await self._mark_replayed(tx, op, letter_id, reason, details)
+
+        tr, pending = await self._transition(task.application_id, plan, mark)
+        sent = any(o.exchange == TASKS for o in tr.outbox)
+        note = f"task {task.id} dispatched again as {key}" if sent else "nothing sent"
+        if pending:
+            note = "written to the outbox: the relay sends it once the broker confirms"
+        return Replayed(letter_id, sent, key, note, pending)
 
     async def _replay_intake(
         self, op: Operator, letter_id: int, d: DeadLetter, reason: str, force: bool
@@ -423,12 +458,20 @@ class Desk:
     async def _blocking_task(self, d: DeadLetter) -> TaskRecord | None:
         """The task this letter keeps dead-lettered (its attempt is the task's), if any."""
         request_id = header_str(original_headers(d.headers_json).get(HEADER_TASK_ID))
-        if d.exchange != TASKS or not request_id:
+        if d.exchange == TASKS and request_id:
+            task_id, attempt = task_of(request_id), attempt_of(request_id)
+        elif d.exchange == RESULTS:  # a department's answer: its task dead-lettered
+            try:
+                said = ResultMessage.parse(d.body)
+            except Permanent:
+                return None
+            task_id, attempt = said.task_id, said.attempt
+        else:
             return None
-        task = await self._store.cases.task(task_of(request_id))
+        task = await self._store.cases.task(task_id)
         if task is None or task.status is not TaskStatus.DEAD_LETTERED:
             return None
-        return task if task.attempt == attempt_of(request_id) else None
+        return task if task.attempt == attempt else None
 
     # -- internals ---------------------------------------------------------------------
     async def _visible(self, op: Operator, letter_id: int) -> ParkedLetter:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -80,3 +81,60 @@ async def test_a_dead_answer_blocks_its_task_and_application(
         (dead,) = [t for t in state.tasks if t.id == task.id]
         assert dead.status.value == "dead_lettered"
         assert dead.reason and "dead-lettered by RabbitMQ: rejected" in dead.reason
+
+
+async def test_a_dead_answer_replayed_brings_the_application_to_completion(world: Any) -> None:
+    """The receipt's letter replayed re-dispatches its task (the department answers the same
+    request id again): the application, blocked by a dead answer, completes."""
+    from tests.faults.harness import CONNECTORS, CORE, FRONT
+    from tests.faults.ledger_check import read_store
+
+    w = world
+    config = w.config("gw")
+    core = w.process("core", CORE, config=config)
+    await core.start()
+    await w.start_departments()
+    (app_id,) = await w.submit(1)
+
+    async def dispatched() -> Any:
+        rows = await asyncio.to_thread(
+            read_store, w.database_url,
+            "SELECT id, system, matter, step, attempt, application_id FROM tasks "
+            "WHERE status = 'dispatched'",
+        )  # fmt: skip
+        return next((r[:5] for r in rows if r[5] == app_id), None)
+
+    task_id, system, matter, step, attempt = await eventually(dispatched, within=60)
+    await core.stop()  # the orchestrator is gone; the task message waits on gw.tasks
+    front = w.process("front", FRONT, config=config)
+    await front.start()
+    receipt = ResultMessage(
+        task_id=task_id, application_id=app_id, system=system, kind="receipt",
+        attempt=attempt, case_number="C-1",
+    ).message()  # fmt: skip
+    await w.rabbit.apublish(
+        RESULTS, routing_key(system, matter, step), receipt.body,
+        message_id=receipt.message_id, correlation_id=app_id, headers=receipt.headers,
+        content_type="application/json",
+    )  # fmt: skip
+    assert await asyncio.to_thread(w.rabbit._run, _reject_one(RESULTS))
+
+    async def blocked() -> Any:
+        rows = await asyncio.to_thread(
+            read_store, w.database_url,
+            "SELECT id FROM tasks WHERE status = 'dead_lettered'",
+        )  # fmt: skip
+        return [r for r in rows if r[0] == task_id] or None
+
+    assert await eventually(blocked, within=60)
+    rest = w.process("rest", ("orchestrator", "scheduler", *CONNECTORS), config=config)
+    await rest.start()
+    replay = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "--config", str(config),
+        "dlq", "replay", "--all", "--reason", "the orchestrator is back",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await replay.communicate()
+    assert replay.returncode == 0, output.decode()
+    report = await w.check("a dead gw.results answer replayed")
+    report.assert_sound(completed=1)

@@ -323,3 +323,27 @@ async def test_the_api_answers_202_when_the_outbox_will_send_the_replay(store: S
         assert resp.status == 202, await resp.text()
         body = await resp.json()
     assert body["pending"] is True and body["key"] == "app1.hukou"
+
+
+async def test_a_dead_answer_is_replayed_by_dispatching_its_task_again(store: Store) -> None:
+    """A department's receipt that died dead-lettered its task: the planner would drop the
+    same receipt republished, so replaying it re-dispatches the task under the same request
+    id; purging it alone is refused like a task letter's."""
+    await accepted(store)
+    await birth_certificate_issued(store)
+    receipt = ResultMessage("app1.hukou", "app1", "hukou", "receipt", 1, case_number="HK-1")
+    letter_id = await park(store, "gw.results", "hukou.newborn.hukou", receipt.message())
+    dead = ResultMessage("app1.hukou", "app1", "hukou", "dead_lettered", 1, reason="died")
+    await store.cases.transition("app1", lambda s: planner.on_result(s, ctx(), dead), 3.0)
+    broker = Broker()
+    desk = Desk(store, broker.publish)
+    with pytest.raises(Conflict, match="cancel_task"):
+        await desk.purge(LEAD, letter_id, "test data")
+    done = await desk.replay(LEAD, letter_id, "orchestrator fixed")
+    assert done.sent and not done.pending
+    [task] = broker.tasks()
+    assert task["task_id"] == "app1.hukou" and task["attempt"] == 1  # the same request
+    state = await store.cases.load("app1")
+    assert state is not None and state.application.status.value == "in_progress"
+    assert state.task("hukou").status is TaskStatus.DISPATCHED
+    assert not [x for x, _, _ in broker.sent if x == "gw.results"]
