@@ -152,12 +152,12 @@ def build_report(
     store = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     report = LedgerReport(case, store, queues=queues)
     apps = dict(read_store(database_url, "SELECT id, status FROM applications"))
-    letters: dict[str, str] = {}
-    for app_id, reason in read_store(
-        database_url, "SELECT application_id, reason FROM dead_letters ORDER BY id"
+    letters: dict[str, str] = {}  # only a letter still parked explains a blocked application
+    for app_id, reason, status in read_store(
+        database_url, "SELECT application_id, reason, status FROM dead_letters ORDER BY id"
     ):
         report.dead_letters += 1
-        if app_id and reason:
+        if app_id and reason and status == "parked":
             letters.setdefault(str(app_id), str(reason))
     # the application's own record must say why, as its status view shows it: a task
     # dead-lettered with a reason, or (not started) an application.blocked with a reason

@@ -57,6 +57,15 @@ async def test_a_wrong_world_fails_the_check_item_by_item(tmp_path: Path) -> Non
             "stored_at) VALUES ('m2', 'gw.tasks', 'hukou.newborn.hukou', '{}', x'00', "
             "'delivery limit', 'delivery_limit', 'mute', 5, 0, 0, 0)"
         )
+        _app(db, "replayed", "blocked")  # its only letter replayed: nothing parked says why
+        _task(db, "replayed", "hukou", "hukou", "dead_lettered")
+        db.execute("UPDATE tasks SET reason = 'refused' WHERE id = 'replayed.hukou'")
+        db.execute(
+            "INSERT INTO dead_letters (message_id, exchange, routing_key, headers_json, body, "
+            "reason, error_kind, application_id, attempts, first_failed_at, last_failed_at, "
+            "stored_at, status) VALUES ('m3', 'gw.tasks', 'hukou.newborn.hukou', '{}', x'00', "
+            "'refused', 'permanent', 'replayed', 1, 0, 0, 0, 'replayed')"
+        )
         _app(db, "waiting", "in_progress")  # stuck
         _app(db, "refused", "rejected")  # not accepted: not counted
         for _ in range(2):
@@ -78,9 +87,9 @@ async def test_a_wrong_world_fails_the_check_item_by_item(tmp_path: Path) -> Non
         ["done", "parked", "gone"],
         {"gw.tasks.hukou": 2, "gw.results": 0},
     )
-    assert (report.accepted, report.completed) == (5, 1)
+    assert (report.accepted, report.completed) == (6, 1)
     assert report.blocked == {"parked": "retry budget spent"}
-    assert sorted(report.blocked_unexplained) == ["mute", "silent"]
+    assert sorted(report.blocked_unexplained) == ["mute", "replayed", "silent"]
     assert report.stuck == {"waiting": "in_progress"}
     assert report.lost == ["gone"]
     assert report.double_effects == [("hukou", "done", "hukou", 2)]
