@@ -126,13 +126,19 @@ _ID = re.compile(
 )
 
 
-def reason_group(reason: str) -> str:
+VOLATILE_KINDS = frozenset({"retryable", "delivery_limit", "broker"})
+"""Error kinds whose last error text changes from try to try (a spent retry budget, a
+delivery limit, the broker's word); a permanent refusal's text is the department's reason."""
+
+
+def reason_group(reason: str, kind: str = "permanent") -> str:
     """A reason with its volatile parts normalised, so that letters that failed the same way
-    group together: ids and numbers become ``#``, and the last error text (after the last
-    ``": "``) becomes ``…`` — "retry budget spent after 3 attempts: HTTP 503 at 12:00"
-    and "… after 5 attempts: connection refused" are one group."""
+    group together: ids and numbers become ``#``, and for a kind in ``VOLATILE_KINDS`` the
+    last error text (after the last ``": "``) becomes ``…`` — "retry budget spent after 3
+    attempts: HTTP 503 at 12:00" and "… after 5 attempts: connection refused" are one group,
+    while two refusals with different department reasons stay two."""
     head, sep, _ = reason.rpartition(": ")
-    text = f"{head}: …" if sep else reason
+    text = f"{head}: …" if sep and kind in VOLATILE_KINDS else reason
     return _ID.sub("#", text).strip()[:300]
 
 
@@ -235,8 +241,10 @@ class OperatorStore:
         where, params = _letter_where(f)
         if f.group is None:
             return where, params
-        rows = await tx.fetchall(f"SELECT DISTINCT reason FROM dead_letters WHERE {where}", params)
-        reasons = frozenset(r[0] for r in rows if reason_group(r[0]) == f.group)
+        rows = await tx.fetchall(
+            f"SELECT DISTINCT reason, error_kind FROM dead_letters WHERE {where}", params
+        )
+        reasons = frozenset(r[0] for r in rows if reason_group(r[0], r[1]) == f.group)
         sql, values = _in("reason", reasons)
         return f"{where} AND {sql}", [*params, *values]
 
@@ -257,7 +265,7 @@ class OperatorStore:
             )
         merged: dict[tuple[str | None, str, str], LetterGroup] = {}
         for r in rows:
-            key = (r[0], r[1], reason_group(r[2]))
+            key = (r[0], r[1], reason_group(r[2], r[1]))
             g = LetterGroup(key[0], key[1], key[2], int(r[3]), float(r[4]), float(r[5]), int(r[6]))
             if (seen := merged.get(key)) is not None:
                 g = LetterGroup(

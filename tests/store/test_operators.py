@@ -88,9 +88,11 @@ async def test_filters_groups_and_keyset_pages(store: Store) -> None:
     # reasons that differ only in their volatile parts are one group
     for n, tail in ((20, "timeout after 30 s"), (21, "HTTP 503 at 12:00:07")):
         volatile = f"provincial: retry budget spent after {n % 7} attempts: {tail}"
-        await store.add_dead_letter(letter(n, system="provincial", reason=volatile), 1.0)
+        await store.add_dead_letter(
+            letter(n, system="provincial", reason=volatile, error_kind="retryable"), 1.0
+        )
     groups = await ops.groups(LetterFilter())
-    assert groups[0].reason == "police refused: …"
+    assert groups[0].reason == "police refused: HouseholdHeadUnknown"  # permanent: kept
     assert (groups[0].count, groups[0].first_failed_at, groups[0].last_failed_at) == (
         5,
         100.0,

@@ -79,11 +79,20 @@ def test_groups_normalise_the_volatile_parts_of_a_reason() -> None:
     c = "dead letter 0193a7c2-1b2c-7d3e-8f40-123456789abc.hukou: police refused: E12"
     d = "dead letter 0193a7c2-0000-7d3e-8f40-fedcba987654.hukou: police refused: E99"
     assert (
-        reason_group(a) == reason_group(b) == "provincial: retry budget spent after # attempts: …"
+        reason_group(a, "retryable")
+        == reason_group(b, "retryable")
+        == "provincial: retry budget spent after # attempts: …"
     )
-    assert reason_group(c) == reason_group(d) == "dead letter #: police refused: …"
+    assert reason_group(c) == reason_group(d) == "dead letter #: police refused: #"
     assert reason_group("police refused") == "police refused"
-    assert reason_group(a) != reason_group(c)
+    assert reason_group(a, "retryable") != reason_group(c)
+    # a permanent refusal keeps the department's reason: two reasons, two groups
+    head = "police refused: HouseholdHeadUnknown"
+    assert reason_group(head) != reason_group("police refused: ChildAlreadyRegistered")
+    assert reason_group(head) == head
+    assert reason_group("dead-lettered by RabbitMQ: delivery_limit", "delivery_limit") == (
+        "dead-lettered by RabbitMQ: …"
+    )
 
 
 def test_an_edit_that_breaks_the_task_message_is_refused() -> None:
