@@ -5,13 +5,18 @@
 
 Both are JSON; both carry DESIGN's headers (``x-task-id``, ``x-attempt``, ``traceparent``)
 and ``correlation_id`` = application id.
+
+A department that decides at once answers with its decision in the receipt: one receipt
+result then carries it as a ``decision`` object (the decision fields alone), which the
+planner applies in the same transition. Separate receipt and decision messages (what
+runners sent before) are still read.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from connectors.base import Decision, DepartmentRequest, Gap, Receipt
@@ -20,6 +25,15 @@ from gateway.broker.topology import HEADER_ATTEMPT, HEADER_TASK_ID, HEADER_TRACE
 from gateway.errors import Permanent
 
 ResultKind = Literal["receipt", "decision", "dead_lettered"]
+DECISION_FIELDS = (
+    "outcome",
+    "case_number",
+    "provides",
+    "certificate",
+    "reason",
+    "gaps",
+    "decided_at",
+)
 
 
 def routing_key(system: str, matter: str, step: str) -> str:
@@ -75,9 +89,12 @@ class ResultMessage:
     reason: str | None = None
     gaps: tuple[Mapping[str, str], ...] = ()
     decided_at: float | None = None
+    decision: ResultMessage | None = None  # a receipt's: the department decided at once
 
     @classmethod
     def of_receipt(cls, request: DepartmentRequest, receipt: Receipt) -> ResultMessage:
+        """The receipt, with the department's decision when it came in the receipt."""
+        decided = receipt.decision
         return cls(
             task_id=task_of(request.task_id),
             application_id=request.application_id,
@@ -86,6 +103,9 @@ class ResultMessage:
             attempt=request.attempt,
             case_number=receipt.case_number,
             accepted_at=receipt.accepted_at,
+            decision=None
+            if decided is None
+            else cls.of_decision(request.system, request.attempt, decided),
         )
 
     @classmethod
@@ -107,8 +127,10 @@ class ResultMessage:
         )
 
     def message(self, traceparent: str | None = None) -> Message:
-        body = asdict(self)
-        body["gaps"] = [dict(g) for g in self.gaps]
+        body = self._fields()
+        if self.decision is not None:  # only the decision's own fields: the rest is ours
+            decided = self.decision._fields()
+            body["decision"] = {k: decided[k] for k in DECISION_FIELDS}
         return Message(
             body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
             correlation_id=self.application_id,
@@ -119,23 +141,61 @@ class ResultMessage:
             },
         )
 
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "application_id": self.application_id,
+            "system": self.system,
+            "kind": self.kind,
+            "attempt": self.attempt,
+            "outcome": self.outcome,
+            "case_number": self.case_number,
+            "accepted_at": self.accepted_at,
+            "provides": dict(self.provides),
+            "certificate": self.certificate,
+            "reason": self.reason,
+            "gaps": [dict(g) for g in self.gaps],
+            "decided_at": self.decided_at,
+        }
+
     @classmethod
     def parse(cls, body: bytes) -> ResultMessage:
         try:
             data: dict[str, Any] = json.loads(body)
-            data["gaps"] = tuple(dict(g) for g in data.get("gaps", ()))
-            data["provides"] = {str(k): str(v) for k, v in data.get("provides", {}).items()}
-            result = cls(**data)
+            decided = data.pop("decision", None)
+            result = cls(**_typed(data))
+            if decided is not None:
+                if result.kind != "receipt" or set(decided) - set(DECISION_FIELDS):
+                    raise ValueError("a decision object belongs in a receipt, with its fields")
+                result = replace(
+                    result,
+                    decision=cls(
+                        task_id=result.task_id,
+                        application_id=result.application_id,
+                        system=result.system,
+                        kind="decision",
+                        attempt=result.attempt,
+                        **_typed(dict(decided)),
+                    ),
+                )
         except (ValueError, TypeError, AttributeError) as exc:
             raise Permanent(
                 f"result message is malformed: {exc!r}", code="bad_result_message"
             ) from None
         if result.kind not in ("receipt", "decision", "dead_lettered"):
             raise Permanent(f"unknown result kind {result.kind!r}", code="bad_result_message")
+        if result.decision is not None and result.decision.outcome is None:
+            raise Permanent("a receipt's decision has no outcome", code="bad_result_message")
         return result
 
     def gap_list(self) -> list[Gap]:
         return [Gap(g.get("field", ""), g.get("message", "")) for g in self.gaps]
+
+
+def _typed(data: dict[str, Any]) -> dict[str, Any]:
+    data["gaps"] = tuple(dict(g) for g in data.get("gaps", ()))
+    data["provides"] = {str(k): str(v) for k, v in data.get("provides", {}).items()}
+    return data
 
 
 def task_of(request_id: str) -> str:

@@ -152,43 +152,75 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
         tr.tasks.append(tasks[task.step])
         return tr
     if result.kind == "receipt":
-        if task.status is not TaskStatus.DISPATCHED:
+        if not _receipt(tr, state, ctx, matter, tasks, task, result, provided):
             return Transition()
-        due: float | None
-        if task.attempt <= 1:  # the clock starts at the department's acceptance
-            started = result.accepted_at or task.clock_started_at or ctx.now
-            due = clock.due(matter.step(task.step), started, ctx)
-        else:  # after a correction the clock resumed at the re-dispatch, with its time used
-            started, due = task.clock_started_at or ctx.now, task.due_at
-        tasks[task.step] = replace(
-            task,
-            status=TaskStatus.SUBMITTED,
-            case_number=case_number,
-            clock_started_at=started,
-            due_at=due,
-            # a threshold raised on the dispatch's due time says nothing of the receipt's
-            escalated=task.escalated if due == task.due_at else None,
-            updated_at=ctx.now,
-            version=task.version,
-        )
-        tr.timeline.append(
-            TimelineEntry(
-                ctx.now,
-                "task.submitted",
-                task.id,
-                {"case_number": case_number, **clock.detail(ctx, started, due)},
-            )
-        )
-        if task.system in ctx.poll_seconds:
-            tr.timers.append(
-                PollTimer(task.id, task.system, ctx.now + ctx.poll_seconds[task.system])
-            )
     else:
         if stale_interim(task, result.outcome, case_number):
             return Transition()  # said before, or overtaken by a later answer
         tasks[task.step] = _decided(tr, state, ctx, task, result, case_number, provided)
     _advance(tr, state, ctx, matter, tasks, envelope, provided)
     return tr
+
+
+def _receipt(
+    tr: Transition,
+    state: CaseState,
+    ctx: Context,
+    matter: Matter,
+    tasks: dict[str, TaskRecord],
+    task: TaskRecord,
+    result: ResultMessage,
+    provided: dict[str, str],
+) -> bool:
+    """The department took the request (the task is ``submitted``) and, when it decided at
+    once, its decision in the same transition, as if it had come in a message of its own
+    right after. False when neither applies (a duplicate or late receipt)."""
+    decided = result.decision
+    if task.status is TaskStatus.DISPATCHED:
+        task = tasks[task.step] = _received(tr, ctx, matter, task, result)
+    elif decided is None:
+        return False
+    if decided is not None:
+        case_number = decided.case_number or task.case_number
+        if not stale_interim(task, decided.outcome, case_number):
+            tasks[task.step] = _decided(tr, state, ctx, task, decided, case_number, provided)
+            # asked and answered at once: no poll timer for a decided task
+            tr.timers = [t for t in tr.timers if t.task_id not in tr.drop_timers]
+    return bool(tr.timeline)
+
+
+def _received(
+    tr: Transition, ctx: Context, matter: Matter, task: TaskRecord, result: ResultMessage
+) -> TaskRecord:
+    case_number = result.case_number or task.case_number
+    due: float | None
+    if task.attempt <= 1:  # the clock starts at the department's acceptance
+        started = result.accepted_at or task.clock_started_at or ctx.now
+        due = clock.due(matter.step(task.step), started, ctx)
+    else:  # after a correction the clock resumed at the re-dispatch, with its time used
+        started, due = task.clock_started_at or ctx.now, task.due_at
+    new = replace(
+        task,
+        status=TaskStatus.SUBMITTED,
+        case_number=case_number,
+        clock_started_at=started,
+        due_at=due,
+        # a threshold raised on the dispatch's due time says nothing of the receipt's
+        escalated=task.escalated if due == task.due_at else None,
+        updated_at=ctx.now,
+        version=task.version,
+    )
+    tr.timeline.append(
+        TimelineEntry(
+            ctx.now,
+            "task.submitted",
+            task.id,
+            {"case_number": case_number, **clock.detail(ctx, started, due)},
+        )
+    )
+    if task.system in ctx.poll_seconds:
+        tr.timers.append(PollTimer(task.id, task.system, ctx.now + ctx.poll_seconds[task.system]))
+    return new
 
 
 def _decided(

@@ -183,10 +183,8 @@ class ConnectorRunner:
             made = {HEADER_ATTEMPT: spent + tries}  # tries made for this task attempt
             await self._dead_letter(delivery, request, str(exc), "permanent", made)
             return
+        # one message: the receipt, with the decision when the department decided at once
         await self._report(request.matter, request.task, ResultMessage.of_receipt(request, receipt))
-        if receipt.decision is not None:
-            result = ResultMessage.of_decision(self.system, request.attempt, receipt.decision)
-            await self._report(request.matter, request.task, result)
         delivery.ack()
         log.info("task_handed_over", case_number=receipt.case_number)
 

@@ -33,7 +33,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from connectors.base import DepartmentRequest, Receipt
+from connectors.base import Decision, DepartmentRequest, Receipt
 from gateway.broker import topology
 from gateway.broker.messages import Delivery, Message
 from gateway.deadletters import park
@@ -300,7 +300,9 @@ def code_messages() -> dict[str, Message]:
         APP, "window", "key-1", "http", "newborn", "1.0", ApplicationStatus.RECEIVED,
         json.dumps({"schema_version": "1.0", "matter": "newborn"}), 1.0, 1.0, None, 1,
     )  # fmt: skip
-    receipt = ResultMessage.of_receipt(_request(), Receipt("P-1", 2.0))
+    # a department that decided at once: the receipt carries the decision (every key)
+    decided = Decision(f"{APP}.hukou", "completed", "P-1", provides={"hukou_no": "H1"})
+    receipt = ResultMessage.of_receipt(_request(), Receipt("P-1", 2.0, decision=decided))
     return {
         "accepted": accepted_message(app),
         "task": task_message(_request(), "2026.1"),
@@ -382,8 +384,25 @@ def test_messages_the_code_builds_meet_the_documented_payload(name: str) -> None
     assert [e.message for e in headers.iter_errors(dict(message.headers))] == []
 
 
+def test_a_receipt_without_a_decision_meets_the_documented_payload() -> None:
+    body = json.loads(ResultMessage.of_receipt(_request(), Receipt("P-1", 2.0)).message().body)
+    errors = list(_validator("/components/messages/result/payload").iter_errors(body))
+    assert [e.message for e in errors] == []
+    assert "decision" not in body  # optional: a receipt alone is what runners always sent
+
+
+def test_a_receipt_decision_outside_the_documented_object_fails_the_payload() -> None:
+    decided = Decision(f"{APP}.hukou", "completed", "P-1")
+    body = json.loads(
+        ResultMessage.of_receipt(_request(), Receipt("P-1", 2.0, decision=decided)).message().body
+    )
+    body["decision"]["task_id"] = f"{APP}.hukou"  # the receipt says that already
+    errors = list(_validator("/components/messages/result/payload").iter_errors(body))
+    assert errors, "a decision object with a receipt's own field must not validate"
+
+
 def test_a_result_decision_meets_the_documented_payload() -> None:
-    from connectors.base import Decision, Gap
+    from connectors.base import Gap
 
     decision = Decision(
         f"{APP}.hukou", "correction_requested", gaps=(Gap("subjects.child.name", "illegible"),)
