@@ -20,6 +20,7 @@ import time
 import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +315,10 @@ async def _replay(args: argparse.Namespace, desk: Desk, op: Operator, s: Setting
             _say(args, replayed[-1], None)
     elif filtered or args.all:
         f, after = _filter_of(args, s), None
+        # the newest match now is the last one replayed: a replay that dies again parks a
+        # new letter, which waits for the next command instead of looping here for ever
+        newest = await desk.letters(op, f, limit=1)
+        f = replace(f, up_to=newest[0].id if newest else 0)
         while True:  # round after round, oldest first, until nothing more matches
             batch = views.batch_view(
                 await desk.replay_matching(op, f, args.reason, limit=args.limit, after=after)

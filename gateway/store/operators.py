@@ -67,6 +67,7 @@ class LetterFilter:
     since: float | None = None  # last failure at or after (unix seconds)
     until: float | None = None  # last failure before
     status: LetterStatus | None = LetterStatus.PARKED  # None: any status
+    up_to: int | None = None  # only ids at or below it (a "replay all" fixed at its start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,7 @@ def _letter_where(f: LetterFilter) -> tuple[str, list[object]]:
         ("last_failed_at >= ?", None if f.since is None else float(f.since)),
         ("last_failed_at < ?", None if f.until is None else float(f.until)),
         ("status = ?", None if f.status is None else LetterStatus(f.status).value),
+        ("id <= ?", None if f.up_to is None else int(f.up_to)),
     ):
         if value is not None:
             conditions.append(condition)
