@@ -15,7 +15,7 @@ import copy
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -30,7 +30,7 @@ from gateway.intake.problem_http import problem_response
 from gateway.orchestration import planner
 from gateway.orchestration.clock import budget_view, task_estimate
 from gateway.orchestration.orchestrator import Orchestrator, changed_paths
-from gateway.orchestration.records import CaseState, TaskStatus
+from gateway.orchestration.records import CaseState, TaskStatus, TimelineEntry
 from gateway.problems import Problem
 from gateway.store import ApplicationStatus, Store
 
@@ -84,7 +84,7 @@ class CasesApi:
         if state is None:
             return problem_response(_NOT_FOUND)
         timeline = await self._store.cases.timeline(state.application.id)
-        view = self.view(state)
+        view = self.view(state, timeline)
         view["timeline"] = [
             {"at": self._when(e.at), "kind": e.kind, "task_id": e.task_id, "detail": dict(e.detail)}
             for e in timeline
@@ -159,9 +159,12 @@ class CasesApi:
     async def _current(self, app_id: str, status: int) -> web.Response:
         state = await self._store.cases.load(app_id)
         assert state is not None
-        return web.json_response(self.view(state), status=status, dumps=_dumps)
+        timeline: list[TimelineEntry] = []
+        if state.application.status is ApplicationStatus.BLOCKED:  # its reason is there
+            timeline = await self._store.cases.timeline(app_id)
+        return web.json_response(self.view(state, timeline), status=status, dumps=_dumps)
 
-    def view(self, state: CaseState) -> dict[str, Any]:
+    def view(self, state: CaseState, timeline: Sequence[TimelineEntry] = ()) -> dict[str, Any]:
         app = state.application
         now = self._clock()
         matter = None
@@ -195,6 +198,7 @@ class CasesApi:
             "portal_id": app.portal_id,
             "matter": app.matter,
             "status": app.status.value,
+            "blocked_reason": blocked_reason(state, timeline),
             "schema_version": app.schema_version,
             "channel": app.channel,
             "catalogue_version": state.catalogue_version,
@@ -213,6 +217,25 @@ class CasesApi:
         if ts is None:
             return None
         return dt.datetime.fromtimestamp(ts, self._tz).isoformat(timespec="seconds")
+
+
+def blocked_reason(state: CaseState, timeline: Sequence[TimelineEntry]) -> str | None:
+    """Why a ``blocked`` application waits: the latest reason its timeline
+    (``application.blocked``, ``task.dead_lettered``) or a dead-lettered task gives; None
+    for any other status."""
+    if state.application.status is not ApplicationStatus.BLOCKED:
+        return None
+    said = [
+        (e.at, str(e.detail["reason"]))
+        for e in timeline
+        if e.kind in ("application.blocked", "task.dead_lettered") and e.detail.get("reason")
+    ]
+    said += [
+        (t.updated_at, t.reason)
+        for t in state.tasks
+        if t.status is TaskStatus.DEAD_LETTERED and t.reason
+    ]
+    return max(said, key=lambda x: x[0])[1] if said else None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

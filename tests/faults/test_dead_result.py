@@ -81,6 +81,10 @@ async def test_a_dead_answer_blocks_its_task_and_application(
         (dead,) = [t for t in state.tasks if t.id == task.id]
         assert dead.status.value == "dead_lettered"
         assert dead.reason and "dead-lettered by RabbitMQ: rejected" in dead.reason
+        async with aiohttp.ClientSession() as session:
+            portal = Portal(f"http://127.0.0.1:{gw.http_port}", "window", WINDOW_SECRET, session)
+            view = (await portal.show(app_id)).json()
+        assert view["status"] == "blocked" and view["blocked_reason"] == dead.reason
 
 
 async def test_a_dead_answer_replayed_brings_the_application_to_completion(world: Any) -> None:

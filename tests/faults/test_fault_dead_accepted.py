@@ -66,6 +66,12 @@ async def test_a_dead_accepted_message_blocks_its_application_then_replay_starts
     assert {r[0] for r in rows} == set(ids)
     for _, detail in rows:
         assert "dead-lettered by RabbitMQ: rejected" in json.loads(detail)["reason"]
+    for app_id in ids:  # the portal's status view says why, though no task exists yet
+        shown = await w.portal.show(app_id)
+        assert shown.status == 200, shown.body
+        view = shown.json()
+        assert view["status"] == "blocked" and view["tasks"] == []
+        assert "dead-lettered by RabbitMQ: rejected" in view["blocked_reason"]
 
     core = w.process("core", ("orchestrator", "scheduler", *CONNECTORS), config=config)
     await core.start()
