@@ -35,7 +35,7 @@ from urllib.request import url2pathname
 
 from lxml import etree
 from zeep import Settings
-from zeep.exceptions import TransportError
+from zeep.exceptions import Fault, TransportError
 from zeep.transports import Transport
 
 from gateway.errors import Permanent
@@ -197,17 +197,23 @@ class ContractTransport(Transport):
         return data
 
     def post(self, address: str, message: Any, headers: Any) -> Any:
-        """POST, reading the answer up to the cap. The status comes first: only a 200 and a
-        500 in XML (a SOAP fault) are read as XML, and one that breaks the policy is refused
-        here (not-well-formed ones are left to zeep, which tells HTTP errors from them). Any
-        other status — a proxy's HTML error page, a 503 with a huge body — is an HTTP error
-        for zeep (``TransportError``), whatever its body says: the connector maps 5xx, 408
-        and 429 to a retry."""
+        """POST, reading the answer up to the cap. The status comes first: only a 200, a 500
+        in XML (a SOAP fault) and a 4xx in ``application/soap+xml`` (a SOAP 1.2 fault: a
+        ``Sender`` fault comes as 400) are read as XML, and one that breaks the policy is
+        refused here (not-well-formed ones are left to zeep, which tells HTTP errors from
+        them). A SOAP 1.2 fault is raised as its SOAP 1.1 equivalent (``Sender`` →
+        ``Client``, ``Receiver`` → ``Server``) with its reason, whatever the binding, so the
+        department's words reach the dead letter. Any other status — a proxy's HTML error
+        page, a 503 with a huge body — is an HTTP error for zeep (``TransportError``),
+        whatever its body says: the connector maps 5xx, 408 and 429 to a retry."""
         response = self.session.post(
             address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
         )
         status = response.status_code
-        fault = status == 500 and "xml" in response.headers.get("Content-Type", "").lower()
+        content_type = response.headers.get("Content-Type", "").lower()
+        fault = (status == 500 and "xml" in content_type) or (
+            400 <= status < 500 and "soap+xml" in content_type
+        )
         if status not in (200, 201, 202) and not fault:
             response.close()  # its body is not read: it decides nothing
             raise TransportError(f"HTTP {status}", status_code=status)  # type: ignore[no-untyped-call]
@@ -217,10 +223,13 @@ class ContractTransport(Transport):
         response._content_consumed = True
         if body.strip():
             try:
-                self._vet(body, "answer")
+                root = self._vet(body, "answer")
             except UnsafeXml as exc:
                 if exc.code != "xml_malformed":
                     raise
+            else:
+                if fault:
+                    _raise_soap12_fault(root)
         return response
 
     def _read(self, response: Any, what: str) -> bytes:
@@ -235,8 +244,8 @@ class ContractTransport(Transport):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _vet(self, data: bytes, what: str) -> None:
-        parse(
+    def _vet(self, data: bytes, what: str) -> Any:
+        return parse(
             data,
             max_bytes=self._max_bytes,
             max_depth=self._max_depth,
@@ -247,3 +256,23 @@ class ContractTransport(Transport):
     def _outside(self, url: str, rule: str) -> UnsafeXml:
         shown = url if len(url) <= _MAX_MESSAGE else url[: _MAX_MESSAGE - 1] + "…"
         return UnsafeXml(f"refused to load {shown}: {rule}", self._system, "xml_outside")
+
+
+SOAP12_ENV: Final = "http://www.w3.org/2003/05/soap-envelope"
+_SOAP11_CODES: Final = {"Sender": "Client", "Receiver": "Server"}
+
+
+def _raise_soap12_fault(root: Any) -> None:
+    """A SOAP 1.2 fault (a root vetted by ``parse``) as zeep's ``Fault`` with the SOAP 1.1
+    code; anything else returns, for zeep to read."""
+    env = f"{{{SOAP12_ENV}}}"
+    node = root.find(f"{env}Body/{env}Fault")
+    if root.tag != f"{env}Envelope" or node is None:
+        return
+    value = (node.findtext(f"{env}Code/{env}Value") or "").strip()
+    kind = value.rpartition(":")[2]
+    raise Fault(  # type: ignore[no-untyped-call]
+        message=(node.findtext(f"{env}Reason/{env}Text") or "").strip(),
+        code=f"soap:{_SOAP11_CODES.get(kind, kind)}" if kind else None,
+        detail=node.find(f"{env}Detail"),
+    )

@@ -97,6 +97,7 @@ class Answer:
     body: bytes = b""
     status: int = 200
     posts: int = 0
+    content_type: str = "text/xml; charset=utf-8"
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ async def soap_server() -> AsyncIterator[tuple[str, Answer]]:
         await request.read()
         answer.posts += 1
         response = web.StreamResponse(
-            status=answer.status, headers={"Content-Type": "text/xml; charset=utf-8"}
+            status=answer.status, headers={"Content-Type": answer.content_type}
         )
         response.content_length = len(answer.body)
         await response.prepare(request)
@@ -146,13 +147,15 @@ SOAP_WRAP = Wrap(
 )
 
 
-@pytest.mark.parametrize("status", [200, 500], ids=["answer", "fault"])
+@pytest.mark.parametrize("status", [200, 500, 400], ids=["answer", "fault", "soap12-fault"])
 @pytest.mark.parametrize("hostile", HOSTILE, ids=IDS)
 async def test_a_soap_answer_is_refused(
     hostile: Hostile, status: int, soap_server: tuple[str, Answer], listener: Listener
 ) -> None:
     url, answer = soap_server
     answer.body, answer.status = hostile.document(SOAP_WRAP, listener.port), status
+    if status == 400:  # a SOAP 1.2 Sender fault comes as 400 in application/soap+xml
+        answer.content_type = "application/soap+xml; charset=utf-8"
     connector = SoapConnector("hukou", SystemConfig(kind="soap", url=url, timeout_seconds=10))
     try:
         with peak_growth() as peak, pytest.raises(Permanent) as info:
@@ -163,6 +166,37 @@ async def test_a_soap_answer_is_refused(
     assert info.value.system == "hukou"
     assert peak.growth < MEMORY_BOUND, peak
     assert listener.connections() == 0
+
+
+SOAP12_FAULT = """<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body>
+<env:Fault><env:Code><env:Value>env:{code}</env:Value></env:Code>
+<env:Reason><env:Text xml:lang="en">{reason}</env:Text></env:Reason>
+<env:Detail><hk:FaultDetail xmlns:hk="{ns}"><hk:Code>{detail}</hk:Code></hk:FaultDetail>
+</env:Detail></env:Fault></env:Body></env:Envelope>"""
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error"), [(400, "Sender", Permanent), (500, "Receiver", Retryable)]
+)
+async def test_a_soap12_fault_brings_the_departments_reason(
+    status: int, code: str, error: type[Exception], soap_server: tuple[str, Answer]
+) -> None:
+    """A SOAP 1.2 service says ``Sender`` with HTTP 400 in ``application/soap+xml``: read
+    under the policy as a fault, its reason and code reach the error (and the dead letter),
+    not a bare "HTTP 400"; ``Receiver`` (500) stays a retry."""
+    url, answer = soap_server
+    reason = "household head unknown"
+    answer.status, answer.content_type = status, "application/soap+xml; charset=utf-8"
+    answer.body = SOAP12_FAULT.format(
+        code=code, reason=reason, ns=HUKOU_NS, detail="HEAD_UNKNOWN"
+    ).encode()
+    connector = SoapConnector("hukou", SystemConfig(kind="soap", url=url, timeout_seconds=10))
+    try:
+        with pytest.raises(error) as info:
+            await connector.send(birth_request())
+    finally:
+        await connector.close()
+    assert reason in str(info.value) and info.value.code == "HEAD_UNKNOWN"  # type: ignore[attr-defined]
 
 
 @pytest.mark.broker
