@@ -239,10 +239,7 @@ class Desk:
             )
 
             async def mark(tx: Tx, tr: Transition) -> None:
-                sent = any(o.exchange == TASKS for o in tr.outbox)
-                note = "sent" if sent else "nothing sent: the task finished or moved on"
-                details = {"sent": sent, "key": request_id, "forced": force, "note": note}
-                await self._mark_replayed(tx, op, letter_id, reason, details)
+                await self._mark_replayed(tx, op, letter_id, reason, _queued(tr, request_id, force))
 
             tr, pending = await self._through_planner(d.application_id, order, mark)
             sent = any(o.exchange == TASKS for o in tr.outbox)
@@ -276,10 +273,7 @@ class Desk:
             return planner.on_replay(state, ctx, order)
 
         async def mark(tx: Tx, tr: Transition) -> None:
-            sent = any(o.exchange == TASKS for o in tr.outbox)
-            note = "task dispatched again" if sent else "nothing sent: the task moved on"
-            details = {"sent": sent, "key": key, "forced": force, "note": note}
-            await self._mark_replayed(tx, op, letter_id, reason, details)
+            await self._mark_replayed(tx, op, letter_id, reason, _queued(tr, key, force))
 
         tr, pending = await self._transition(task.application_id, plan, mark)
         sent = any(o.exchange == TASKS for o in tr.outbox)
@@ -400,12 +394,12 @@ class Desk:
         )
         edit = LetterEdit(letter_id, task.id, key, diff, body, reason, op.name, self._clock())
         paths = [c["path"] for c in diff]  # the values stay in the edit, not in the trail
-        entry = self._entry(op, "dlq.edit", letter_id, reason, {"key": key, "paths": paths})
 
         async def keep(tx: Tx, tr: Transition) -> None:
-            await marks.add_edit(tx, edit, entry)
-            details = {"sent": True, "key": key, "edited": True}
-            await self._mark_replayed(tx, op, letter_id, reason, details)
+            # one audit row for the action (dlq.edit), with what a replay's row would say
+            details = {**_queued(tr, key, force), "paths": paths}
+            await marks.add_edit(tx, edit, self._entry(op, "dlq.edit", letter_id, reason, details))
+            await self._mark_replayed(tx, op, letter_id, reason, None)
 
         _, pending = await self._through_planner(d.application_id, order, keep)
         note = f"edited copy sent as {key}"
@@ -482,9 +476,18 @@ class Desk:
         return letter
 
     async def _mark_replayed(
-        self, tx: Tx, op: Operator, letter_id: int, reason: str, details: Mapping[str, Any]
+        self,
+        tx: Tx,
+        op: Operator,
+        letter_id: int,
+        reason: str,
+        details: Mapping[str, Any] | None,
     ) -> None:
-        entry = self._entry(op, "dlq.replay", letter_id, reason, details)
+        """The letter marked replayed, with a ``dlq.replay`` audit row (none for ``details``
+        None: the caller wrote the action's row)."""
+        entry = (
+            None if details is None else self._entry(op, "dlq.replay", letter_id, reason, details)
+        )
         if not await marks.mark_replayed(
             tx, letter_id, op.name, reason, self._clock(), again=True, audit=entry
         ):
@@ -567,3 +570,16 @@ class Desk:
         await self._ops.audit(
             AuditEntry(op.name, action, target, self._clock(), reason, details or {})
         )
+
+
+def _queued(tr: Transition, key: str | None, force: bool) -> dict[str, Any]:
+    """What a replay's audit row can say when it commits: the message is queued in the
+    outbox (published next by the desk, or by the relay while the broker does not confirm),
+    or nothing was sent. Never "sent": the row is written before the broker confirms."""
+    queued = any(o.exchange == TASKS for o in tr.outbox)
+    note = (
+        "queued in the outbox: published by the desk, or by the relay once the broker confirms"
+        if queued
+        else "nothing sent: the task finished or moved on"
+    )
+    return {"queued": queued, "key": key, "forced": force, "note": note}

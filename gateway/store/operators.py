@@ -470,16 +470,17 @@ async def mark_replayed(
     now: float,
     *,
     again: bool,
-    audit: AuditEntry,
+    audit: AuditEntry | None,
 ) -> bool:
-    """``OperatorStore.mark_replayed`` inside a caller's transaction (the replay's own)."""
+    """``OperatorStore.mark_replayed`` inside a caller's transaction (the replay's own);
+    ``audit`` None when the caller writes the action's one audit row itself (an edit)."""
     allowed = (LetterStatus.PARKED.value, LetterStatus.REPLAYED.value if again else "")
     changed = await tx.execute(
         "UPDATE dead_letters SET status = ?, replays = replays + 1, replayed_at = ?, "
         "replayed_by = ?, replay_reason = ? WHERE id = ? AND status IN (?, ?)",
         (LetterStatus.REPLAYED.value, float(now), operator, reason, int(letter_id), *allowed),
     )
-    if changed:
+    if changed and audit is not None:
         await _audit(tx, audit)
     return changed == 1
 

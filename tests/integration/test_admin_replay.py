@@ -256,7 +256,7 @@ async def test_blocked_by_a_department_outage_then_replayed_by_operators(desk: D
     # -- the audit trail ----------------------------------------------------------------
     status, trail = await desk.lead.get("/v1/admin/audit", limit="100")
     actions = Counter((e["operator"], e["action"]) for e in trail["items"])
-    assert actions[("lead", "dlq.replay")] == 3  # replay, edited copy, forced replay
+    assert actions[("lead", "dlq.replay")] == 2  # replay, forced replay (an edit: dlq.edit)
     assert actions[("lead", "dlq.edit")] == 1 and actions[("lead", "dlq.purge")] == 1
     assert actions[("lead", "dead_letter.unmask")] == 2  # the one without why is refused
     assert actions[("lead", "application.unmask")] == 1

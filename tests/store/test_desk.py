@@ -108,7 +108,9 @@ async def test_an_unconfirmed_replay_is_marked_and_audited_with_its_transition(
     letter = await operators_of(store).letter(letter_id)
     assert letter is not None and letter.status is LetterStatus.REPLAYED
     [entry] = await operators_of(store).audit_trail(action="dlq.replay")
-    assert entry.target == f"dead-letter:{letter_id}" and entry.details["sent"] is True
+    assert entry.target == f"dead-letter:{letter_id}"
+    # written before any broker confirm: the row says queued, never "sent"
+    assert entry.details["queued"] is True and "sent" not in entry.details
     state = await store.cases.load("app1")
     assert state is not None and state.task("hukou").status is TaskStatus.DISPATCHED
     left = await store.cases.claim_outbox(time.time() + 60, 30, 100)
@@ -210,6 +212,9 @@ async def test_a_field_missing_at_dispatch_is_a_letter_an_edit_with_add_fixes(
     assert state.application.status.value == "blocked"  # vaccination is still parked
     [edit] = await operators_of(store).edits(letter.id)
     assert edit.idempotency_key == "app1.hukou.r1"
+    trail = await operators_of(store).audit_trail(target=f"dead-letter:{letter.id}")
+    assert [e.action for e in trail] == ["dlq.edit"]  # one action, one row
+    assert trail[0].details["queued"] is True and trail[0].details["key"] == "app1.hukou.r1"
 
 
 async def test_an_intake_letter_is_replayed_through_intake_as_its_portal(store: Store) -> None:
