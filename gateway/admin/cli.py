@@ -150,7 +150,8 @@ def _filters(p: argparse.ArgumentParser) -> None:
 def _common(p: argparse.ArgumentParser, command: Command) -> None:
     p.add_argument("--token-file", type=Path, help=f"the operator token (default: ${TOKEN_ENV})")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=lambda args, settings: _run(args, settings, command))
+    what = f"{p.prog.split(' ', 1)[-1]}"  # "dlq replay": what a failed login tried
+    p.set_defaults(func=lambda args, settings: _run(args, settings, command), command_line=what)
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -170,10 +171,13 @@ def _run(args: argparse.Namespace, settings: Settings, command: Command) -> int:
         try:
             operator = OperatorAuth(settings.operators).identify(token)
         except Unauthenticated:
-            print(
-                f"gateway: set {TOKEN_ENV} (or --token-file) to a token of [operators.<name>]",
-                file=sys.stderr,
-            )
+            if token:
+                said = "unknown operator token: no [operators.<name>] holds it"
+            else:
+                said = f"no operator token: set {TOKEN_ENV} (or --token-file) to a token of "
+                said += "[operators.<name>]"
+            asyncio.run(_login_failed(settings, f"gateway {args.command_line}", said))
+            print(f"gateway: {said}", file=sys.stderr)
             return 2
 
     name = command.__name__.lstrip("_")
@@ -196,6 +200,11 @@ def _run(args: argparse.Namespace, settings: Settings, command: Command) -> int:
                 return 2
 
     return asyncio.run(go())
+
+
+async def _login_failed(settings: Settings, what: str, detail: str) -> None:
+    async with _desk(settings, needs_broker=False) as desk:
+        await desk.login_failed(what, detail, "shell")
 
 
 @asynccontextmanager
@@ -224,6 +233,7 @@ async def _desk(settings: Settings, *, needs_broker: bool) -> AsyncIterator[Desk
             timezone=zoneinfo.ZoneInfo(settings.timezone),
             due_soon_share=settings.scheduler.due_soon_share,
             resubmit=resubmit_for(settings, store, publish),
+            cancel_flag="--cancel-task",
         )
     finally:
         if broker is not None:
@@ -243,6 +253,9 @@ def _filter_of(args: argparse.Namespace, settings: Settings) -> Any:
         "until": args.until,
         "status": args.status,
     }
+    if args.system and settings.systems and args.system not in settings.systems:
+        known = ", ".join(sorted(settings.systems)) or "none"
+        raise Invalid(f"unknown system {args.system!r}: the configured systems are {known}")
     q = Query({k: v for k, v in params.items() if v}, zoneinfo.ZoneInfo(settings.timezone))
     f = letter_filter(q)
     q.done()

@@ -112,8 +112,10 @@ class Desk:
         due_soon_share: float = 0.8,
         clock: Callable[[], float] = time.time,
         resubmit: Resubmit | None = None,
+        cancel_flag: str = "cancel_task",
     ) -> None:
         self._store = store
+        self._cancel_flag = cancel_flag  # how the caller says it: --cancel-task in a shell
         self._resubmit = resubmit
         self._ops = operators_of(store)
         self._publish = publish
@@ -196,6 +198,12 @@ class Desk:
         op.require("view")
         actor = None if op.scope is None else op.name  # a scoped operator sees its own only
         return await self._ops.audit_trail(operator=actor, limit=limit, before=before)
+
+    async def login_failed(self, what: str, detail: str, source: str | None = None) -> None:
+        """Record a failed login (401, or a shell's unknown token) in the trail; who it was
+        is unknown, so the row's operator is ``-``."""
+        details = {"detail": detail, **({"from": source} if source else {})}
+        await self._ops.audit(AuditEntry("-", "login.failed", what, self._clock(), None, details))
 
     async def denied(self, operator: str, what: str, detail: str) -> None:
         """Record a refused attempt (403) in the trail."""
@@ -437,8 +445,8 @@ class Desk:
             raise Conflict(
                 f"task {task.id} is still dead-lettered by dead letter {letter_id}: purging "
                 "it alone would leave the application blocked for ever. Replay it, or purge "
-                "with cancel_task to cancel the task (the application then goes on without "
-                "it: rejected when the step is mandatory)"
+                f"with {self._cancel_flag} to cancel the task (the application then goes on "
+                "without it: rejected when the step is mandatory)"
             )
         order = planner.CancelOrder(task.id, task.attempt, op.name, reason, letter_id)
 

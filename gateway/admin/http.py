@@ -108,6 +108,8 @@ class AdminApi:
                 op = self._auth.from_header(request.headers.get("Authorization"))
             except Unauthenticated as exc:
                 log.info("operator_unauthenticated", reason=exc.detail)
+                what = f"{request.method} {request.path}"
+                await self._desk.login_failed(what, exc.detail, request.remote)
                 return problem_response(
                     Problem(401, "unauthenticated", "Unauthenticated", exc.detail),
                     headers={"WWW-Authenticate": 'Bearer realm="gateway-admin"'},

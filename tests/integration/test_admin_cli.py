@@ -166,6 +166,7 @@ async def test_dlq_and_apps_commands(tmp_path: Path, rabbit: Rabbit) -> None:
     finally:
         await store.close()
     assert trail == [
+        ("-", "login.failed"),  # no token
         ("clerk", "denied"),
         ("lead", "dlq.replay"),
         ("lead", "application.unmask"),
@@ -193,7 +194,7 @@ async def test_dlq_edit_batches_and_purge_with_cancel(tmp_path: Path, rabbit: Ra
     )  # fmt: skip
     assert typo.returncode == 2 and "fields.subjects.mother.nmae" in typo.stderr
     purge = await gateway(cfg, LEAD, "dlq", "purge", str(letter_id), "--reason", "noise")
-    assert purge.returncode == 1 and "cancel_task" in purge.stderr  # would strand app1
+    assert purge.returncode == 1 and "--cancel-task" in purge.stderr  # would strand app1
 
     edited = await gateway(
         cfg, LEAD, "dlq", "edit", str(letter_id),
@@ -256,3 +257,37 @@ async def test_dlq_edit_batches_and_purge_with_cancel(tmp_path: Path, rabbit: Ra
     finally:
         await store.close()
     assert [e.idempotency_key for e in edits] == ["app1.hukou.r1"]
+
+
+async def test_papercuts_unknown_system_and_token(tmp_path: Path, rabbit: Rabbit) -> None:
+    """An unknown --system names the configured ones (exit 2); a wrong token is called
+    unknown, a missing one is asked for, and both failed logins are in the audit trail; a
+    purge that would strand an application names the shell's --cancel-task."""
+    cfg = config(tmp_path, rabbit)
+    with cfg.open("a", encoding="utf-8") as f:
+        f.write('[systems.hukou]\nkind = "soap"\nurl = "http://127.0.0.1:9/hukou"\n')
+        f.write('[systems.cdc]\nkind = "amqp"\n')
+    db = tmp_path / "gw.sqlite3"
+    letter_id = await seed(db)
+    for action in ("list", "groups", "replay"):
+        extra = ["--reason", "x"] if action == "replay" else []
+        typo = await gateway(cfg, LEAD, "dlq", action, "--system", "hukuo", *extra)
+        assert typo.returncode == 2, (action, typo.stderr)
+        assert "unknown system 'hukuo'" in typo.stderr and "cdc, hukou" in typo.stderr
+    wrong = await gateway(cfg, "not-a-token", "dlq", "list")
+    assert wrong.returncode == 2 and "unknown operator token" in wrong.stderr
+    assert "GATEWAY_OPERATOR_TOKEN" not in wrong.stderr
+    missing = await gateway(cfg, None, "dlq", "list")
+    assert missing.returncode == 2 and "GATEWAY_OPERATOR_TOKEN" in missing.stderr
+    purge = await gateway(cfg, LEAD, "dlq", "purge", str(letter_id), "--reason", "noise")
+    assert purge.returncode == 1 and "--cancel-task" in purge.stderr
+    store = await open_store(f"sqlite:///{db}")
+    try:
+        failed = await operators_of(store).audit_trail(action="login.failed")
+    finally:
+        await store.close()
+    assert [(e.operator, e.target) for e in failed] == [("-", "gateway dlq list")] * 2
+    assert {e.details["detail"].split(":")[0] for e in failed} == {
+        "unknown operator token",
+        "no operator token",
+    }

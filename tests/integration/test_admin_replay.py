@@ -261,5 +261,6 @@ async def test_blocked_by_a_department_outage_then_replayed_by_operators(desk: D
     assert actions[("lead", "dead_letter.unmask")] == 2  # the one without why is refused
     assert actions[("lead", "application.unmask")] == 1
     assert actions[("viewer", "denied")] == 2 and actions[("police", "denied")] == 2
+    assert actions[("-", "login.failed")] == 2  # no token, an unknown one (401s)
     unmask = next(e for e in trail["items"] if e["action"] == "application.unmask")
     assert unmask["reason"] == "citizen called" and unmask["target"] == f"application:{app_id}"
