@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway.catalogue.fields import lookup
 from gateway.errors import Permanent
 from gateway.orchestration.messages import parse_task
 
@@ -109,7 +110,7 @@ def edited_copy(
     data = copy.deepcopy(original)
     diff: list[dict[str, Any]] = []
     for path, value in every.items():
-        before = _get(original, str(path))
+        before = lookup(original, str(path))
         _set(data, str(path), value)
         diff.append({"path": str(path), "before": before, "after": value})
     data["task_id"], data["attempt"] = key, attempt
@@ -128,15 +129,6 @@ def _has(data: Mapping[str, Any], path: str) -> bool:
             return False
         node = node[part]
     return True
-
-
-def _get(data: Mapping[str, Any], path: str) -> Any:
-    node: Any = data
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
