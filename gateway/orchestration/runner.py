@@ -328,25 +328,30 @@ class ConnectorRunner:
             decision = None
         except Permanent as exc:  # asking again cannot help: an operator must look
             log.warning("poll_refused", task_id=task.id, error=str(exc))
-            await self._park_task(task, f"{self.system} refused the status query: {exc}")
-            await self._reporter.publish(
-                task.matter,
-                task.step,
-                ResultMessage(
-                    task_id=task.id,
-                    application_id=task.application_id,
-                    system=self.system,
-                    kind="dead_lettered",
-                    attempt=task.attempt,
-                    reason=f"{self.system} refused the status query: {exc}",
-                ),
-            )
+            await self._block_task(task, f"{self.system} refused the status query: {exc}")
             await self._cases.delete_timer(task.id)
             return
         if decision is not None:
             await self.report(decision)
         if decision is None or decision.outcome in ("in_progress", "suspended"):
             await self._cases.reschedule_timer(task.id, self._clock() + self._poll)
+
+    async def _block_task(self, task: TaskRecord, reason: str) -> None:
+        """Park the task's message for an operator and tell the orchestrator, which blocks
+        the application with ``reason``."""
+        await self._park_task(task, reason)
+        await self._reporter.publish(
+            task.matter,
+            task.step,
+            ResultMessage(
+                task_id=task.id,
+                application_id=task.application_id,
+                system=self.system,
+                kind="dead_lettered",
+                attempt=task.attempt,
+                reason=reason,
+            ),
+        )
 
     async def _park_task(self, task: TaskRecord, reason: str) -> None:
         """A dead letter carrying the task's message, so that an operator's replay sends it
@@ -394,16 +399,4 @@ class ConnectorRunner:
             )  # fmt: skip
             return
         log.warning("answer_unreadable", file=item.name, reason=item.reason, task_id=task.id)
-        await self._park_task(task, reason)
-        await self._reporter.publish(
-            task.matter,
-            task.step,
-            ResultMessage(
-                task_id=task.id,
-                application_id=task.application_id,
-                system=self.system,
-                kind="dead_lettered",
-                attempt=task.attempt,
-                reason=reason,
-            ),
-        )
+        await self._block_task(task, reason)
