@@ -16,6 +16,8 @@ there), a result as the decision. Every file operation runs in ``asyncio.to_thre
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import re
 import time
@@ -49,6 +51,7 @@ log = get_logger(__name__)
 
 REQUEST_SUFFIX = ".req.xml"
 ANSWER_NAME = re.compile(r"(?P<task>[A-Za-z0-9][A-Za-z0-9._-]{0,199})\.(?P<kind>ack|result)\.xml")
+NOTICE_PREFIX = ".untold-"  # error/.untold-<digest>.json: a set-aside file not yet told
 T = TypeVar("T")
 
 
@@ -193,7 +196,9 @@ class FileDropResultSource:
         self._max_bytes = max_bytes
         self._codec = codec if codec is not None else codec_for(system)
         self._warned: set[str] = set()
-        self._set_aside: list[Unreadable] = []  # parked files the gateway is still to hear of
+        # parked files the gateway is still to hear of, each with its notice file in error/
+        self._set_aside: list[tuple[Unreadable, Path]] = []
+        self._recovered = False
         self.on_unreadable: Callable[[Unreadable], Awaitable[None]] | None = None
 
     async def run(self, report: Report) -> None:
@@ -217,6 +222,10 @@ class FileDropResultSource:
     async def scan(self, report: Report) -> ScanCounts:
         """One pass over the inbox: acknowledgements first, then results, oldest first."""
         counts = ScanCounts()
+        if not self._recovered and self.on_unreadable is not None:
+            # notices a process killed before telling left behind are told first
+            self._set_aside = await self._io(self._untold)
+            self._recovered = True
         for answer in await self._io(self._survey, counts):
             decision = await self._io(self._vet, answer, counts)
             if decision is None:
@@ -238,8 +247,33 @@ class FileDropResultSource:
         if self.on_unreadable is None:
             self._set_aside.clear()  # nobody to tell (a bare source): the log said it
         while self._set_aside and self.on_unreadable is not None:
-            await self.on_unreadable(self._set_aside[0])
+            item, notice = self._set_aside[0]
+            await self.on_unreadable(item)
+            await self._io(notice.unlink, True)  # missing_ok: told, the notice may go
             self._set_aside.pop(0)
+
+    def _untold(self) -> list[tuple[Unreadable, Path]]:
+        """The notices in ``error/`` of files set aside but not yet told, oldest first."""
+        found: list[tuple[float, Unreadable, Path]] = []
+        for notice in self._error.glob(f"{NOTICE_PREFIX}*.json"):
+            try:
+                data = json.loads(notice.read_text(encoding="utf-8"))
+                item = Unreadable(data["request_id"], str(data["name"]), str(data["reason"]))
+                found.append((notice.stat().st_mtime, item, notice))
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("filedrop_notice_unreadable", system=self.system, file=notice.name)
+        return [(item, notice) for _, item, notice in sorted(found, key=lambda f: f[0])]
+
+    def _notice(self, path: Path, item: Unreadable) -> Path:
+        """Write, before the file moves, what the gateway must be told about it: a process
+        killed between the move and the telling tells it at its next start."""
+        digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:24]
+        notice = self._error / f"{NOTICE_PREFIX}{digest}.json"
+        body = {"request_id": item.request_id, "name": item.name, "reason": item.reason}
+        temp = notice.with_name(notice.name + ".tmp")
+        temp.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
+        os.replace(temp, notice)
+        return notice
 
     async def _io(self, fn: Callable[..., T], *args: object) -> T:
         try:
@@ -281,13 +315,17 @@ class FileDropResultSource:
     ) -> None:
         """Move the file to ``error/`` with its reason; with ``tell``, the gateway hears of it
         too (``on_unreadable``): it blocks ``task`` with the reason, or keeps a dead letter."""
+        item = Unreadable(task, shown(path.name), reason)
+        notice = self._notice(path, item) if tell and self.on_unreadable is not None else None
         if park(path, self._error, reason, sidecar) is not None:
             counts.parked += 1
             log.warning(
                 "filedrop_file_parked", system=self.system, file=shown(path.name), reason=reason
             )
-            if tell:
-                self._set_aside.append(Unreadable(task, shown(path.name), reason))
+            if notice is not None:
+                self._set_aside.append((item, notice))
+        elif notice is not None:
+            notice.unlink(missing_ok=True)  # the file stays where it is: nothing to tell yet
 
     def _survey(self, counts: ScanCounts) -> list[_Answer]:
         now = time.time()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import Decision, DepartmentRequest
+from connectors.base import Decision, DepartmentRequest, Unreadable
 from connectors.filedrop import FileDropConnector, FileDropResultSource
 from gateway.errors import Permanent
 from gateway.settings import SystemConfig
@@ -269,3 +269,43 @@ async def test_a_file_swapped_for_a_fifo_between_listing_and_reading_is_not_open
         release_a_blocked_reader(inbox / name)
     assert [d.task_id for d in reports.decisions] == [GOOD_TASK]
     assert stat.S_ISFIFO(os.lstat(inbox / name).st_mode)
+
+
+class Killed(BaseException):
+    """The process dies between moving a file to error/ and telling the gateway of it."""
+
+
+async def test_a_file_set_aside_is_told_after_a_kill_between_the_move_and_the_telling(
+    folders: SystemConfig,
+) -> None:
+    inbox, error = path(folders, "inbox"), path(folders, "error")
+    hostile = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'
+    name = f"{GOOD_TASK}.result.xml"
+    (inbox / name).write_bytes(hostile)
+    sidecar(inbox, name, hostile)
+
+    async def dies(item: Unreadable) -> None:
+        raise Killed
+
+    first = FileDropResultSource("hospital", folders)
+    first.on_unreadable = dies
+    with pytest.raises(Killed):
+        await scan(first, Reports())
+    assert (error / name).exists() and not (inbox / name).exists()  # moved, never told
+
+    told: list[Unreadable] = []
+
+    async def tell(item: Unreadable) -> None:
+        told.append(item)
+
+    restarted = FileDropResultSource("hospital", folders)
+    restarted.on_unreadable = tell
+    await scan(restarted, Reports())
+    assert [(t.request_id, t.name) for t in told] == [(GOOD_TASK, name)]
+    assert "DOCTYPE" in told[0].reason.upper()
+    assert not list(error.glob(".untold-*"))  # told: the notice is gone
+
+    again = FileDropResultSource("hospital", folders)
+    again.on_unreadable = tell
+    await scan(again, Reports())
+    assert len(told) == 1  # told once, not at every start
