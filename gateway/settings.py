@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     log_format: Literal["auto", "json", "console"] = "auto"
     public_base_url: str | None = None  # prefix for Location headers; relative when unset
+    # who runs an operator command (`gateway dlq …`, `apps …`): usually GATEWAY_OPERATOR_TOKEN
+    # in the operator's own environment, not in the shared file
+    operator_token: SecretStr | None = None
 
     portals: dict[Identifier, PortalConfig] = {}
     operators: dict[Identifier, OperatorConfig] = {}

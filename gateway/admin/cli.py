@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 import zoneinfo
@@ -154,17 +153,18 @@ def _common(p: argparse.ArgumentParser, command: Command) -> None:
     p.set_defaults(func=lambda args, settings: _run(args, settings, command), command_line=what)
 
 
-def _token(args: argparse.Namespace) -> str:
+def _token(args: argparse.Namespace, settings: Settings) -> str:
     if args.token_file is not None:
         try:
             return str(args.token_file.read_text(encoding="utf-8")).strip()
         except OSError as exc:
             raise ConfigurationError(f"cannot read --token-file {args.token_file}: {exc}") from None
-    return os.environ.get(TOKEN_ENV, "").strip()
+    token = settings.operator_token
+    return "" if token is None else token.get_secret_value().strip()
 
 
 def _run(args: argparse.Namespace, settings: Settings, command: Command) -> int:
-    token = _token(args)
+    token = _token(args, settings)
     if not settings.operators:
         operator = LOCAL
     else:
