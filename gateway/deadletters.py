@@ -216,13 +216,8 @@ class DeadLetterSink:
             if letter.application_id:
                 await self._block_unstarted(letter)
             return
-        dead = ResultMessage(
-            task_id=said.task_id,
-            application_id=said.application_id,
-            system=said.system,
-            kind="dead_lettered",
-            attempt=said.attempt,
-            reason=f"dead letter {letter.message_id}: {letter.reason}",
+        dead = ResultMessage.dead_lettered(
+            said.task_id, said.application_id, said.system, said.attempt, _why(letter)
         )
         await self._apply(said.application_id, lambda s, c: planner.on_result(s, c, dead))
 
@@ -230,7 +225,7 @@ class DeadLetterSink:
         app_id = letter.application_id or _application_of(letter.body)
         if not app_id:
             return  # nothing to block: the letter is all an operator will see
-        reason = f"dead letter {letter.message_id}: {letter.reason}"
+        reason = _why(letter)
         await self._apply(app_id, lambda s, c: block_unstarted(s, c, reason))
 
     async def _block_task(self, request_id: str, letter: DeadLetter) -> None:
@@ -244,13 +239,9 @@ class DeadLetterSink:
         task = await self._store.cases.task(task_of(request_id))
         if task is None or self._publish is None:
             return
-        result = ResultMessage(
-            task_id=task.id,
-            application_id=task.application_id,
-            system=task.system,
-            kind="dead_lettered",
-            attempt=attempt_of(request_id),  # the attempt that died, not the current one
-            reason=f"dead letter {letter.message_id}: {letter.reason}",
+        # the attempt that died, not the current one
+        result = ResultMessage.dead_lettered(
+            task.id, task.application_id, task.system, attempt_of(request_id), _why(letter)
         )
         await self._publish(
             RESULTS, routing_key(task.system, task.matter, task.step), result.message()
@@ -279,6 +270,11 @@ def _application_of(body: bytes) -> str | None:
     except (ValueError, AttributeError):
         return None
     return str(value) if value else None
+
+
+def _why(letter: DeadLetter) -> str:
+    """The reason an application is blocked with: which letter, and why it died."""
+    return f"dead letter {letter.message_id}: {letter.reason}"
 
 
 def _first_death(headers: dict[str, Any]) -> dict[str, Any]:

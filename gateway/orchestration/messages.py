@@ -109,6 +109,14 @@ class ResultMessage:
         )
 
     @classmethod
+    def dead_lettered(
+        cls, task_id: str, application_id: str, system: str, attempt: int, reason: str
+    ) -> ResultMessage:
+        """The gateway's own answer for a task whose message or answer was parked: the
+        orchestrator blocks the application with ``reason``."""
+        return cls(task_id, application_id, system, "dead_lettered", attempt, reason=reason)
+
+    @classmethod
     def of_decision(cls, system: str, attempt: int, decision: Decision) -> ResultMessage:
         task_id = task_of(decision.task_id)
         return cls(

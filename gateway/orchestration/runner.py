@@ -278,13 +278,12 @@ class ConnectorRunner:
         await self._report(
             request.matter,
             request.task,
-            ResultMessage(
-                task_id=task_of(request.task_id),
-                application_id=request.application_id,
-                system=self.system,
-                kind="dead_lettered",
-                attempt=request.attempt,
-                reason=reason,
+            ResultMessage.dead_lettered(
+                task_of(request.task_id),
+                request.application_id,
+                self.system,
+                request.attempt,
+                reason,
             ),
         )
         delivery.ack()
@@ -343,13 +342,8 @@ class ConnectorRunner:
         await self._reporter.publish(
             task.matter,
             task.step,
-            ResultMessage(
-                task_id=task.id,
-                application_id=task.application_id,
-                system=self.system,
-                kind="dead_lettered",
-                attempt=task.attempt,
-                reason=reason,
+            ResultMessage.dead_lettered(
+                task.id, task.application_id, self.system, task.attempt, reason
             ),
         )
 
