@@ -67,7 +67,9 @@ async def test_the_store_away_under_load_costs_no_application(
     await front.start()
     await back.start()
     await w.start_departments()
-    portal = asyncio.create_task(w.submit(N, patient=True))
+    # the portal outlasts the outage (held until PAUSES deliveries met it: up to 120 s on a
+    # loaded machine): it keeps retrying through the intake's 503s, as a portal does
+    portal = asyncio.create_task(w.submit(N, patient=True, within=300))
 
     async def effects(n: int) -> bool:
         return len(await w.ledger.effects()) >= n
