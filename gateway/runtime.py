@@ -196,6 +196,7 @@ class Gateway:
             timeout_seconds=config.timeout_seconds,
             maintenance=Maintenance.parse(config.maintenance, self.settings.timezone),
             poll_batch=config.concurrency,
+            poll_on_receipt=config.poll_on_receipt,
         )
         await self.broker.consume(
             f"{TASKS}.{system}", runner.on_task, prefetch=max(1, config.concurrency * 2)

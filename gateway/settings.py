@@ -115,6 +115,9 @@ class SystemConfig(_Section):
     timeout_seconds: float = Field(default=30.0, gt=0)
     retry: RetryPolicy = RetryPolicy()
     poll_seconds: float = Field(default=30.0, gt=0)  # how often a polled system is asked
+    # a polled system (soap, rest) asked once right after its receipt, within timeout_seconds:
+    # a decision taken at once then comes with the receipt, not poll_seconds later
+    poll_on_receipt: bool = True
     # "Mon-Fri 22:00-23:30", "Sat 00:00-06:00", "2026-12-24 08:00-12:00" in Settings.timezone
     maintenance: tuple[str, ...] = ()
 

@@ -15,6 +15,12 @@ acked once the copy is confirmed; when the budget is spent the task is parked li
 permanent failure, the reason naming the tries and the last error. A message that crashes
 the worker is requeued by the broker client until the queue's delivery limit dead-letters it.
 
+A polled department that decides at once (no officer in the loop) is asked once more,
+right after its receipt and within the same timeout (``poll_on_receipt``): when it has
+decided, the one receipt result carries the decision and no poll timer waits for it. That
+question is a bonus: unanswered, refused or failed, it changes nothing — the receipt alone
+is reported and the poll timer asks later, as without it.
+
 During one of the system's maintenance windows the department is not called: each task is
 sent round a delay queue until the window ends, its ``x-attempt`` untouched (no retry is
 spent), and polling waits.
@@ -27,6 +33,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -42,6 +49,7 @@ from connectors.base import (
     Connector,
     Decision,
     DepartmentRequest,
+    Receipt,
     ResultSource,
     SetsAside,
     Unreadable,
@@ -123,6 +131,7 @@ class ConnectorRunner:
         maintenance: Maintenance | None = None,
         rng: random.Random | None = None,
         poll_batch: int = 4,
+        poll_on_receipt: bool = True,
     ) -> None:
         self.system = system
         self._connector = connector
@@ -140,6 +149,7 @@ class ConnectorRunner:
         self._poll_batch = poll_batch
         self._poll_lease = timeout_seconds + POLL_LEASE_MARGIN_SECONDS
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
+        self._poll_on_receipt = poll_on_receipt and connector.polls
 
     async def on_task(self, delivery: Delivery) -> None:
         try:
@@ -162,7 +172,7 @@ class ConnectorRunner:
             await self._hold(delivery, ends - now)
             return
         spent = tries_spent(delivery.header(HEADER_ATTEMPT), request.attempt)
-        tries, started = 0, now
+        tries, started, budget_from = 0, now, time.monotonic()
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(quick_tries(self._retry, spent))
@@ -183,10 +193,44 @@ class ConnectorRunner:
             made = {HEADER_ATTEMPT: spent + tries}  # tries made for this task attempt
             await self._dead_letter(delivery, request, str(exc), "permanent", made)
             return
+        receipt = await self._asked_at_once(request, receipt, budget_from)
         # one message: the receipt, with the decision when the department decided at once
         await self._report(request.matter, request.task, ResultMessage.of_receipt(request, receipt))
         delivery.ack()
-        log.info("task_handed_over", case_number=receipt.case_number)
+        decided = receipt.decision.outcome if receipt.decision is not None else None
+        log.info("task_handed_over", case_number=receipt.case_number, decided=decided)
+
+    async def _asked_at_once(
+        self, request: DepartmentRequest, receipt: Receipt, budget_from: float
+    ) -> Receipt:
+        """The receipt, with the decision when asking the department once right away finds
+        one (``poll_on_receipt``), within what is left of the timeout since ``budget_from``
+        (``time.monotonic``). Anything else — not decided yet, only taken up
+        (``in_progress``), a failed or refused question, no time left, a maintenance window —
+        leaves the receipt as it was; the poll timer the receipt sets asks again later."""
+        if not self._poll_on_receipt or receipt.decision is not None:
+            return receipt
+        if self._maintenance is not None and self._maintenance.ends_at(self._clock()) is not None:
+            return receipt  # the window began during the submission: no more calls now
+        left = self._timeout - (time.monotonic() - budget_from)
+        if left <= 0:
+            log.info("decision_query_skipped", reason="the submission used the whole timeout")
+            return receipt
+        try:
+            async with asyncio.timeout(left):
+                decision = await self._connector.check(request, receipt.case_number)
+        except TimeoutError:
+            log.info("decision_query_skipped", reason=f"no answer within {left:.3f}s")
+            return receipt
+        except (Retryable, Permanent) as exc:  # the poll timer asks again (and judges)
+            log.warning("decision_query_failed", error=str(exc), kind=type(exc).__name__)
+            return receipt
+        except Exception as exc:  # a bug in check: an extra question must not fail the task
+            log.warning("decision_query_failed", error=repr(exc), exc_info=True)
+            return receipt
+        if decision is None or decision.outcome == "in_progress":
+            return receipt  # not decided yet: the timer asks at poll_seconds
+        return replace(receipt, decision=decision)
 
     # -- retries and maintenance ---------------------------------------------------------
     def _quick_retry(self, state: RetryCallState) -> None:
