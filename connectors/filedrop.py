@@ -10,7 +10,11 @@ The protocol (``contracts/hospital/README.md`` specifies it for the hospital):
 ``FileDropConnector`` (``polls = False``) drops requests. ``FileDropResultSource`` scans the inbox,
 takes only files whose checksum sidecar matches, and reports them: an acknowledgement as an
 ``in_progress`` decision carrying the case number and acceptance time (the task clock starts
-there), a result as the decision. Every file operation runs in ``asyncio.to_thread``.
+there), a result as the decision. The source scans when a file arrives in the inbox (an inotify
+wake-up, ``connectors.folderwatch``) and at least every ``scan_seconds`` (the fallback: a shared
+folder gives no events). Every file operation runs on the connector's or the source's own
+threads (``connectors.filethreads``), never on the event loop's default executor, which SOAP
+sends and other stores share.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from connectors.dropfolder import (
     write_atomic,
 )
 from connectors.filedrop_codecs import Codec, codec_for
+from connectors.filethreads import FileThreads
+from connectors.folderwatch import FolderWatch
 from connectors.limits import Limiter
 from gateway.errors import ConfigurationError, GatewayError, Permanent, Retryable
 from gateway.logs import get_logger
@@ -85,13 +91,15 @@ class FileDropConnector:
         self._timeout = config.timeout_seconds
         self._codec = codec if codec is not None else codec_for(system)
         self._limiter = Limiter(config.concurrency, config.rate_per_second)
+        # as many threads as requests may be in flight (at least 2: an fsync does not stall all)
+        self._threads = FileThreads(max(2, config.concurrency), name=f"filedrop-{system}")
 
     async def send(self, request: DepartmentRequest) -> Receipt:
         name = safe_name(request.task_id, REQUEST_SUFFIX, system=self.system)
         async with self._limiter.slot():
             try:
                 done = await asyncio.wait_for(
-                    asyncio.to_thread(self._drop, request, name), self._timeout
+                    self._threads.run(self._drop, request, name), self._timeout
                 )
             except TimeoutError:
                 raise Retryable(
@@ -140,7 +148,7 @@ class FileDropConnector:
         return None  # answers arrive as files: FileDropResultSource reports them
 
     async def close(self) -> None:
-        return None
+        self._threads.close()
 
 
 @dataclass
@@ -199,25 +207,40 @@ class FileDropResultSource:
         # parked files the gateway is still to hear of, each with its notice file in error/
         self._set_aside: list[tuple[Unreadable, Path]] = []
         self._recovered = False
+        self._threads: FileThreads | None = None  # one thread: a scan is one step at a time
         self.on_unreadable: Callable[[Unreadable], Awaitable[None]] | None = None
+        self.watch: FolderWatch | None = None  # while running: its wake-ups, for tests
 
     async def run(self, report: Report) -> None:
-        """Scan every ``scan_seconds`` until cancelled. A failed scan (the inbox not there yet,
-        a full disk, a report that could not be recorded) is logged, once per distinct error,
-        and tried again at the next one: the source never stops on its own."""
+        """Scan when a file arrives, and every ``scan_seconds`` in any case, until cancelled.
+        A failed scan (the inbox not there yet, a full disk, a report that could not be
+        recorded) is logged, once per distinct error, and tried again at the next one: the
+        source never stops on its own. Its watch and its threads end with it."""
         last: str | None = None
-        while True:
-            try:
-                await self._io(self._prepare)
-                await self.scan(report)
-                last = None
-            except GatewayError as exc:
-                if str(exc) != last:
-                    log.warning("filedrop_scan_failed", system=self.system, error=str(exc))
-                last = str(exc)
-            except Exception:
-                log.exception("filedrop_scan_failed", system=self.system)
-            await asyncio.sleep(self._scan_seconds)
+        self.watch = watch = FolderWatch(self._inbox, name=f"filedrop:{self.system}")
+        try:
+            watch.start()
+            while True:
+                try:
+                    await self._io(self._prepare)
+                    await self.scan(report)
+                    last = None
+                except GatewayError as exc:
+                    if str(exc) != last:
+                        log.warning("filedrop_scan_failed", system=self.system, error=str(exc))
+                    last = str(exc)
+                except Exception:
+                    log.exception("filedrop_scan_failed", system=self.system)
+                await watch.wait(self._scan_seconds)
+        finally:
+            watch.close()
+            self.close()
+
+    def close(self) -> None:
+        """Let the source's threads go (a later scan starts new ones)."""
+        if self._threads is not None:
+            self._threads.close()
+            self._threads = None
 
     async def scan(self, report: Report) -> ScanCounts:
         """One pass over the inbox: acknowledgements first, then results, oldest first."""
@@ -276,8 +299,10 @@ class FileDropResultSource:
         return notice
 
     async def _io(self, fn: Callable[..., T], *args: object) -> T:
+        if self._threads is None:
+            self._threads = FileThreads(1, name=f"filedrop-{self.system}-scan")
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await self._threads.run(fn, *args)
         except OSError as exc:
             raise translate(
                 exc, self._inbox, system=self.system, action="reading answers"

@@ -21,6 +21,12 @@ the contract says:
 
 Every delivery and every issued certificate goes into the ledger under (hospital, application,
 task). Undecided cases live in memory: a simulator stopped before deciding does not decide.
+
+It scans when a file arrives in its in-tray (an inotify wake-up, ``connectors.folderwatch``) and
+every ``scan_seconds`` in any case (decisions fall due with time, not with files). The files of
+one scan are taken, and the cases due decided, up to ``parallel`` at a time, their file work on
+the simulator's own threads: a real hospital's fsyncs do not wait in line behind each other or
+behind the gateway's other work.
 """
 
 from __future__ import annotations
@@ -30,16 +36,19 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from lxml import etree
 
+from connectors.filethreads import FileThreads
+from connectors.folderwatch import FolderWatch
 from gateway.errors import ConfigurationError
 from gateway.logs import get_logger
 from gateway.settings import SystemConfig
@@ -47,6 +56,7 @@ from gateway.simulators.behaviour import Behaviour, Verdict, application_of
 from gateway.simulators.ledger import EffectLedger
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 SYSTEM = "hospital"
 NS = "urn:one-window:hospital:v1"
@@ -91,8 +101,9 @@ class _Case:
 
 
 class HospitalSimulator:
-    """Scans its in-tray every ``scan_seconds`` (an attribute too: the bench shortens it);
-    ``scans`` counts finished scans (tests wait on it instead of on the clock)."""
+    """Scans its in-tray when a file arrives and every ``scan_seconds`` (an attribute too: the
+    bench shortens it); ``scans`` counts finished scans (tests wait on it instead of on the
+    clock)."""
 
     def __init__(
         self,
@@ -102,6 +113,7 @@ class HospitalSimulator:
         *,
         scan_seconds: float = 0.05,
         clock: Callable[[], float] = time.time,
+        parallel: int = 8,
     ) -> None:
         if config.outbox is None or config.inbox is None:
             raise ConfigurationError("the hospital simulator needs `outbox` and `inbox` folders")
@@ -117,7 +129,11 @@ class HospitalSimulator:
         self._schema = etree.XMLSchema(etree.fromstring(xsd, self._parser))
         self._cases: dict[str, _Case] = {}
         self._serial: int | None = None
+        self._serial_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._parallel = max(1, parallel)
+        self._threads: FileThreads | None = None
+        self.watch: FolderWatch | None = None  # while running: its wake-ups, for tests
         self.scans = 0
 
     async def start(self) -> None:
@@ -125,7 +141,7 @@ class HospitalSimulator:
             self.processed.mkdir(parents=True, exist_ok=True)
             self._out.mkdir(parents=True, exist_ok=True)
 
-        await asyncio.to_thread(prepare)
+        await self._io(prepare)
         self._task = asyncio.create_task(self._loop(), name="hospital-simulator")
 
     async def stop(self) -> None:
@@ -134,26 +150,55 @@ class HospitalSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._threads is not None:
+            self._threads.close()
+            self._threads = None
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                await self.scan()
-            except Exception:
-                log.exception("hospital_simulator_scan_failed")
-            self.scans += 1
-            await asyncio.sleep(self.scan_seconds)
+        self.watch = watch = FolderWatch(self._in, name="hospital-simulator")
+        try:
+            watch.start()
+            while True:
+                try:
+                    await self.scan()
+                except Exception:
+                    log.exception("hospital_simulator_scan_failed")
+                self.scans += 1
+                await watch.wait(self.scan_seconds)
+        finally:
+            watch.close()
 
     async def scan(self) -> None:
         """Take every complete request file (oldest first), then decide what is due."""
-        for name in await asyncio.to_thread(self._requests):
-            if self._behaviour.down(self._clock()):
-                continue  # the system is down: the file waits in the in-tray
-            await self._take(name)
+        taken = [
+            name
+            for name in await self._io(self._requests)
+            if not self._behaviour.down(self._clock())  # down: the file waits in the in-tray
+        ]
+        await self._each(self._take, taken)
         if not self._in_outage():
-            for case in list(self._cases.values()):
-                if case.final is None and self._due(case):
-                    await self._decide(case)
+            due = [c for c in self._cases.values() if c.final is None and self._due(c)]
+            await self._each(self._decide, due)
+
+    async def _each(self, work: Callable[[T], Awaitable[None]], items: Iterable[T]) -> None:
+        """``work`` on every item, ``parallel`` at a time; one that fails is logged and the
+        others go on (it is tried again at a later scan: its file is still there)."""
+        gate = asyncio.Semaphore(self._parallel)
+
+        async def one(item: T) -> None:
+            async with gate:
+                await work(item)
+
+        for outcome in await asyncio.gather(*(one(i) for i in items), return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("hospital_simulator_file_failed", exc_info=outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._threads is None:
+            self._threads = FileThreads(min(self._parallel, 4), name="hospital-simulator")
+        return await self._threads.run(fn, *args)
 
     def _requests(self) -> list[str]:
         with os.scandir(self._in) as entries:
@@ -176,7 +221,7 @@ class HospitalSimulator:
     async def _take(self, name: str) -> None:
         path = self._in / name
         try:
-            data = await asyncio.to_thread(path.read_bytes)
+            data = await self._io(path.read_bytes)
         except FileNotFoundError:
             return
         stem = name.removesuffix(".req.xml")
@@ -186,7 +231,7 @@ class HospitalSimulator:
             await self._reject(name, stem, rejected)
         else:
             await self._accept(root, data)
-        await asyncio.to_thread(self._file_away, path)
+        await self._io(self._file_away, path)
 
     def _check(self, data: bytes, stem: str) -> Any:
         try:
@@ -297,8 +342,10 @@ class HospitalSimulator:
     async def _certificate_no(self, case: _Case) -> str:
         if case.known_no:
             return case.known_no  # the family's certificate is confirmed, not issued again
-        if self._serial is None:
-            self._serial = sum(1 for e in await self._ledger.effects() if e.system == SYSTEM)
+        async with self._serial_lock:  # cases are decided side by side: count once
+            if self._serial is None:
+                effects = await self._ledger.effects()
+                self._serial = sum(1 for e in effects if e.system == SYSTEM)
         self._serial += 1
         if case.kind == "BIRTH":
             return f"R{self._serial:09d}"
@@ -326,9 +373,9 @@ class HospitalSimulator:
     async def _write(self, name: str, data: bytes) -> None:
         """Data first, then its checksum: each through a temp file, fsync and rename."""
         digest = hashlib.sha256(data).hexdigest()
-        await asyncio.to_thread(_write_atomic, self._out, name, data)
+        await self._io(_write_atomic, self._out, name, data)
         line = f"{digest}  {name}\n".encode()
-        await asyncio.to_thread(_write_atomic, self._out, name + ".sha256", line)
+        await self._io(_write_atomic, self._out, name + ".sha256", line)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), CHINA)
@@ -343,7 +390,7 @@ def _element(tag: str, **children: str | None) -> bytes:
 
 
 def _write_atomic(folder: Path, name: str, data: bytes) -> None:
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
