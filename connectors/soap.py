@@ -1,10 +1,12 @@
 """SOAP connector (zeep): the police household registration service (``contracts/hukou``).
 
 The WSDL is loaded once, from the package (``contracts/hukou/hukou.wsdl``) or from
-``[systems.<name>] wsdl``; ``url`` overrides the endpoint address. zeep's requests-based
-transport is blocking, so every call runs in a worker thread (``asyncio.to_thread``) under
-the system's ``Limiter``; zeep values are turned into the mapping's typed values inside that
-thread and never leave this module.
+``[systems.<name>] wsdl``; ``url`` overrides the endpoint address. zeep builds each request
+from the WSDL and parses each answer; the POST itself goes through one shared aiohttp
+session on the event loop (at most ``concurrency`` connections, ``timeout_seconds`` per
+call) under the system's ``Limiter``, so no call holds a thread. Building and parsing a
+message are a few hundred microseconds of CPU and stay on the loop; zeep values are turned
+into the mapping's typed values here and never leave this module.
 
 Submissions return a receipt; the police decide by hand later, so ``polls = True`` and the
 gateway's timer calls ``check``, which asks QueryCase.
@@ -18,8 +20,9 @@ Library exceptions are translated here, and only here:
                 an answer the XML policy refuses (``xmlsafe.UnsafeXml``: a DOCTYPE or
                 entity, over 1 MiB, nested too deep)
 
-The WSDL and every answer pass through ``xmlsafe.ContractTransport``: no socket while loading
-a local WSDL, no file outside its folder, answers read up to the cap and vetted before zeep.
+The WSDL loads through ``xmlsafe.ContractTransport`` (no socket while loading a local WSDL,
+no file outside its folder); every answer is read under the same policy
+(``xmlsafe.answer_is_read``, ``read_capped``, ``vet_answer``) before zeep sees it.
 """
 
 from __future__ import annotations
@@ -27,17 +30,20 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any, Final, TypeVar, cast, get_args
 
-import requests.exceptions  # type: ignore[import-untyped, unused-ignore]  # zeep's transport
-from requests.adapters import HTTPAdapter  # type: ignore[import-untyped, unused-ignore]
+import aiohttp
+import requests.exceptions  # type: ignore[import-untyped, unused-ignore]  # zeep's WSDL loads
 from zeep import Client
 from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import ExternalReferenceForbidden, Fault, TransportError
 from zeep.helpers import serialize_object
+from zeep.wsdl.utils import etree_to_string
 
+from connectors import xmlsafe
 from connectors.base import Decision, DepartmentRequest, Receipt
 from connectors.limits import Limiter
 from connectors.xmlsafe import ContractTransport, UnsafeXml, zeep_settings
@@ -57,6 +63,25 @@ _MAX_TEXT: Final = 300
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class _Port:
+    """The loaded contract: zeep's client and binding, and the address to post to."""
+
+    client: Any  # zeep.Client
+    binding: Any  # zeep's SoapBinding for BINDING
+    options: dict[str, Any]  # zeep's binding options: {"address": …}
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An HTTP answer in the shape zeep's ``process_reply`` reads (requests' ``Response``)."""
+
+    status_code: int
+    content: bytes
+    headers: Mapping[str, str]
+    encoding: str | None = None
+
+
 class SoapConnector:
     """``Connector`` for a system speaking the police household registration contract."""
 
@@ -68,19 +93,17 @@ class SoapConnector:
         self.system = system
         self._config = config
         self._limiter = Limiter(config.concurrency, config.rate_per_second)
-        # Loads stay in the WSDL's folder (or origin); answers are capped and vetted (xmlsafe).
+        # Loads stay in the WSDL's folder (or origin) and are vetted (xmlsafe).
         self._transport = ContractTransport(
             system=system, wsdl=config.wsdl or _packaged_wsdl(), timeout=config.timeout_seconds
         )
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.concurrency)
-        self._transport.session.mount("http://", adapter)
-        self._transport.session.mount("https://", adapter)
-        self._service: Any = None
+        self._session: aiohttp.ClientSession | None = None
+        self._port: _Port | None = None
         self._loading = threading.Lock()
         wsdl = config.wsdl or ""
         if not wsdl.startswith(("http://", "https://")):
             self._load()  # a local file: fail at start, not on the first message
-        # A WSDL behind a URL loads on the first call, in the worker thread, so that a
+        # A WSDL behind a URL loads on the first call, in a worker thread, so that a
         # service on this very event loop (the demo's simulator) can answer it.
 
     # --- Connector ------------------------------------------------------------------
@@ -97,40 +120,19 @@ class SoapConnector:
         return hukou.decision(request, status)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._transport.session.close)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._transport.session.close()  # the WSDL loads' pool: closing sockets only
 
     # --- calls ----------------------------------------------------------------------
     async def _call(self, call: SoapCall, parse: Callable[[Mapping[str, Any]], T]) -> T:
+        port = self._port if self._port is not None else await asyncio.to_thread(self._load)
+        operation = self._operation(port, call.operation)
+        message, headers = self._build(port, call)
         async with self._limiter.slot():
-            return await asyncio.to_thread(self._invoke, call, parse)
-
-    def _invoke(self, call: SoapCall, parse: Callable[[Mapping[str, Any]], T]) -> T:
-        """Runs in a worker thread: zeep call, then zeep's answer → typed value."""
-        try:
-            operation = self._operation(call.operation)
-            data = serialize_object(operation(**call.body), dict)  # type: ignore[no-untyped-call]
-        except Fault as exc:
-            raise self._fault(exc) from None
-        except TransportError as exc:
-            raise self._http(exc.status_code) from None
-        except (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.Timeout,
-            requests.exceptions.ChunkedEncodingError,  # the connection broke mid-answer
-        ) as exc:
-            kind = type(exc).__name__
-            raise Retryable(
-                f"police service unreachable: {kind}", self.system, "unreachable"
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise Permanent(f"request failed: {type(exc).__name__}", self.system, "http") from None
-        except (ZeepError, TypeError, ValueError) as exc:
-            # zeep could not build the request or read the answer: no retry will change that.
-            raise Permanent(
-                f"{call.operation}: {_short(str(exc))}", self.system, type(exc).__name__
-            ) from None
-        if not isinstance(data, Mapping):
-            raise Permanent(f"{call.operation}: answer has no body", self.system, "answer")
+            answer = await self._post(port.options["address"], message, headers)
+        data = self._read(port, operation, call, answer)
         try:
             return parse(data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -140,30 +142,93 @@ class SoapConnector:
                 "answer",
             ) from None
 
-    def _operation(self, name: str) -> Callable[..., Any]:
+    def _build(self, port: _Port, call: SoapCall) -> tuple[bytes, dict[str, str]]:
+        """The request envelope zeep builds from the WSDL, and its HTTP headers (SOAPAction,
+        Content-Type as the binding says)."""
         try:
-            return cast(Callable[..., Any], self._load()[name])
-        except AttributeError:  # zeep's ServiceProxy says "no such operation" this way
+            envelope, headers = port.binding._create(
+                call.operation, (), call.body, client=port.client, options=port.options
+            )
+            return etree_to_string(envelope), dict(headers)  # type: ignore[no-untyped-call]
+        except (ZeepError, TypeError, ValueError) as exc:
+            raise self._unreadable(call, exc) from None
+
+    async def _post(self, address: str, message: bytes, headers: dict[str, str]) -> _Answer:
+        """POST on the loop; only an answer the XML policy reads is read, up to its cap."""
+        try:
+            async with self._client().post(address, data=message, headers=headers) as resp:
+                content_type = resp.headers.get("Content-Type", "")
+                if not xmlsafe.answer_is_read(resp.status, content_type):
+                    raise self._http(resp.status)  # its body is not read: it decides nothing
+                chunks = resp.content.iter_chunked(xmlsafe.CHUNK)
+                body = await xmlsafe.read_capped(chunks, system=self.system)
+                return _Answer(resp.status, body, resp.headers)
+        except aiohttp.TooManyRedirects:
+            raise Permanent("request failed: too many redirects", self.system, "http") from None
+        except (
+            aiohttp.ClientConnectionError,  # refused, reset, server disconnected
+            aiohttp.ClientPayloadError,  # the connection broke mid-answer
+            aiohttp.ClientResponseError,  # an answer that is not HTTP
+            TimeoutError,
+        ) as exc:
+            kind = type(exc).__name__
+            raise Retryable(
+                f"police service unreachable: {kind}", self.system, "unreachable"
+            ) from None
+        except aiohttp.ClientError as exc:  # an address aiohttp cannot use
+            raise Permanent(f"request failed: {type(exc).__name__}", self.system, "http") from None
+
+    def _read(
+        self, port: _Port, operation: Any, call: SoapCall, answer: _Answer
+    ) -> Mapping[str, Any]:
+        """The answer vetted by the XML policy, then parsed by zeep's binding."""
+        content_type = answer.headers.get("Content-Type", "")
+        try:
+            xmlsafe.vet_answer(answer.content, answer.status_code, content_type, system=self.system)
+            result = port.binding.process_reply(port.client, operation, answer)
+            data = serialize_object(result, dict)  # type: ignore[no-untyped-call]
+        except Fault as exc:
+            raise self._fault(exc) from None
+        except TransportError as exc:  # not XML: the status decides
+            raise self._http(exc.status_code) from None
+        except (ZeepError, TypeError, ValueError) as exc:
+            raise self._unreadable(call, exc) from None
+        if not isinstance(data, Mapping):
+            raise Permanent(f"{call.operation}: answer has no body", self.system, "answer")
+        return data
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The one session of this connector, made on first use (on the running loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._config.concurrency),
+                timeout=aiohttp.ClientTimeout(total=self._config.timeout_seconds),
+                headers={"Accept-Encoding": "identity"},
+            )
+        return self._session
+
+    def _operation(self, port: _Port, name: str) -> Any:
+        try:
+            return port.binding.get(name)
+        except ValueError:  # zeep's binding says "no such operation" this way
             raise ConfigurationError(
                 f"the WSDL of [systems.{self.system}] has no operation {name}", self.system, "wsdl"
             ) from None
 
-    def _load(self) -> Any:
-        """The zeep service proxy, built once (thread-safe)."""
+    def _load(self) -> _Port:
+        """The contract, loaded once (thread-safe: a served WSDL loads in a worker thread)."""
         with self._loading:
-            if self._service is None:
-                self._service = self._build_service()
-            return self._service
+            if self._port is None:
+                self._port = self._build_port()
+            return self._port
 
-    def _build_service(self) -> Any:
+    def _build_port(self) -> _Port:
         # A local WSDL must not reach out; one served over HTTP imports its XSD from there.
         settings = zeep_settings(remote=self._transport.remote)
         try:
             wsdl = self._config.wsdl or _packaged_wsdl()
             client = Client(wsdl, transport=self._transport, settings=settings)  # type: ignore[no-untyped-call]
-            if self._config.url:
-                return client.create_service(BINDING, self._config.url)  # type: ignore[no-untyped-call]
-            return client.service
+            return self._port_of(client)
         except UnsafeXml as exc:
             raise ConfigurationError(
                 f"[systems.{self.system}] cannot load the WSDL: {exc.detail}", self.system, exc.code
@@ -202,6 +267,27 @@ class SoapConnector:
                 "wsdl",
             ) from None
 
+    def _port_of(self, client: Any) -> _Port:
+        """HukouBinding and its address: ``url`` when configured, else the WSDL's own."""
+        binding = client.wsdl.bindings.get(BINDING)
+        address = self._config.url or next(
+            (
+                port.binding_options.get("address")
+                for service in client.wsdl.services.values()
+                for port in service.ports.values()
+                if port.binding is binding
+            ),
+            None,
+        )
+        if binding is None or not address:
+            missing = "HukouBinding" if binding is None else "an address for HukouBinding"
+            raise ConfigurationError(
+                f"[systems.{self.system}] the WSDL has no {missing}: set url or fix the WSDL",
+                self.system,
+                "wsdl",
+            )
+        return _Port(client, binding, {"address": address})
+
     # --- error translation ----------------------------------------------------------
     def _fault(self, exc: Fault) -> GatewayError:
         kind = str(exc.code or "").rpartition(":")[2]  # "soap:Client.Auth" → "Client.Auth"
@@ -218,13 +304,17 @@ class SoapConnector:
         # A 200 with a body that is not XML lands here too (status 200): contract broken.
         return Permanent(detail, self.system, f"http_{status}")
 
+    def _unreadable(self, call: SoapCall, exc: Exception) -> Permanent:
+        # zeep could not build the request or read the answer: no retry will change that.
+        return Permanent(f"{call.operation}: {_short(str(exc))}", self.system, type(exc).__name__)
+
 
 def _packaged_wsdl() -> str:
     """The WSDL shipped in the ``contracts`` package, as a file path (installed as files)."""
     return str(resources.files("contracts").joinpath(*PACKAGED_WSDL))
 
 
-# --- zeep answer → typed values (run in the worker thread) ------------------------------
+# --- zeep answer → typed values ---------------------------------------------------------
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"

@@ -17,8 +17,10 @@ files zeep loads (``soap``). The rules, the same at every door:
   ``forbid_external``, no huge trees) and ``ContractTransport``: a local WSDL is loaded with no
   socket at all and only from files under its own folder (an import of ``/etc/passwd``,
   ``../secret.xsd`` or ``http://…`` is refused); a WSDL configured as a URL may import from
-  that same origin only; every document loaded and every answer posted back is vetted by
-  ``parse`` before zeep parses it.
+  that same origin only; every document loaded is vetted by ``parse`` before zeep parses it;
+* **SOAP answers** (posted by the connector's own HTTP client, on the event loop) are read
+  only for the statuses ``answer_is_read`` names, up to the cap (``read_capped``), and vetted
+  by ``vet_answer`` before zeep parses them.
 
 Every refusal is ``UnsafeXml`` (a ``Permanent``); its ``code`` names the rule: ``xml_too_large``,
 ``xml_doctype``, ``xml_too_deep``, ``xml_malformed`` or ``xml_outside`` (a load outside the
@@ -27,6 +29,7 @@ allowed folder or origin). Messages name the rule and the limit, never the docum
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Final
@@ -35,7 +38,7 @@ from urllib.request import url2pathname
 
 from lxml import etree
 from zeep import Settings
-from zeep.exceptions import Fault, TransportError
+from zeep.exceptions import Fault
 from zeep.transports import Transport
 
 from gateway.errors import Permanent
@@ -45,7 +48,10 @@ __all__ = [
     "MAX_DEPTH",
     "ContractTransport",
     "UnsafeXml",
+    "answer_is_read",
     "parse",
+    "read_capped",
+    "vet_answer",
     "zeep_settings",
 ]
 
@@ -151,9 +157,12 @@ def _origin(url: str) -> tuple[str, str]:
 
 
 class ContractTransport(Transport):
-    """zeep's ``Transport`` held to the policy: loads stay inside the WSDL's folder (or, for a
-    WSDL served over HTTP, its origin); every document and every answer is size-capped and
-    vetted by ``parse`` before zeep reads it. Blocking, like zeep: call it in a worker thread."""
+    """zeep's ``Transport`` for loading the contract, held to the policy: loads stay inside the
+    WSDL's folder (or, for a WSDL served over HTTP, its origin); every document is size-capped
+    and vetted by ``parse`` before zeep reads it. Blocking, like zeep: a local WSDL loads at
+    start, a served one in a worker thread. Answers never come through here: the connector
+    posts on the event loop and reads each answer with ``answer_is_read``, ``read_capped``
+    and ``vet_answer``; a ``post`` through zeep is refused."""
 
     def __init__(
         self,
@@ -197,40 +206,11 @@ class ContractTransport(Transport):
         return data
 
     def post(self, address: str, message: Any, headers: Any) -> Any:
-        """POST, reading the answer up to the cap. The status comes first: only a 200, a 500
-        in XML (a SOAP fault) and a 4xx in ``application/soap+xml`` (a SOAP 1.2 fault: a
-        ``Sender`` fault comes as 400) are read as XML, and one that breaks the policy is
-        refused here (not-well-formed ones are left to zeep, which tells HTTP errors from
-        them). A SOAP 1.2 fault is raised as its SOAP 1.1 equivalent (``Sender`` →
-        ``Client``, ``Receiver`` → ``Server``) with its reason, whatever the binding, so the
-        department's words reach the dead letter. Any other status — a proxy's HTML error
-        page, a 503 with a huge body — is an HTTP error for zeep (``TransportError``),
-        whatever its body says: the connector maps 5xx, 408 and 429 to a retry."""
-        response = self.session.post(
-            address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
+        """Refused: an answer read here would bypass the connector's reading of it."""
+        raise RuntimeError(
+            "zeep's transport only loads the contract; post SOAP messages with the connector "
+            "and read the answer with xmlsafe.read_capped and vet_answer"
         )
-        status = response.status_code
-        content_type = response.headers.get("Content-Type", "").lower()
-        fault = (status == 500 and "xml" in content_type) or (
-            400 <= status < 500 and "soap+xml" in content_type
-        )
-        if status not in (200, 201, 202) and not fault:
-            response.close()  # its body is not read: it decides nothing
-            raise TransportError(f"HTTP {status}", status_code=status)  # type: ignore[no-untyped-call]
-        with closing(response):
-            body = self._read(response, "answer")
-        response._content = body  # requests' own cache of a read body
-        response._content_consumed = True
-        if body.strip():
-            try:
-                root = self._vet(body, "answer")
-            except UnsafeXml as exc:
-                if exc.code != "xml_malformed":
-                    raise
-            else:
-                if fault:
-                    _raise_soap12_fault(root)
-        return response
 
     def _read(self, response: Any, what: str) -> bytes:
         chunks: list[bytes] = []
@@ -256,6 +236,67 @@ class ContractTransport(Transport):
     def _outside(self, url: str, rule: str) -> UnsafeXml:
         shown = url if len(url) <= _MAX_MESSAGE else url[: _MAX_MESSAGE - 1] + "…"
         return UnsafeXml(f"refused to load {shown}: {rule}", self._system, "xml_outside")
+
+
+# --- SOAP answers ----------------------------------------------------------------------------
+def answer_is_read(status: int, content_type: str) -> bool:
+    """Whether a SOAP answer's body is read at all; the status comes first. Only a 200 (or 201,
+    202), a 500 in XML (a SOAP fault) and a 4xx in ``application/soap+xml`` (a SOAP 1.2 fault: a
+    ``Sender`` fault comes as 400) are read. Any other status — a proxy's HTML error page, a 503
+    with a huge body — is an HTTP error whatever its body says, and the body stays unread."""
+    return status in (200, 201, 202) or _is_fault(status, content_type)
+
+
+def _is_fault(status: int, content_type: str) -> bool:
+    content_type = content_type.lower()
+    return (status == 500 and "xml" in content_type) or (
+        400 <= status < 500 and "soap+xml" in content_type
+    )
+
+
+async def read_capped(
+    chunks: AsyncIterable[bytes],
+    *,
+    max_bytes: int = MAX_BYTES,
+    system: str | None = None,
+    what: str = "answer",
+) -> bytes:
+    """A body read chunk by chunk (decompressed bytes, as the client hands them over), refused
+    with ``xml_too_large`` as soon as it passes ``max_bytes``: it is never read further."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise UnsafeXml(f"{what} larger than {max_bytes} bytes", system, "xml_too_large")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def vet_answer(
+    body: bytes,
+    status: int,
+    content_type: str,
+    *,
+    system: str | None = None,
+    max_bytes: int = MAX_BYTES,
+    max_depth: int = MAX_DEPTH,
+) -> None:
+    """A SOAP answer (read by ``read_capped``) vetted by ``parse`` before zeep reads it: one
+    that breaks the policy is refused (``UnsafeXml``); a not-well-formed one is left to zeep,
+    which tells HTTP errors from it. A SOAP 1.2 fault is raised as its SOAP 1.1 equivalent
+    (``Sender`` → ``Client``, ``Receiver`` → ``Server``) with its reason, whatever the binding,
+    so the department's words reach the dead letter."""
+    if not body.strip():
+        return
+    try:
+        root = parse(body, max_bytes=max_bytes, max_depth=max_depth, system=system, what="answer")
+    except UnsafeXml as exc:
+        if exc.code != "xml_malformed":
+            raise
+        return
+    if _is_fault(status, content_type):
+        _raise_soap12_fault(root)
 
 
 SOAP12_ENV: Final = "http://www.w3.org/2003/05/soap-envelope"
