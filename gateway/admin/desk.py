@@ -72,19 +72,12 @@ from gateway.orchestration.records import (
     TaskStatus,
     Transition,
 )
-from gateway.store import DeadLetter, Store, operators_of
-from gateway.store import operators as marks
+from gateway.store import DeadLetter, Store, marks, operators_of
+from gateway.store.audit import AuditEntry
 from gateway.store.cases import OutboxRow, UnknownApplication
-from gateway.store.operators import (
-    AppFilter,
-    AuditEntry,
-    LetterEdit,
-    LetterFilter,
-    LetterGroup,
-    LetterStatus,
-    OperatorStore,
-    ParkedLetter,
-)
+from gateway.store.letters import LetterFilter, LetterGroup, LetterStatus, ParkedLetter
+from gateway.store.marks import LetterEdit
+from gateway.store.operators import AppFilter, OperatorStore
 from gateway.store.records import ApplicationRecord
 from gateway.store.sql import Tx
 

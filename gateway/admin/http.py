@@ -49,7 +49,8 @@ from gateway.metrics import Metrics
 from gateway.problems import Problem
 from gateway.settings import OperatorRole, Settings
 from gateway.store import Store
-from gateway.store.operators import AppFilter, LetterFilter, LetterStatus
+from gateway.store.letters import LetterFilter, LetterStatus
+from gateway.store.operators import AppFilter
 from gateway.store.records import ApplicationStatus
 
 log = get_logger(__name__)

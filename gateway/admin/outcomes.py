@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from gateway.admin.copies import Invalid
 from gateway.orchestration.records import CaseState, TimelineEntry
 from gateway.store.disclosures import Disclosure
-from gateway.store.operators import LetterEdit, ParkedLetter
+from gateway.store.letters import ParkedLetter
+from gateway.store.marks import LetterEdit
 
 
 class NotFound(LookupError):

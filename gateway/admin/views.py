@@ -12,8 +12,9 @@ from typing import Any
 from gateway.admin.outcomes import BatchReplay, CaseDetail, LetterDetail, Purged, Replayed
 from gateway.masking import mask_text, mask_value
 from gateway.orchestration.records import TaskRecord
+from gateway.store.audit import AuditEntry
 from gateway.store.disclosures import Disclosure
-from gateway.store.operators import AuditEntry, LetterGroup, ParkedLetter
+from gateway.store.letters import LetterGroup, ParkedLetter
 from gateway.store.records import ApplicationRecord
 
 

@@ -1,11 +1,17 @@
-"""What operators need from the store: dead letters to find, replay and purge, edited
-copies, application search, and the append-only audit trail.
+"""What operators need from the store, in one object: ``OperatorStore``, and the
+application search and overdue-task list that only operators use.
 
-Composed on the same ``Database`` as ``SqlStore`` and ``CaseStore``. Listings page by key
-(``before`` the last id seen), never by offset, so a page is as cheap at the end as at the
-start. ``scope`` is an operator's departments: ``None`` sees every system; a set sees only
-letters and applications of those systems (a letter with no system — an intake or
-orchestrator message — only ``None`` sees).
+Composed on the same ``Database`` as ``SqlStore`` and ``CaseStore``; each method is one
+transaction over what the store keeps for operators, by what it keeps:
+
+    letters.py  dead letters to find: status, filter, listings, groups (``reason_group``)
+    marks.py    what operators do to a letter: replayed, purged, an edited copy kept
+    audit.py    the append-only audit trail
+
+Listings page by key (``before`` the last id seen), never by offset, so a page is as cheap
+at the end as at the start. ``scope`` is an operator's departments: ``None`` sees every
+system; a set sees only letters and applications of those systems (a letter with no
+system — an intake or orchestrator message — only ``None`` sees).
 """
 
 # ruff: noqa: S608 -- statements use only this module's literals and column lists; every
@@ -13,98 +19,28 @@ orchestrator message — only ``None`` sees).
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from gateway.store.records import ApplicationRecord, ApplicationStatus, DeadLetterRecord
-from gateway.store.sql import _APP_COLUMNS, _LETTER_COLUMNS, Database, Row, Tx, _application
-from gateway.store.sql import _dead_letter as _letter_record
+from gateway.store import marks
+from gateway.store.audit import AuditEntry, read_trail, write_audit
+from gateway.store.letters import (
+    LetterFilter,
+    LetterGroup,
+    ParkedLetter,
+    find_groups,
+    find_letter,
+    find_letters,
+    sql_in,
+)
+from gateway.store.marks import LetterEdit
+from gateway.store.records import ApplicationRecord, ApplicationStatus
+from gateway.store.sql import _APP_COLUMNS, Database, _application
 
 if TYPE_CHECKING:  # the store package is imported by orchestration.records
     from gateway.orchestration.records import TaskRecord
 
 RUNNING_TASKS = ("dispatched", "submitted", "in_progress")  # task clocks that run
-
-
-class LetterStatus(StrEnum):
-    PARKED = "parked"  # waiting for an operator
-    REPLAYED = "replayed"  # sent again (see ``replays``)
-    PURGED = "purged"  # dropped with a reason; body and headers erased
-
-
-@dataclass(frozen=True, slots=True)
-class ParkedLetter:
-    """A stored dead letter and what operators did with it."""
-
-    record: DeadLetterRecord
-    status: LetterStatus
-    replays: int
-    replayed_at: float | None
-    replayed_by: str | None
-    replay_reason: str | None
-    purged_at: float | None
-    purged_by: str | None
-    purge_reason: str | None
-
-    @property
-    def id(self) -> int:
-        return self.record.id
-
-
-@dataclass(frozen=True, slots=True)
-class LetterFilter:
-    scope: frozenset[str] | None = None  # the operator's systems; None: every system
-    system: str | None = None
-    reason: str | None = None  # a part of the reason, any case
-    group: str | None = None  # one group's reason as ``reason_group`` prints it
-    error_kind: str | None = None
-    matter: str | None = None
-    application_id: str | None = None
-    since: float | None = None  # last failure at or after (unix seconds)
-    until: float | None = None  # last failure before
-    status: LetterStatus | None = LetterStatus.PARKED  # None: any status
-    up_to: int | None = None  # only ids at or below it (a "replay all" fixed at its start)
-
-
-@dataclass(frozen=True, slots=True)
-class LetterGroup:
-    system: str | None
-    error_kind: str
-    reason: str
-    count: int
-    first_failed_at: float
-    last_failed_at: float
-    latest_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    operator: str
-    action: str  # e.g. "dlq.replay", "dlq.purge", "application.unmask", "denied"
-    target: str  # e.g. "dead-letter:12", "application:<id>"
-    at: float
-    reason: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-    id: int = 0  # assigned by the store
-
-
-@dataclass(frozen=True, slots=True)
-class LetterEdit:
-    """An edited copy of a dead-lettered task message; the original letter is unchanged."""
-
-    dead_letter_id: int
-    task_id: str
-    idempotency_key: str  # "<task id>.r<n>"
-    diff: Sequence[Mapping[str, Any]]  # [{"path", "before", "after"}]
-    body: bytes  # the copy as sent
-    reason: str
-    operator: str
-    at: float
-    id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,99 +55,16 @@ class AppFilter:
     not_overdue_at: float | None = None  # only applications with none overdue at this time
 
 
-_ID = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # uuid
-    r"(?:\.[\w-]+)*"  # a task id: "<application id>.<step>[.r1]"
-    r"|\b[0-9a-fA-F]{16,}\b"  # digests, long hex ids
-    r"|\b\w*\d[\w-]*"  # any token with a digit: counts, codes, times, case numbers
-)
-
-
-VOLATILE_KINDS = frozenset({"retryable", "delivery_limit", "broker"})
-"""Error kinds whose last error text changes from try to try (a spent retry budget, a
-delivery limit, the broker's word); a permanent refusal's text is the department's reason."""
-
-
-def reason_group(reason: str, kind: str = "permanent") -> str:
-    """A reason with its volatile parts normalised, so that letters that failed the same way
-    group together: ids and numbers become ``#``, and for a kind in ``VOLATILE_KINDS`` the
-    last error text (after the last ``": "``) becomes ``…`` — "retry budget spent after 3
-    attempts: HTTP 503 at 12:00" and "… after 5 attempts: connection refused" are one group,
-    while two refusals with different department reasons stay two."""
-    head, sep, _ = reason.rpartition(": ")
-    text = f"{head}: …" if sep and kind in VOLATILE_KINDS else reason
-    return _ID.sub("#", text).strip()[:300]
-
-
-_STATE_COLUMNS = (
-    "status, replays, replayed_at, replayed_by, replay_reason, purged_at, purged_by, purge_reason"
-)
-_SELECT_LETTER = f"SELECT id, {_LETTER_COLUMNS}, stored_at, {_STATE_COLUMNS} FROM dead_letters"
-_EDIT_COLUMNS = (
-    "id, dead_letter_id, task_id, idempotency_key, diff_json, body, reason, operator, at"
-)
-
-
-def _parked(row: Row) -> ParkedLetter:
-    s = row[16:]
-    return ParkedLetter(
-        record=_letter_record(row[:16]),
-        status=LetterStatus(s[0]),
-        replays=int(s[1]),
-        replayed_at=None if s[2] is None else float(s[2]),
-        replayed_by=s[3],
-        replay_reason=s[4],
-        purged_at=None if s[5] is None else float(s[5]),
-        purged_by=s[6],
-        purge_reason=s[7],
-    )
-
-
-def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _in(column: str, values: frozenset[str]) -> tuple[str, list[object]]:
-    if not values:
-        return "1 = 0", []
-    return f"{column} IN ({', '.join('?' * len(values))})", list(sorted(values))
-
-
-def _letter_where(f: LetterFilter) -> tuple[str, list[object]]:
-    conditions: list[str] = []
-    params: list[object] = []
-    if f.scope is not None:
-        sql, values = _in("system", f.scope)
-        conditions.append(sql)
-        params += values
-    for condition, value in (
-        ("system = ?", f.system),
-        ("LOWER(reason) LIKE ? ESCAPE '\\'", None if f.reason is None else _like(f.reason)),
-        ("error_kind = ?", f.error_kind),
-        ("matter = ?", f.matter),
-        ("application_id = ?", f.application_id),
-        ("last_failed_at >= ?", None if f.since is None else float(f.since)),
-        ("last_failed_at < ?", None if f.until is None else float(f.until)),
-        ("status = ?", None if f.status is None else LetterStatus(f.status).value),
-        ("id <= ?", None if f.up_to is None else int(f.up_to)),
-    ):
-        if value is not None:
-            conditions.append(condition)
-            params.append(value)
-    return " AND ".join(conditions) or "1 = 1", params
-
-
 class OperatorStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     @property
     def database(self) -> Database:
-        """For the desk's own transactions (``mark_replayed`` … with ``Tx``)."""
+        """For the desk's own transactions (``marks.mark_replayed`` … with ``Tx``)."""
         return self._db
 
-    # -- dead letters ------------------------------------------------------------------
+    # -- dead letters (letters.py, marks.py) ---------------------------------------------
     async def letters(
         self,
         f: LetterFilter,
@@ -224,64 +77,18 @@ class OperatorStore:
         """Newest first (or ``oldest_first``); ``before`` / ``after``: only ids below / above
         it (the last id of the previous page)."""
         async with self._db.transaction() as tx:
-            where, params = await self._where(tx, f)
-            if before is not None:
-                where += " AND id < ?"
-                params.append(int(before))
-            if after is not None:
-                where += " AND id > ?"
-                params.append(int(after))
-            order = "ASC" if oldest_first else "DESC"
-            rows = await tx.fetchall(
-                f"{_SELECT_LETTER} WHERE {where} ORDER BY id {order} LIMIT ?",
-                (*params, int(limit)),
+            return await find_letters(
+                tx, f, limit=limit, before=before, after=after, oldest_first=oldest_first
             )
-        return [_parked(r) for r in rows]
-
-    async def _where(self, tx: Tx, f: LetterFilter) -> tuple[str, list[object]]:
-        """The filter as SQL; a group becomes the exact reasons that normalise to it."""
-        where, params = _letter_where(f)
-        if f.group is None:
-            return where, params
-        rows = await tx.fetchall(
-            f"SELECT DISTINCT reason, error_kind FROM dead_letters WHERE {where}", params
-        )
-        reasons = frozenset(r[0] for r in rows if reason_group(r[0], r[1]) == f.group)
-        sql, values = _in("reason", reasons)
-        return f"{where} AND {sql}", [*params, *values]
 
     async def letter(self, letter_id: int) -> ParkedLetter | None:
         async with self._db.transaction() as tx:
-            row = await tx.fetchone(f"{_SELECT_LETTER} WHERE id = ?", (int(letter_id),))
-        return None if row is None else _parked(row)
+            return await find_letter(tx, letter_id)
 
     async def groups(self, f: LetterFilter, *, limit: int = 100) -> list[LetterGroup]:
         """Letters grouped by (system, error kind, ``reason_group``), the largest first."""
         async with self._db.transaction() as tx:
-            where, params = await self._where(tx, f)
-            rows = await tx.fetchall(
-                "SELECT system, error_kind, reason, COUNT(*), MIN(first_failed_at), "
-                f"MAX(last_failed_at), MAX(id) FROM dead_letters WHERE {where} "
-                "GROUP BY system, error_kind, reason",
-                params,
-            )
-        merged: dict[tuple[str | None, str, str], LetterGroup] = {}
-        for r in rows:
-            key = (r[0], r[1], reason_group(r[2], r[1]))
-            g = LetterGroup(key[0], key[1], key[2], int(r[3]), float(r[4]), float(r[5]), int(r[6]))
-            if (seen := merged.get(key)) is not None:
-                g = LetterGroup(
-                    g.system,
-                    g.error_kind,
-                    g.reason,
-                    seen.count + g.count,
-                    min(seen.first_failed_at, g.first_failed_at),
-                    max(seen.last_failed_at, g.last_failed_at),
-                    max(seen.latest_id, g.latest_id),
-                )
-            merged[key] = g
-        ranked = sorted(merged.values(), key=lambda g: (-g.count, -g.latest_id))
-        return ranked[:limit]
+            return await find_groups(tx, f, limit=limit)
 
     async def mark_replayed(
         self,
@@ -296,7 +103,7 @@ class OperatorStore:
         """Parked (or, with ``again``, already replayed) → replayed, with the audit row in
         the same transaction; False when the letter is not in such a state."""
         async with self._db.transaction() as tx:
-            return await mark_replayed(
+            return await marks.mark_replayed(
                 tx, letter_id, operator, reason, now, again=again, audit=audit
             )
 
@@ -307,34 +114,15 @@ class OperatorStore:
         copies' bodies and diffs (the personal data); who, when and why stay. False when it
         was purged before."""
         async with self._db.transaction() as tx:
-            return await mark_purged(tx, letter_id, operator, reason, now, audit=audit)
+            return await marks.mark_purged(tx, letter_id, operator, reason, now, audit=audit)
 
-    # -- edited copies -----------------------------------------------------------------
     async def add_edit(self, edit: LetterEdit, audit: AuditEntry) -> int:
         async with self._db.transaction() as tx:
-            return await add_edit(tx, edit, audit)
+            return await marks.add_edit(tx, edit, audit)
 
     async def edits(self, letter_id: int) -> list[LetterEdit]:
         async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
-                f"SELECT {_EDIT_COLUMNS} FROM dead_letter_edits WHERE dead_letter_id = ? "
-                "ORDER BY id",
-                (int(letter_id),),
-            )
-        return [
-            LetterEdit(
-                id=int(r[0]),
-                dead_letter_id=int(r[1]),
-                task_id=r[2],
-                idempotency_key=r[3],
-                diff=json.loads(r[4]),
-                body=bytes(r[5]),
-                reason=r[6],
-                operator=r[7],
-                at=float(r[8]),
-            )
-            for r in rows
-        ]
+            return await marks.find_edits(tx, letter_id)
 
     # -- applications ------------------------------------------------------------------
     async def applications(
@@ -354,7 +142,7 @@ class OperatorStore:
                 conditions.append(condition)
                 params.append(value)
         if f.scope is not None:
-            sql, values = _in("t.system", f.scope)
+            sql, values = sql_in("t.system", f.scope)
             conditions.append(
                 f"EXISTS (SELECT 1 FROM tasks t WHERE t.application_id = applications.id AND {sql})"
             )
@@ -405,7 +193,7 @@ class OperatorStore:
         )
         params: list[object] = [*RUNNING_TASKS, float(share), float(now)]
         if scope is not None:
-            sql, values = _in("system", scope)
+            sql, values = sql_in("system", scope)
             where += f" AND {sql}"
             params += values
         async with self._db.transaction() as tx:
@@ -415,10 +203,10 @@ class OperatorStore:
             )
         return [_task_record(r) for r in rows]
 
-    # -- audit -------------------------------------------------------------------------
+    # -- audit (audit.py) ----------------------------------------------------------------
     async def audit(self, entry: AuditEntry) -> int:
         async with self._db.transaction() as tx:
-            return await _audit(tx, entry)
+            return await write_audit(tx, entry)
 
     async def audit_trail(
         self,
@@ -430,129 +218,10 @@ class OperatorStore:
         before: int | None = None,
     ) -> list[AuditEntry]:
         """Newest first."""
-        conditions: list[str] = []
-        params: list[object] = []
-        for condition, value in (
-            ("operator = ?", operator),
-            ("action = ?", action),
-            ("target = ?", target),
-            ("id < ?", before),
-        ):
-            if value is not None:
-                conditions.append(condition)
-                params.append(value)
-        where = " AND ".join(conditions) or "1 = 1"
         async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
-                "SELECT id, at, operator, action, target, reason, details_json FROM audit "
-                f"WHERE {where} ORDER BY id DESC LIMIT ?",
-                (*params, int(limit)),
+            return await read_trail(
+                tx, operator=operator, action=action, target=target, limit=limit, before=before
             )
-        return [
-            AuditEntry(
-                id=int(r[0]),
-                at=float(r[1]),
-                operator=r[2],
-                action=r[3],
-                target=r[4],
-                reason=r[5],
-                details=json.loads(r[6]),
-            )
-            for r in rows
-        ]
-
-
-async def mark_replayed(
-    tx: Tx,
-    letter_id: int,
-    operator: str,
-    reason: str,
-    now: float,
-    *,
-    again: bool,
-    audit: AuditEntry | None,
-) -> bool:
-    """``OperatorStore.mark_replayed`` inside a caller's transaction (the replay's own);
-    ``audit`` None when the caller writes the action's one audit row itself (an edit)."""
-    allowed = (LetterStatus.PARKED.value, LetterStatus.REPLAYED.value if again else "")
-    changed = await tx.execute(
-        "UPDATE dead_letters SET status = ?, replays = replays + 1, replayed_at = ?, "
-        "replayed_by = ?, replay_reason = ? WHERE id = ? AND status IN (?, ?)",
-        (LetterStatus.REPLAYED.value, float(now), operator, reason, int(letter_id), *allowed),
-    )
-    if changed and audit is not None:
-        await _audit(tx, audit)
-    return changed == 1
-
-
-async def mark_purged(
-    tx: Tx, letter_id: int, operator: str, reason: str, now: float, *, audit: AuditEntry
-) -> bool:
-    """``OperatorStore.mark_purged`` inside a caller's transaction."""
-    changed = await tx.execute(
-        "UPDATE dead_letters SET status = ?, purged_at = ?, purged_by = ?, "
-        "purge_reason = ?, body = ?, headers_json = '{}' WHERE id = ? AND status <> ?",
-        (
-            LetterStatus.PURGED.value,
-            float(now),
-            operator,
-            reason,
-            b"",
-            int(letter_id),
-            LetterStatus.PURGED.value,
-        ),
-    )
-    if changed:
-        await tx.execute(
-            "UPDATE dead_letter_edits SET body = ?, diff_json = '[]' WHERE dead_letter_id = ?",
-            (b"", int(letter_id)),
-        )
-        await _audit(tx, audit)
-    return changed == 1
-
-
-async def add_edit(tx: Tx, edit: LetterEdit, audit: AuditEntry) -> int:
-    """Keep an edited copy (and its audit row) inside a caller's transaction."""
-    row = await tx.fetchone(
-        "INSERT INTO dead_letter_edits (dead_letter_id, task_id, idempotency_key, "
-        "diff_json, body, reason, operator, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-        "RETURNING id",
-        (
-            int(edit.dead_letter_id),
-            edit.task_id,
-            edit.idempotency_key,
-            json.dumps(list(edit.diff), ensure_ascii=False, default=str),
-            bytes(edit.body),
-            edit.reason,
-            edit.operator,
-            float(edit.at),
-        ),
-    )
-    await _audit(tx, audit)
-    assert row is not None
-    return int(row[0])
-
-
-async def write_audit(tx: Tx, entry: AuditEntry) -> int:
-    """An audit row inside a caller's transaction."""
-    return await _audit(tx, entry)
-
-
-async def _audit(tx: Tx, entry: AuditEntry) -> int:
-    row = await tx.fetchone(
-        "INSERT INTO audit (at, operator, action, target, reason, details_json) "
-        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        (
-            float(entry.at),
-            entry.operator,
-            entry.action,
-            entry.target,
-            entry.reason,
-            json.dumps(dict(entry.details), ensure_ascii=False, default=str, sort_keys=True),
-        ),
-    )
-    assert row is not None
-    return int(row[0])
 
 
 def operators_of(store: object) -> OperatorStore:

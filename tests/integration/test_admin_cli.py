@@ -17,7 +17,7 @@ from gateway.orchestration import planner
 from gateway.orchestration.messages import ResultMessage
 from gateway.orchestration.records import TaskStatus
 from gateway.store import DeadLetter, open_store, operators_of
-from gateway.store.operators import LetterStatus
+from gateway.store.letters import LetterStatus
 from tests.store.test_cases import accepted, birth_certificate_issued, ctx
 from tests.support.rabbit import Rabbit
 

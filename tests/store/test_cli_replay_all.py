@@ -14,7 +14,7 @@ from gateway.admin.auth import ROLES, Operator
 from gateway.admin.desk import Desk
 from gateway.broker.messages import Message
 from gateway.store import Store, operators_of
-from gateway.store.operators import LetterFilter, LetterStatus
+from gateway.store.letters import LetterFilter, LetterStatus
 from tests.store.test_operators import letter
 
 LEAD = Operator("lead", frozenset(ROLES), frozenset())

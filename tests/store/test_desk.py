@@ -34,7 +34,8 @@ from gateway.orchestration.records import TaskStatus
 from gateway.orchestration.runner import ConnectorRunner
 from gateway.settings import OperatorConfig
 from gateway.store import Store, operators_of
-from gateway.store.operators import AppFilter, LetterFilter, LetterStatus
+from gateway.store.letters import LetterFilter, LetterStatus
+from gateway.store.operators import AppFilter
 from tests.store.test_cases import accepted, birth_certificate_issued, ctx
 from tests.support.portal import example
 

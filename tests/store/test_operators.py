@@ -14,13 +14,10 @@ from gateway.orchestration import planner
 from gateway.orchestration.messages import ResultMessage, task_message
 from gateway.orchestration.records import Outgoing, TaskStatus
 from gateway.store import DeadLetter, Store, operators_of
-from gateway.store.operators import (
-    AppFilter,
-    AuditEntry,
-    LetterEdit,
-    LetterFilter,
-    LetterStatus,
-)
+from gateway.store.audit import AuditEntry
+from gateway.store.letters import LetterFilter, LetterStatus
+from gateway.store.marks import LetterEdit
+from gateway.store.operators import AppFilter
 from tests.store.test_cases import accepted, birth_certificate_issued, ctx
 
 

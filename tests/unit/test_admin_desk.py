@@ -13,7 +13,9 @@ from gateway.admin import views
 from gateway.admin.copies import Invalid, edited_copy, original_headers, required_reason
 from gateway.admin.http import Query, letter_filter
 from gateway.admin.outcomes import LetterDetail
-from gateway.store.operators import AuditEntry, LetterEdit, LetterStatus, ParkedLetter, reason_group
+from gateway.store.audit import AuditEntry
+from gateway.store.letters import LetterStatus, ParkedLetter, reason_group
+from gateway.store.marks import LetterEdit
 from gateway.store.records import DeadLetter, DeadLetterRecord
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
