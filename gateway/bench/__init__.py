@@ -9,11 +9,12 @@ One run measures, in this order, printing progress as it goes and a table at the
               (``components``, ``soap_build``, ``stores``, ``timing``)
     intake    accepted envelopes/s through a real gateway against a bare aiohttp handler,
               the load generator's CPU beside them (``intake``, ``loadgen``)
-    push      newborn applications through every role and the simulators, on SQLite and on
-              PostgreSQL: the burst rate; latency from 202 to ``application.completed`` open
-              loop at 25, 50 and 75 % of it; a backlog piled up on ``gw.accepted`` and
-              drained; CPU per application and peak memory per process (``push``,
-              ``processes``)
+    push      newborn applications through every gateway role (this process) and the
+              department simulators (a process of their own), on SQLite and on PostgreSQL:
+              the burst rate; latency from 202 to ``application.completed`` open loop at 25,
+              50 and 75 % of it; a steady run at 50 % with every process's RSS sampled; a
+              backlog piled up on ``gw.accepted`` and drained; CPU per application and peak
+              memory per process (``push``, ``push_figures``, ``simulators``, ``processes``)
     ratios    hop efficiency, backlog drain and intake efficiency (``stats``)
 
 The broker is the one of ``settings.amqp_url`` (its default vhost unless the URL names
@@ -43,16 +44,20 @@ async def run_bench(
     quick: bool,
     json_path: Path | None,
     postgres_url: str | None = None,
+    store: str = "both",
 ) -> int:
     """Run the bench: 0 when every part ran, 1 when one failed (the table says which).
 
-    ``quick`` keeps the run to about two minutes on a 2-core machine (the full run drains a
-    backlog of 50,000 applications and takes hours); ``json_path`` receives the
-    figures. ``postgres_url`` is where the PostgreSQL store transactions are timed and the
-    PostgreSQL push runs (each in a fresh schema, dropped afterwards); by default
-    ``settings.database_url`` when that is PostgreSQL, else ``GATEWAY_TEST_POSTGRES_URL`` or
-    the test suite's default URL.
+    ``quick`` keeps the run to about two minutes on a 2-core machine (the full run holds a
+    10-minute steady run and drains a backlog of 10,000 newborns, 50,000 tasks, per store:
+    an hour or more); ``json_path`` receives the figures. ``postgres_url`` is where the
+    PostgreSQL store transactions are timed and the PostgreSQL push runs (each in a fresh
+    schema, dropped afterwards); by default ``settings.database_url`` when that is
+    PostgreSQL, else the test suite's default URL. ``store`` (``sqlite``, ``postgresql`` or
+    ``both``) picks the stores the push runs on; with ``sqlite`` PostgreSQL is not touched.
     """
     from gateway.bench.run import bench
 
-    return await bench(settings, quick=quick, json_path=json_path, postgres_url=postgres_url)
+    return await bench(
+        settings, quick=quick, json_path=json_path, postgres_url=postgres_url, store=store
+    )

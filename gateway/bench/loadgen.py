@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.bench.processes import peak_rss_kb
 from gateway.signing import signed_headers
 
 PATH = "/v1/applications"
@@ -171,7 +172,7 @@ async def generate(spec: LoadSpec) -> LoadResult:
     result.statuses = dict(run.statuses)
     result.errors = dict(run.errors)
     result.cpu_seconds = _cpu() - cpu0
-    result.peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result.peak_rss_kb = peak_rss_kb()
     return result
 
 

@@ -48,6 +48,14 @@ def self_usage() -> Usage:
     return Usage(usage.ru_utime + usage.ru_stime, rss, usage.ru_maxrss)
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident set: ``VmHWM``, not ``ru_maxrss``, which a child started
+    by fork and exec inherits from its parent (a small child would report the bench's peak).
+    """
+    hwm = _read_status(PROC / "self" / "status", "VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def broker_pid() -> int | None:
     """The local RabbitMQ's process id, or None (not on this host, or /proc unreadable)."""
     try:

@@ -1,25 +1,29 @@
 """The internal push: newborn applications through the whole gateway and the simulators.
 
-Every role runs in this process, as in ``gateway demo``, with a fresh store (SQLite in a
-temporary folder, or PostgreSQL in a fresh schema), against the four department simulators
-(``Fleet``, every decision at once). A watcher binds a temporary queue to ``gw.events`` for
-``<bench portal>.newborn.application.completed`` and stamps each arrival; the load generator
-(a process of its own) stamps each 202 on the same wall clock, so latency is 202 →
-``application.completed``.
+Every gateway role runs in this process, as in ``gateway demo``, with a fresh store (SQLite
+in a temporary folder, or PostgreSQL in a fresh schema); the four department simulators
+(every decision at once) run in a process of their own (``simulators``), so that each side's
+CPU is measured apart and neither takes the other's thread pool or GIL. A watcher binds a
+temporary queue to ``gw.events`` for ``<bench portal>.newborn.application.completed`` and
+stamps each arrival; the load generator (a process of its own too) stamps each 202 on the
+same wall clock, so latency is 202 → ``application.completed``.
 
     burst    ``burst`` newborns sent as fast as intake takes them; completed applications
              per second = burst ÷ (last completion − first 202): the maximum rate
-    levels   open loop at 25 %, 50 % and 75 % of that rate, ``seconds`` each: latency
+    levels   open loop at 25 %, 50 % and 75 % of that rate, ``level_seconds`` each: latency
              p50/p95/p99 at each (issue 6's target: p99 ≤ 100 ms at 50 %)
-    backlog  the gateway stopped; ``backlog`` newborns accepted by intake alone pile up on
-             ``gw.accepted``; then every role starts again and drains them: completed/s
-             over the drain ÷ the burst rate (target ≥ 0.8)
+    steady   open loop at 50 % for ``steady_seconds`` (10 minutes in the full plan), every
+             process's RSS sampled: its peak and its growth, the mean of the first minute
+             against the mean of the last (issue 6: RSS ≤ 200 MB and flat)
+    backlog  the gateway stopped; ``backlog`` newborns (5 tasks each) accepted by intake
+             alone pile up on ``gw.accepted``; then every role starts again and drains them:
+             completed/s over the drain ÷ the burst rate (target ≥ 0.8)
 
-CPU seconds per application are split by process: this one (gateway and simulators), the
-load generator, and RabbitMQ when it runs on this host (``processes``); with the peak
-resident memory of each. Two departments have no callback, so polling stays on the latency
-path, at short intervals here: the hospital's result folder (and the hospital simulator's
-in-tray) is scanned and hukou decisions are polled every ``POLL_SECONDS``; the rows say so.
+CPU seconds per application and peak RSS are given per process (``push_figures``): the
+gateway, the simulators, the load generator, and RabbitMQ when it runs on this host. Two
+departments have no callback, so polling stays on the latency path, at short intervals
+here: the hospital's result folder (and the hospital simulator's in-tray) is scanned and
+hukou decisions are polled every ``POLL_SECONDS``; the rows say so.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,177 +43,52 @@ from gateway.bench.amqp import AmqpLink, queue_counts, take_back
 from gateway.bench.components import NEWBORN, examples
 from gateway.bench.loadgen import LoadResult, LoadSpec, run_load
 from gateway.bench.processes import Usage, broker_pid, process_usage, self_usage
-from gateway.bench.report import Row
-from gateway.bench.stats import hop_efficiency, percentile, rate
+from gateway.bench.push_figures import (
+    BROKER,
+    GATEWAY,
+    LOAD_GENERATOR,
+    SIMULATORS,
+    TASKS_PER_NEWBORN,
+    Level,
+    Phase,
+    ProcessCost,
+    PushResult,
+    Steady,
+    drain_of,
+    phase_of,
+)
+from gateway.bench.simulators import FleetSpec, SimulatorProcess, running_simulators, system_fields
 from gateway.bench.stores import postgres_schema
 from gateway.broker.messages import Message
 from gateway.broker.topology import DEFAULT_SYSTEMS, EVENTS, WEBHOOKS, build_topology
 from gateway.runtime import Gateway
 from gateway.settings import PortalConfig, Settings, SystemConfig
-from gateway.simulators.fleet import Fleet, free_port, local_systems
-from gateway.simulators.hospital import HospitalSimulator
-from gateway.simulators.ledger import EffectLedger
+from gateway.simulators.fleet import free_port, local_systems
 
-SECTION = "internal push (newborn, every role in one process, simulators deciding at once)"
+__all__ = ["PushPlan", "run_push"]
+
 POLL_SECONDS = 0.02  # the gateway's polling of hukou decisions (its SOAP has no callback)
 CONCURRENCY = 16  # requests in flight per department system (the default is 4)
 LEVELS = (0.25, 0.5, 0.75)  # shares of the burst rate offered open loop
+STEADY_SHARE = 0.5
 BURST_CONNECTIONS = 8
 BACKLOG_CONNECTIONS = 16
-RSS_SAMPLE_SECONDS = 10.0  # this process's resident memory, sampled through the push
 COMPLETION_TIMEOUT = 60.0
+SETTLE_SECONDS = 15.0  # after the last phase, at most this long for the queues to empty
+SETTLE_QUIET_SECONDS = 1.0
 LEGACY_WEBHOOKS = WEBHOOKS  # the one queue for every portal's events, before per-portal queues
 
 Progress = Callable[[str], None]
 
 
-@dataclass
-class Phase:
-    submitted: int = 0
-    completed: int = 0
-    seconds: float = 0.0  # first 202 (or the drain's start) → last completion
-    latency_ms: list[float] = field(default_factory=list)
-    load: LoadResult | None = None
-
-    @property
-    def per_second(self) -> float:
-        return rate(self.completed, self.seconds)
-
-    def p(self, q: float) -> float | None:
-        return percentile(self.latency_ms, q) if self.latency_ms else None
-
-
 @dataclass(frozen=True, slots=True)
-class Level:
-    share: float  # of the burst rate
-    offered: float  # applications/s
-    phase: Phase
-
-
-@dataclass
-class PushResult:
-    store: str = "sqlite"
-    burst: Phase | None = None
-    levels: list[Level] = field(default_factory=list)
-    backlog: Phase | None = None
-    published: dict[str, int] = field(default_factory=dict)  # by exchange, whole run
-    applications: int = 0  # 202s over the whole run
-    cpu_seconds: float = 0.0  # this process (gateway + simulators), whole run
-    load_cpu_seconds: float = 0.0  # the load generators, whole run
-    load_peak_rss_kb: int = 0
-    broker_cpu_seconds: float | None = None  # RabbitMQ on this host, whole run
-    broker_peak_rss_kb: int | None = None
-    peak_rss_kb: int | None = None  # this process (the bench's whole life)
-    rss_kb: list[int] = field(default_factory=list)  # this process after each phase
-    rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (s into the push, kB)
-    skipped: str | None = None
-    portal_id: str = ""
-
-    def hop_efficiency(self, raw_hop_per_second: float) -> float | None:
-        if self.burst is None:
-            return None
-        return hop_efficiency(self.burst.per_second, raw_hop_per_second)
-
-    @property
-    def drain_ratio(self) -> float | None:
-        if self.backlog is None or self.burst is None or not self.burst.per_second:
-            return None
-        return self.backlog.per_second / self.burst.per_second
-
-    def rows(self) -> list[Row]:
-        section = f"{SECTION}, {self.store}"
-        if self.skipped or self.burst is None:
-            return [Row(section, "completed", None, "apps/s", f"not measured: {self.skipped}")]
-        b = self.burst
-        rows = [
-            Row(section, f"burst of {b.submitted}: completed", b.per_second, "apps/s",
-                f"{b.completed}/{b.submitted} completed in {b.seconds:.1f} s"),
-            Row(section, "burst: latency p50", b.p(50), "ms",
-                f"p95 {_ms(b.p(95))}, p99 {_ms(b.p(99))} (queueing included)"),
-        ]  # fmt: skip
-        for level in self.levels:
-            s = level.phase
-            window = s.load.window_seconds if s.load else 0.0
-            target = "; target p99 ≤ 100 ms" if level.share == 0.5 else ""
-            rows += [
-                Row(section, f"{level.share:.0%} load ({level.offered:.1f}/s offered): p99",
-                    s.p(99), "ms",
-                    f"p50 {_ms(s.p(50))}, p95 {_ms(s.p(95))}; {s.completed}/{s.submitted} "
-                    f"completed, {rate(s.completed, window):.1f}/s{target}"),
-            ]  # fmt: skip
-        if self.levels:
-            rows.append(Row(section, "on the latency path", None, "",
-                            f"hospital result folder scanned and hukou polled every "
-                            f"{POLL_SECONDS:g} s, the hospital simulator's in-tray too; the "
-                            "other simulators answer in the reply or by callback"))  # fmt: skip
-        if self.backlog is not None:
-            k = self.backlog
-            note = (
-                f"{k.completed}/{k.submitted} in {k.seconds:.1f} s; "
-                f"÷ burst rate = {_ratio(self.drain_ratio)} (target ≥ 0.8)"
-            )
-            rows.append(
-                Row(section, f"backlog of {k.submitted}: drained", k.per_second, "apps/s", note)
-            )
-        rows += self._cost_rows(section)
-        return rows
-
-    def _cost_rows(self, section: str) -> list[Row]:
-        apps = max(self.applications, 1)
-        total = sum(self.published.values())
-        detail = ", ".join(f"{k} {v / apps:.1f}" for k, v in sorted(self.published.items()))
-        broker_note = "RabbitMQ not on this host" if self.broker_cpu_seconds is None else ""
-        return [
-            Row(section, "gateway publishes per application", total / apps, "msg",
-                f"{detail} (department-side queue messages not included)"),
-            Row(section, "CPU per application: gateway + simulators",
-                self.cpu_seconds / apps * 1e3, "ms", f"one process; {apps} applications"),
-            Row(section, "CPU per application: load generator",
-                self.load_cpu_seconds / apps * 1e3, "ms"),
-            Row(section, "CPU per application: RabbitMQ",
-                None if self.broker_cpu_seconds is None
-                else self.broker_cpu_seconds / apps * 1e3, "ms",
-                broker_note or "the whole broker process: other clients' work included"),
-            Row(section, "peak RSS: gateway + simulators", _mb(self.peak_rss_kb), "MB",
-                "RSS after each phase: " + ", ".join(f"{_mb(r):.0f}" for r in self.rss_kb)
-                + " MB; target ≤ 200 MB and flat"),
-            Row(section, "RSS growth over the push", _mb(rss_growth(self.rss_samples)), "MB",
-                _samples_note(self.rss_samples)),
-            Row(section, "peak RSS: load generator", _mb(self.load_peak_rss_kb), "MB"),
-            Row(section, "peak RSS: RabbitMQ", _mb(self.broker_peak_rss_kb), "MB",
-                broker_note or "since the broker started"),
-        ]  # fmt: skip
-
-
-def rss_growth(samples: list[tuple[float, int]]) -> int | None:
-    """Last sample minus the lowest of the first half: what a leak would add (None with
-    fewer than two samples)."""
-    if len(samples) < 2:
-        return None
-    first_half = samples[: max(1, len(samples) // 2)]
-    return samples[-1][1] - min(kb for _, kb in first_half)
-
-
-def _samples_note(samples: list[tuple[float, int]]) -> str:
-    if len(samples) < 2:
-        return "too short a push to sample"
-    span = samples[-1][0] - samples[0][0]
-    return (
-        f"{len(samples)} samples over {span / 60:.1f} min, {_mb(min(kb for _, kb in samples)):.0f}"
-        f"–{_mb(max(kb for _, kb in samples)):.0f} MB; target flat over 10 min"
-    )
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0f} ms"
-
-
-def _mb(kb: int | None) -> float | None:
-    return None if kb is None else kb / 1024
-
-
-def _ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
+class PushPlan:
+    burst: int  # newborns in the burst
+    level_seconds: float  # each of the 25 %, 50 %, 75 % open-loop levels (0: none)
+    steady_seconds: float = 0.0  # the steady run at 50 % (0: none)
+    steady_sample_seconds: float = 10.0  # RSS of every process sampled this often
+    steady_window_seconds: float = 60.0  # growth: the last window's mean over the first's
+    backlog: int = 0  # newborns piled up on gw.accepted, then drained (0: none)
 
 
 class _CountingGateway(Gateway):
@@ -253,27 +132,17 @@ class _Watcher:
         return phase_of(load, self.completed)
 
 
-def phase_of(load: LoadResult, completed: Mapping[str, float]) -> Phase:
-    """What one load did: 202s matched with their completions (wall-clock seconds)."""
-    done = [(t, completed[a]) for a, t in load.accepted if a in completed]
-    phase = Phase(submitted=len(load.accepted), completed=len(done), load=load)
-    if done:
-        first = min(t for _, t in load.accepted)
-        phase.seconds = max(c for _, c in done) - first
-        phase.latency_ms = [(c - t) * 1000 for t, c in done]
-    return phase
-
-
 async def run_push(
     base: Settings,
+    plan: PushPlan,
     *,
-    burst: int,
-    seconds: float,
-    backlog: int = 0,
     postgres_url: str | None = None,
     progress: Progress,
+    simulators_log: Path | None = None,
 ) -> PushResult:
-    """The push on a fresh SQLite store, or in a fresh schema at ``postgres_url``."""
+    """The push on a fresh SQLite store, or in a fresh schema at ``postgres_url``; the
+    simulators' log (warnings and worse) goes to ``simulators_log`` (default: thrown away
+    with the push's temporary folder)."""
     store = "postgresql" if postgres_url else "sqlite"
     link = await AmqpLink.open(base.amqp_url, "gateway-bench-push-watch")
     try:
@@ -286,7 +155,8 @@ async def run_push(
         with tempfile.TemporaryDirectory(prefix="gateway-bench-push-") as tmp:
             async with _database(Path(tmp), postgres_url) as url:
                 run = _Run(base, Path(tmp), url, link, progress, store)
-                result = await run.all(burst, seconds, backlog)
+                log = simulators_log or Path(tmp) / "simulators.log"
+                result = await run.all(plan, log)
         if legacy is not None:  # still bound to every event: take the bench's back out
             after = await queue_counts(link, LEGACY_WEBHOOKS)
             extra = (after[0] if after else 0) - legacy[0]
@@ -317,7 +187,7 @@ async def _database(tmp: Path, postgres_url: str | None) -> AsyncIterator[str]:
 
 
 class _Run:
-    """One push: a gateway, the simulators and a watcher; phases one after the other."""
+    """One push: a gateway, the simulators' process and a watcher; phases one by one."""
 
     def __init__(
         self,
@@ -348,87 +218,162 @@ class _Run:
         self.tmp = tmp
         self.link = link
         self.progress = progress
+        self.store = store
         self.watcher = _Watcher()
         self.counts: Counter[str] = Counter()
-        self.result = PushResult(store=store, portal_id=self.portal_id)
+        self.result = PushResult(store=store, portal_id=self.portal_id, poll_seconds=POLL_SECONDS)
         self.loads: list[LoadResult] = []
+        self.gw: Gateway | None = None
+        self.sims: SimulatorProcess | None = None
+        self.broker = broker_pid()
 
-    async def all(self, burst: int, seconds: float, backlog: int) -> PushResult:
-        store = self.result.store
-        ledger = EffectLedger(self.tmp / "ledger.sqlite3")
-        fleet = Fleet(self.settings, ledger, callback_base_url=self.url)
-        broker = broker_pid()
-        before, broker_before = self_usage(), _usage(broker)
-        gw = await self._gateway(roles=None)  # declares gw.events before the watcher binds
-        sampler = asyncio.create_task(self._sample_rss())
+    def fleet_spec(self, log: Path) -> FleetSpec:
+        return FleetSpec(
+            amqp_url=self.settings.amqp_url,
+            systems={n: system_fields(c) for n, c in self.settings.systems.items()},
+            callback_base_url=self.url,
+            ledger_path=str(self.tmp / "ledger.sqlite3"),
+            log_path=str(log),
+            hospital_scan_seconds=POLL_SECONDS,  # its in-tray scanned as often as hukou polled
+        )
+
+    async def all(self, plan: PushPlan, log: Path) -> PushResult:
+        before, broker_before = self_usage(), _usage(self.broker)
         try:
+            await self._start_gateway(roles=None)  # declares gw.events before the watcher binds
             await self.watcher.start(self.link, self.portal_id)
-            await fleet.start()
-            for sim in fleet.running.values():  # its in-tray scanned as often as hukou is polled
-                if isinstance(sim, HospitalSimulator):
-                    sim.scan_seconds = POLL_SECONDS
-            self.progress(f"push ({store}): burst of {burst} newborns")
-            b = await self._phase(LoadSpec(self.url, self.portal_id, self.secret, self.body,
-                                           BURST_CONNECTIONS, seconds=3600.0, warm_up_seconds=0.0,
-                                           keep_accepted=True, rate=None, count=burst))  # fmt: skip
-            self.result.burst = b
-            self.progress(f"push ({store}): burst {b.per_second:.1f} completed/s "
-                          f"({b.completed}/{b.submitted})")  # fmt: skip
-            for share in LEVELS if b.completed and seconds > 0 else ():
-                offered = max(0.5, b.per_second * share)
-                phase = await self._phase(LoadSpec(self.url, self.portal_id, self.secret,
-                                                   self.body, 64, seconds, warm_up_seconds=0.0,
-                                                   rate=offered, keep_accepted=True))  # fmt: skip
-                self.result.levels.append(Level(share, offered, phase))
-                self.progress(f"push ({store}): {share:.0%} load, {offered:.1f}/s offered: "
-                              f"p50 {_ms(phase.p(50))}, p99 {_ms(phase.p(99))}")  # fmt: skip
-            if backlog and b.completed:
-                await gw.stop()
-                gw = await self._drain(backlog, b.per_second)
+            async with running_simulators(self.fleet_spec(log)) as sims:
+                self.sims = sims
+                self.progress(f"push ({self.store}): simulators ready (process {sims.pid})")
+                await self._phases(plan)
+                await self._settle()
+                sims_last = sims.usage()
         finally:
-            sampler.cancel()
-            await fleet.stop()
-            await gw.stop()
-            ledger.close()
-        after, broker_after = self_usage(), _usage(broker)
+            await self._stop_gateway()
+        after, broker_after = self_usage(), _usage(self.broker)
         r = self.result
-        r.cpu_seconds = after.cpu_seconds - before.cpu_seconds
-        r.peak_rss_kb = after.peak_rss_kb
-        r.load_cpu_seconds = sum(load.cpu_seconds for load in self.loads)
-        r.load_peak_rss_kb = max((load.peak_rss_kb for load in self.loads), default=0)
-        if broker_before is not None and broker_after is not None:
-            r.broker_cpu_seconds = broker_after.cpu_seconds - broker_before.cpu_seconds
-            r.broker_peak_rss_kb = broker_after.peak_rss_kb
+        r.processes = [
+            ProcessCost(GATEWAY, after.cpu_seconds - before.cpu_seconds, after.peak_rss_kb,
+                        "this process; peak RSS over the bench's whole life"),
+            _simulators_cost(sims, sims_last),
+            ProcessCost(LOAD_GENERATOR, sum(load.cpu_seconds for load in self.loads),
+                        max((load.peak_rss_kb for load in self.loads), default=None),
+                        "a process per phase; peak of the largest"),
+            _broker_cost(broker_before, broker_after),
+        ]  # fmt: skip
         r.published = dict(self.counts)
         r.applications = sum(len(load.accepted) for load in self.loads)
         return r
 
-    async def _sample_rss(self) -> None:
+    async def _phases(self, plan: PushPlan) -> None:
+        store = self.store
+        self.progress(f"push ({store}): burst of {plan.burst} newborns")
+        burst = LoadSpec(self.url, self.portal_id, self.secret, self.body, BURST_CONNECTIONS,
+                         seconds=3600.0, warm_up_seconds=0.0, keep_accepted=True, rate=None,
+                         count=plan.burst)  # fmt: skip
+        b = await self._phase(burst)
+        self.result.burst = b
+        self.progress(f"push ({store}): burst {b.per_second:.1f} completed/s "
+                      f"({b.completed}/{b.submitted})")  # fmt: skip
+        if not b.completed:
+            return
+        for share in LEVELS if plan.level_seconds > 0 else ():
+            offered = max(0.5, b.per_second * share)
+            phase = await self._phase(self._open_loop(offered, plan.level_seconds))
+            self.result.levels.append(Level(share, offered, phase))
+            self.progress(f"push ({store}): {share:.0%} load, {offered:.1f}/s offered: "
+                          f"p50 {_ms(phase.p(50))}, p99 {_ms(phase.p(99))}")  # fmt: skip
+        if plan.steady_seconds > 0:
+            await self._steady(plan, max(0.5, b.per_second * STEADY_SHARE))
+        if plan.backlog:
+            await self._drain(plan.backlog, b.per_second)
+
+    async def _settle(self) -> None:
+        """Wait until the gateway's queues stay empty for ``SETTLE_QUIET_SECONDS``: a
+        department's receipt may follow its decision (a callback) and would otherwise be
+        published as the gateway stops, left for the next push to find."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if await _waiting_messages(self.link):
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= SETTLE_QUIET_SECONDS:
+                return
+            await asyncio.sleep(0.25)
+        self.progress(f"push ({self.store}): the gateway's queues did not settle in "
+                      f"{SETTLE_SECONDS:g} s; stopping it anyway")  # fmt: skip
+
+    def _open_loop(self, rate: float, seconds: float) -> LoadSpec:
+        return LoadSpec(self.url, self.portal_id, self.secret, self.body, 64, seconds,
+                        warm_up_seconds=0.0, rate=rate, keep_accepted=True)  # fmt: skip
+
+    async def _steady(self, plan: PushPlan, offered: float) -> None:
+        self.progress(
+            f"push ({self.store}): steady {STEADY_SHARE:.0%} load, {offered:.1f}/s offered for "
+            f"{plan.steady_seconds:g} s; RSS sampled every {plan.steady_sample_seconds:g} s"
+        )
+        samples: dict[str, list[tuple[float, int]]] = {}
+        sampler = asyncio.create_task(self._sample_rss(samples, plan.steady_sample_seconds))
+        try:
+            phase = await self._phase(self._open_loop(offered, plan.steady_seconds))
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+        self.result.steady = Steady(STEADY_SHARE, offered, phase, plan.steady_window_seconds,
+                                    plan.steady_sample_seconds, samples)  # fmt: skip
+        self.progress(f"push ({self.store}): steady p50 {_ms(phase.p(50))}, "
+                      f"p99 {_ms(phase.p(99))}")  # fmt: skip
+
+    def _rss_now(self) -> dict[str, int | None]:
+        """Resident memory (kB) of each process of the push that can be read now."""
+        sims = self.sims.usage() if self.sims is not None else None
+        broker = _usage(self.broker)
+        return {
+            GATEWAY: self_usage().rss_kb,
+            SIMULATORS: sims.rss_kb if sims else None,
+            BROKER: broker.rss_kb if broker else None,
+        }
+
+    async def _sample_rss(self, into: dict[str, list[tuple[float, int]]], every: float) -> None:
         started = time.monotonic()
         while True:
-            rss = self_usage().rss_kb
-            if rss is not None:
-                self.result.rss_samples.append((time.monotonic() - started, rss))
-            await asyncio.sleep(RSS_SAMPLE_SECONDS)
+            at = time.monotonic() - started
+            for name, kb in self._rss_now().items():
+                if kb is not None:
+                    into.setdefault(name, []).append((at, kb))
+            await asyncio.sleep(every)
 
-    async def _gateway(self, roles: list[str] | None) -> Gateway:
+    def _note_rss(self) -> None:
+        for name, kb in self._rss_now().items():
+            if name != BROKER and kb is not None:
+                self.result.rss_kb.setdefault(name, []).append(kb)
+
+    async def _start_gateway(self, roles: list[str] | None) -> None:
         gw = _CountingGateway(self.settings, roles=roles, name="gateway-bench-push")
         gw.counts = self.counts
+        self.gw = gw
         await gw.start()
-        return gw
+
+    async def _stop_gateway(self) -> None:
+        gw, self.gw = self.gw, None
+        if gw is not None:
+            await gw.stop()
 
     async def _phase(self, spec: LoadSpec) -> Phase:
         load = await run_load(spec)
         self.loads.append(load)
         await self.watcher.wait_for([a for a, _ in load.accepted], COMPLETION_TIMEOUT)
-        self.result.rss_kb.append(self_usage().rss_kb or 0)
+        self._note_rss()
         return self.watcher.phase(load)
 
-    async def _drain(self, backlog: int, burst_rate: float) -> Gateway:
+    async def _drain(self, backlog: int, burst_rate: float) -> None:
         """Intake alone piles ``backlog`` applications up; every role then drains them."""
-        store = self.result.store
-        self.progress(f"push ({store}): backlog of {backlog} newborns, intake role only")
-        intake = await self._gateway(roles=["intake"])
+        store = self.store
+        await self._stop_gateway()
+        self.progress(f"push ({store}): backlog of {backlog:,} newborns "
+                      f"({backlog * TASKS_PER_NEWBORN:,} tasks), intake role only")  # fmt: skip
+        await self._start_gateway(roles=["intake"])
         try:
             load = await run_load(
                 LoadSpec(self.url, self.portal_id, self.secret, self.body, BACKLOG_CONNECTIONS,
@@ -436,17 +381,38 @@ class _Run:
             )  # fmt: skip
             self.loads.append(load)
         finally:
-            await intake.stop()
+            await self._stop_gateway()
         self.progress(f"push ({store}): {len(load.accepted)} accepted; every role drains them")
         started = time.time()
-        gw = await self._gateway(roles=None)
+        await self._start_gateway(roles=None)
         ids = [a for a, _ in load.accepted]
         await self.watcher.wait_for(ids, COMPLETION_TIMEOUT + len(ids) / max(burst_rate / 2, 1))
-        self.result.rss_kb.append(self_usage().rss_kb or 0)
+        self._note_rss()
         self.result.backlog = drain_of(ids, self.watcher.completed, started)
         self.progress(f"push ({store}): backlog drained at "
                       f"{self.result.backlog.per_second:.1f}/s")  # fmt: skip
-        return gw
+
+
+def _simulators_cost(sims: SimulatorProcess, last: Usage | None) -> ProcessCost:
+    """The child's own account as it exited; else what ``/proc`` last showed."""
+    if sims.exit_usage is not None:
+        usage = sims.exit_usage
+        return ProcessCost(SIMULATORS, usage.cpu_seconds, usage.peak_rss_kb,
+                           f"a process of its own (exit status {sims.returncode})")  # fmt: skip
+    return ProcessCost(
+        SIMULATORS,
+        last.cpu_seconds if last else None,
+        last.peak_rss_kb if last else None,
+        f"it did not report as it exited (status {sims.returncode}): CPU since its start",
+    )
+
+
+def _broker_cost(before: Usage | None, after: Usage | None) -> ProcessCost:
+    if before is None or after is None:
+        return ProcessCost(BROKER, None, None, "RabbitMQ not on this host")
+    return ProcessCost(BROKER, after.cpu_seconds - before.cpu_seconds, after.peak_rss_kb,
+                       "the whole broker process: other clients' work included; peak RSS "
+                       "since it started")  # fmt: skip
 
 
 def _tuned(config: SystemConfig) -> dict[str, Any]:
@@ -462,13 +428,17 @@ def _usage(pid: int | None) -> Usage | None:
     return None if pid is None else process_usage(pid)
 
 
-def drain_of(ids: list[str], completed: Mapping[str, float], started: float) -> Phase:
-    """A backlog's drain: applications completed since ``started`` (wall clock)."""
-    done = [completed[a] for a in ids if a in completed]
-    phase = Phase(submitted=len(ids), completed=len(done))
-    if done:
-        phase.seconds = max(done) - started
-    return phase
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} ms"
+
+
+async def _waiting_messages(link: AmqpLink) -> int:
+    """Ready messages in the gateway's queues (as its topology declares them)."""
+    total = 0
+    for queue in (q.name for q in build_topology(DEFAULT_SYSTEMS).queues):
+        counts = await queue_counts(link, queue)
+        total += counts[0] if counts is not None else 0
+    return total
 
 
 async def _busy_queues(link: AmqpLink) -> str:

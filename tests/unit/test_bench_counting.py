@@ -8,7 +8,7 @@ import pika
 import pytest
 
 from gateway.bench.loadgen import LoadResult
-from gateway.bench.push import phase_of
+from gateway.bench.push_figures import phase_of
 from gateway.bench.raw import Confirms
 
 

@@ -1,4 +1,4 @@
-"""The push's figures, pure: process readings, the backlog drain, levels and costs per row."""
+"""The push's figures, pure: process readings, the drain, levels, the steady run, costs per row."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ import pytest
 
 from gateway.bench.loadgen import LoadResult
 from gateway.bench.processes import stat_cpu_seconds, status_kb
-from gateway.bench.push import Level, Phase, PushResult, drain_of, rss_growth
+from gateway.bench.push_figures import (
+    BROKER,
+    GATEWAY,
+    LOAD_GENERATOR,
+    SIMULATORS,
+    Level,
+    Phase,
+    ProcessCost,
+    PushResult,
+    Steady,
+    drain_of,
+    growth_means,
+)
+from gateway.bench.run import push_detail
 
 # /proc/<pid>/stat of a process whose name holds a space and a parenthesis
 STAT = (
@@ -49,12 +62,13 @@ def _result() -> PushResult:
         backlog=Phase(submitted=100, completed=100, seconds=12.5),
         published={"gw.tasks": 100, "gw.results": 240},
         applications=20,
-        cpu_seconds=2.0,
-        load_cpu_seconds=0.1,
-        load_peak_rss_kb=40 * 1024,
-        broker_cpu_seconds=None,
-        peak_rss_kb=150 * 1024,
-        rss_kb=[100 * 1024, 110 * 1024],
+        processes=[
+            ProcessCost(GATEWAY, 2.0, 150 * 1024),
+            ProcessCost(SIMULATORS, 0.5, 70 * 1024),
+            ProcessCost(LOAD_GENERATOR, 0.1, 40 * 1024),
+            ProcessCost(BROKER, None, None, "RabbitMQ not on this host"),
+        ],
+        rss_kb={GATEWAY: [100 * 1024, 110 * 1024], SIMULATORS: [60 * 1024, 61 * 1024]},
     )
 
 
@@ -63,22 +77,42 @@ def test_the_drain_is_compared_with_the_burst_rate() -> None:
     assert PushResult().drain_ratio is None
 
 
-def test_rows_give_each_level_its_p99_and_split_cpu_by_process() -> None:
+def test_rows_give_each_level_its_p99_and_the_backlog_in_tasks() -> None:
     rows = {r.name: r for r in _result().rows()}
     assert all(r.section.endswith(", postgresql") for r in rows.values())
     level = rows["50% load (5.0/s offered): p99"]
     assert level.value == pytest.approx(99.0)
     assert "target p99 ≤ 100 ms" in level.note
     assert "5.0/s" in level.note  # 10 completed over the 2 s window
-    assert rows["backlog of 100: drained"].value == pytest.approx(8.0)
-    assert rows["CPU per application: gateway + simulators"].value == pytest.approx(100.0)
-    assert rows["CPU per application: load generator"].value == pytest.approx(5.0)
-    broker = rows["CPU per application: RabbitMQ"]
-    assert broker.value is None
-    assert "not on this host" in broker.note
-    assert rows["peak RSS: gateway + simulators"].value == pytest.approx(150.0)
-    assert "100, 110 MB" in rows["peak RSS: gateway + simulators"].note
-    assert rows["gateway publishes per application"].value == pytest.approx(17.0)
+    assert rows["backlog of 100 newborns (500 tasks): drained"].value == pytest.approx(8.0)
+
+
+def test_cpu_and_memory_rows_come_one_per_process_in_order() -> None:
+    rows = _result().rows()
+    cpu = [r for r in rows if r.name.startswith("CPU per application: ")]
+    assert [r.name.removeprefix("CPU per application: ") for r in cpu] == [
+        GATEWAY, SIMULATORS, LOAD_GENERATOR, BROKER,
+    ]  # fmt: skip
+    assert [r.value for r in cpu[:3]] == pytest.approx([100.0, 25.0, 5.0])  # ms over 20 apps
+    assert cpu[3].value is None
+    assert "not on this host" in cpu[3].note
+    peak = {r.name: r for r in rows if r.name.startswith("peak RSS: ")}
+    assert peak[f"peak RSS: {GATEWAY}"].value == pytest.approx(150.0)
+    assert "100, 110 MB" in peak[f"peak RSS: {GATEWAY}"].note
+    assert "60, 61 MB" in peak[f"peak RSS: {SIMULATORS}"].note
+    assert peak[f"peak RSS: {SIMULATORS}"].value == pytest.approx(70.0)
+    assert {r.name: r.value for r in rows}["gateway publishes per application"] == 17.0
+
+
+def test_the_json_keeps_the_old_keys_and_adds_the_simulators() -> None:
+    detail = push_detail(_result())
+    assert detail["cpu_seconds"] == {
+        "gateway": 2.0, "simulators": 0.5, "load_generator": 0.1, "rabbitmq": None,
+        "gateway_and_simulators": 2.5,
+    }  # fmt: skip
+    assert detail["peak_rss_kb"]["simulators"] == 70 * 1024
+    assert detail["rss_kb_after_each_phase"]["simulators"] == [60 * 1024, 61 * 1024]
+    assert detail["backlog"]["per_second"] == pytest.approx(8.0)
 
 
 def test_a_skipped_push_is_one_row_that_says_why() -> None:
@@ -88,9 +122,29 @@ def test_a_skipped_push_is_one_row_that_says_why() -> None:
     assert "queues in use" in rows[0].note
 
 
-def test_rss_growth_is_the_last_sample_over_the_low_of_the_first_half() -> None:
-    samples = [(0.0, 120), (10.0, 100), (20.0, 130), (30.0, 150), (40.0, 160)]
-    assert rss_growth(samples) == 60  # 160 − min(120, 100)
-    assert rss_growth([(0.0, 100)]) is None
-    flat = [(float(t), 100) for t in range(0, 600, 10)]
-    assert rss_growth(flat) == 0
+def test_growth_compares_the_mean_of_the_first_window_with_the_last() -> None:
+    samples = [(0.0, 100), (10.0, 110), (20.0, 500), (30.0, 150), (40.0, 170)]
+    first, last = growth_means(samples, window=10.0) or (0, 0)
+    assert (first, last) == (105.0, 160.0)  # (100 + 110) / 2, (150 + 170) / 2
+    assert growth_means([(0.0, 100)], window=60.0) is None
+    flat = [(float(t), 100) for t in range(0, 610, 10)]
+    assert growth_means(flat, window=60.0) == (100.0, 100.0)
+
+
+def test_the_steady_run_gives_latency_and_each_sampled_process_its_growth_and_peak() -> None:
+    phase = Phase(submitted=300, completed=300, latency_ms=[float(i) for i in range(101)])
+    phase.load = LoadResult(window_seconds=600.0)
+    gateway = [(float(t), 100 * 1024 + t * 1024 // 60) for t in range(0, 610, 10)]
+    steady = Steady(0.5, 0.5, phase, window_seconds=60.0, sample_seconds=10.0,
+                    samples={GATEWAY: gateway, SIMULATORS: [(0.0, 60 * 1024)]})  # fmt: skip
+    result = _result()
+    result.steady = steady
+    rows = {r.name: r for r in result.rows()}
+    latency = rows["steady 50% load for 10.0 min: p99"]
+    assert latency.value == pytest.approx(99.0)
+    assert "300/300 completed, 0.5/s" in latency.note
+    grew = rows[f"steady: RSS growth, {GATEWAY}"]
+    assert grew.value == pytest.approx(9.0, abs=0.1)  # 1 MB a minute, minute 0–1 vs 9–10
+    assert "peak 110 MB" in grew.note
+    assert "61 samples every 10 s" in grew.note
+    assert rows[f"steady: RSS growth, {SIMULATORS}"].value is None  # one sample is no trend

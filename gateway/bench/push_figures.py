@@ -1,0 +1,235 @@
+"""The push's figures, pure: phases, the steady run's memory, costs per process, the rows.
+
+``push`` measures; this module holds what it measured and turns it into table rows. The
+processes of a push, in the order the rows give them:
+
+    gateway (all roles)   the bench's own process: intake, orchestrator, relay, connectors …
+    simulators            the four departments, a process of their own (``simulators``)
+    load generator        the HTTP client, a process per phase (``loadgen``)
+    RabbitMQ              the broker, when it runs on this host (``processes``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway.bench.loadgen import LoadResult
+from gateway.bench.report import Row
+from gateway.bench.stats import hop_efficiency, percentile, rate
+
+SECTION = "internal push (newborn; every gateway role in one process, the simulators in another)"
+TASKS_PER_NEWBORN = 5  # a newborn application's tasks, one per department request
+GATEWAY = "gateway (all roles)"
+SIMULATORS = "simulators"
+LOAD_GENERATOR = "load generator"
+BROKER = "RabbitMQ"
+
+
+@dataclass
+class Phase:
+    submitted: int = 0
+    completed: int = 0
+    seconds: float = 0.0  # first 202 (or the drain's start) → last completion
+    latency_ms: list[float] = field(default_factory=list)
+    load: LoadResult | None = None
+
+    @property
+    def per_second(self) -> float:
+        return rate(self.completed, self.seconds)
+
+    def p(self, q: float) -> float | None:
+        return percentile(self.latency_ms, q) if self.latency_ms else None
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    share: float  # of the burst rate
+    offered: float  # applications/s
+    phase: Phase
+
+
+@dataclass
+class Steady:
+    """A long open-loop run at one level with every process's RSS sampled through it."""
+
+    share: float  # of the burst rate
+    offered: float  # applications/s
+    phase: Phase
+    window_seconds: float  # growth: the mean of the last window over the mean of the first
+    sample_seconds: float
+    samples: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # (s, kB)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessCost:
+    """One process over the whole push: CPU seconds and peak resident memory."""
+
+    name: str
+    cpu_seconds: float | None  # None: not measured (the note says why)
+    peak_rss_kb: int | None
+    note: str = ""
+
+
+@dataclass
+class PushResult:
+    store: str = "sqlite"
+    burst: Phase | None = None
+    levels: list[Level] = field(default_factory=list)
+    steady: Steady | None = None
+    backlog: Phase | None = None
+    published: dict[str, int] = field(default_factory=dict)  # by exchange, whole run
+    applications: int = 0  # 202s over the whole run
+    processes: list[ProcessCost] = field(default_factory=list)
+    rss_kb: dict[str, list[int]] = field(default_factory=dict)  # process → after each phase
+    poll_seconds: float = 0.0  # hukou polled, hospital folders scanned this often
+    skipped: str | None = None
+    portal_id: str = ""
+
+    def hop_efficiency(self, raw_hop_per_second: float) -> float | None:
+        if self.burst is None:
+            return None
+        return hop_efficiency(self.burst.per_second, raw_hop_per_second)
+
+    @property
+    def drain_ratio(self) -> float | None:
+        if self.backlog is None or self.burst is None or not self.burst.per_second:
+            return None
+        return self.backlog.per_second / self.burst.per_second
+
+    def cost(self, name: str) -> ProcessCost | None:
+        return next((p for p in self.processes if p.name == name), None)
+
+    def rows(self) -> list[Row]:
+        section = f"{SECTION}, {self.store}"
+        if self.skipped or self.burst is None:
+            return [Row(section, "completed", None, "apps/s", f"not measured: {self.skipped}")]
+        b = self.burst
+        rows = [
+            Row(section, f"burst of {b.submitted}: completed", b.per_second, "apps/s",
+                f"{b.completed}/{b.submitted} completed in {b.seconds:.1f} s"),
+            Row(section, "burst: latency p50", b.p(50), "ms",
+                f"p95 {_ms(b.p(95))}, p99 {_ms(b.p(99))} (queueing included)"),
+        ]  # fmt: skip
+        for level in self.levels:
+            s = level.phase
+            target = "; target p99 ≤ 100 ms" if level.share == 0.5 else ""
+            rows += [
+                Row(section, f"{level.share:.0%} load ({level.offered:.1f}/s offered): p99",
+                    s.p(99), "ms", f"p50 {_ms(s.p(50))}, p95 {_ms(s.p(95))}; "
+                    f"{_completed(s)}{target}"),
+            ]  # fmt: skip
+        if self.levels or self.steady:
+            rows.append(Row(section, "on the latency path", None, "",
+                            f"hospital result folder scanned and hukou polled every "
+                            f"{self.poll_seconds:g} s, the hospital simulator's in-tray too; "
+                            "the other simulators answer in the reply or by callback"))  # fmt: skip
+        if self.steady is not None:
+            rows += steady_rows(section, self.steady)
+        if self.backlog is not None:
+            k = self.backlog
+            tasks = k.submitted * TASKS_PER_NEWBORN
+            note = (
+                f"{k.completed}/{k.submitted} in {k.seconds:.1f} s; "
+                f"÷ burst rate = {_ratio(self.drain_ratio)} (target ≥ 0.8)"
+            )
+            name = f"backlog of {k.submitted:,} newborns ({tasks:,} tasks): drained"
+            rows.append(Row(section, name, k.per_second, "apps/s", note))
+        rows += self._cost_rows(section)
+        return rows
+
+    def _cost_rows(self, section: str) -> list[Row]:
+        apps = max(self.applications, 1)
+        total = sum(self.published.values())
+        detail = ", ".join(f"{k} {v / apps:.1f}" for k, v in sorted(self.published.items()))
+        rows = [
+            Row(section, "gateway publishes per application", total / apps, "msg",
+                f"{detail} (department-side queue messages not included)"),
+        ]  # fmt: skip
+        for p in self.processes:
+            cpu = None if p.cpu_seconds is None else p.cpu_seconds / apps * 1e3
+            note = p.note or f"{apps} applications"
+            rows.append(Row(section, f"CPU per application: {p.name}", cpu, "ms", note))
+        for p in self.processes:
+            note = p.note
+            after = self.rss_kb.get(p.name)
+            if after:
+                note = ("RSS after each phase: " + ", ".join(f"{kb / 1024:.0f}" for kb in after)
+                        + " MB; target ≤ 200 MB and flat")  # fmt: skip
+            rows.append(Row(section, f"peak RSS: {p.name}", _mb(p.peak_rss_kb), "MB", note))
+        return rows
+
+
+def steady_rows(section: str, steady: Steady) -> list[Row]:
+    """The steady run's latency, then one row per sampled process: RSS growth and peak."""
+    s = steady.phase
+    minutes = (s.load.window_seconds if s.load else 0.0) / 60
+    rows = [
+        Row(section, f"steady {steady.share:.0%} load for {minutes:.1f} min: p99", s.p(99), "ms",
+            f"p50 {_ms(s.p(50))}, p95 {_ms(s.p(95))}; {_completed(s)} "
+            f"({steady.offered:.1f}/s offered)"),
+    ]  # fmt: skip
+    window = steady.window_seconds
+    for name, samples in steady.samples.items():
+        means = growth_means(samples, window)
+        if means is None:
+            rows.append(Row(section, f"steady: RSS growth, {name}", None, "MB",
+                            f"not measured: {len(samples)} sample(s)"))  # fmt: skip
+            continue
+        first, last = means
+        peak = max(kb for _, kb in samples)
+        rows.append(
+            Row(section, f"steady: RSS growth, {name}", (last - first) / 1024, "MB",
+                f"mean of the first {window:g} s {first / 1024:.0f} MB → of the last "
+                f"{last / 1024:.0f} MB; peak {peak / 1024:.0f} MB; {len(samples)} samples "
+                f"every {steady.sample_seconds:g} s; target flat")
+        )  # fmt: skip
+    return rows
+
+
+def growth_means(samples: list[tuple[float, int]], window: float) -> tuple[float, float] | None:
+    """Mean RSS (kB) over the first ``window`` seconds and over the last; None with fewer
+    than two samples (a leak shows as the second well above the first)."""
+    if len(samples) < 2:
+        return None
+    start, end = samples[0][0], samples[-1][0]
+    first = [kb for t, kb in samples if t <= start + window]
+    last = [kb for t, kb in samples if t >= end - window]
+    return sum(first) / len(first), sum(last) / len(last)
+
+
+def phase_of(load: LoadResult, completed: Mapping[str, float]) -> Phase:
+    """What one load did: 202s matched with their completions (wall-clock seconds)."""
+    done = [(t, completed[a]) for a, t in load.accepted if a in completed]
+    phase = Phase(submitted=len(load.accepted), completed=len(done), load=load)
+    if done:
+        first = min(t for _, t in load.accepted)
+        phase.seconds = max(c for _, c in done) - first
+        phase.latency_ms = [(c - t) * 1000 for t, c in done]
+    return phase
+
+
+def drain_of(ids: list[str], completed: Mapping[str, float], started: float) -> Phase:
+    """A backlog's drain: applications completed since ``started`` (wall clock)."""
+    done = [completed[a] for a in ids if a in completed]
+    phase = Phase(submitted=len(ids), completed=len(done))
+    if done:
+        phase.seconds = max(done) - started
+    return phase
+
+
+def _completed(s: Phase) -> str:
+    window = s.load.window_seconds if s.load else 0.0
+    return f"{s.completed}/{s.submitted} completed, {rate(s.completed, window):.1f}/s"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} ms"
+
+
+def _mb(kb: int | None) -> float | None:
+    return None if kb is None else kb / 1024
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
