@@ -5,6 +5,9 @@ commands, with roles, department scopes and the audit trail.
     copies.py what a replay sends: the original message, or an edited copy (pure)
     desk.py   dead letters: list, show, groups, replay, edit-and-replay, purge; the
               application search; every action and unmasked read in the audit trail
+    replay.py, edit.py, purge.py  the desk's actions, one module each
+    casework.py  what they share: a visible letter, its marks and audit rows, a planner
+              transition committed with them and its outbox published
     outcomes.py  what the desk answers, and its typed refusals (404 / 409)
     resubmit.py  a gw.intake letter replayed through intake as its portal
     views.py  masked (or, with ``unmask``, full) JSON views of letters and applications

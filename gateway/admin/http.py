@@ -37,8 +37,9 @@ from aiohttp import web
 
 from gateway.admin import views
 from gateway.admin.auth import Forbidden, Operator, OperatorAuth, Unauthenticated
+from gateway.admin.casework import Publish
 from gateway.admin.copies import Invalid
-from gateway.admin.desk import Desk, Publish
+from gateway.admin.desk import Desk
 from gateway.admin.outcomes import Conflict, NotFound
 from gateway.admin.resubmit import Resubmit
 from gateway.errors import BrokerUnavailable
