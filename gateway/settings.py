@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -115,11 +115,20 @@ class SystemConfig(_Section):
     timeout_seconds: float = Field(default=30.0, gt=0)
     retry: RetryPolicy = RetryPolicy()
     poll_seconds: float = Field(default=30.0, gt=0)  # how often a polled system is asked
-    # a polled system (soap, rest) asked once right after its receipt, within timeout_seconds:
-    # a decision taken at once then comes with the receipt, not poll_seconds later
-    poll_on_receipt: bool = True
+    # a polled system asked once more right after its receipt, within timeout_seconds, so a
+    # decision taken at once comes with the receipt, not poll_seconds later. Unset: on for
+    # soap (no callback: the poll is the only way), off for rest (its callback brings the
+    # decision at once; the question would spend half of rate_per_second for nothing)
+    poll_on_receipt: bool = False
     # "Mon-Fri 22:00-23:30", "Sat 00:00-06:00", "2026-12-24 08:00-12:00" in Settings.timezone
     maintenance: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _poll_on_receipt_by_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("poll_on_receipt") is None:
+            return {**data, "poll_on_receipt": data.get("kind") == "soap"}
+        return data
 
     @field_validator("maintenance")
     @classmethod

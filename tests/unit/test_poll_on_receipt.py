@@ -23,6 +23,7 @@ from gateway.orchestration.maintenance import Maintenance
 from gateway.orchestration.messages import ResultMessage
 from gateway.orchestration.records import CaseState, TaskStatus
 from gateway.orchestration.runner import ConnectorRunner
+from gateway.settings import SystemConfig, load_settings
 from tests.unit.test_planner import NOW, apply, ctx
 from tests.unit.test_receipt_decision import _request, _started_at
 
@@ -171,8 +172,19 @@ async def test_no_question_once_a_maintenance_window_has_begun(state: CaseState)
     assert police.checks == [] and settled == ["ack"] and result.decision is None
 
 
-def test_the_setting_is_on_by_default_and_can_be_switched_off() -> None:
-    from gateway.settings import SystemConfig
-
+def test_the_setting_is_on_for_soap_and_off_for_rest_unless_given() -> None:
+    """SOAP police have no callback; the REST platform's callback brings its decision, and
+    a question right after each receipt would spend half of its rate for nothing."""
     assert SystemConfig(kind="soap").poll_on_receipt is True
-    assert SystemConfig(kind="rest", poll_on_receipt=False).poll_on_receipt is False
+    assert SystemConfig(kind="soap", poll_on_receipt=False).poll_on_receipt is False
+    assert SystemConfig(kind="rest").poll_on_receipt is False
+    assert SystemConfig(kind="rest", poll_on_receipt=True).poll_on_receipt is True
+    assert SystemConfig(kind="filedrop").poll_on_receipt is False
+    env = {"GATEWAY_SYSTEMS__HUKOU__KIND": "soap", "GATEWAY_SYSTEMS__PROVINCIAL__KIND": "rest",
+           "GATEWAY_SYSTEMS__PROVINCIAL__POLL_ON_RECEIPT": "true"}  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("GATEWAY_CONFIG", raising=False)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        systems = load_settings().systems
+    assert systems["hukou"].poll_on_receipt and systems["provincial"].poll_on_receipt
