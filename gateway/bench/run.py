@@ -70,9 +70,9 @@ QUICK = Plan(
     push_burst=60,
     push_level_seconds=3.0,
     push_backlog=60,
-    steady_seconds=15.0,  # the code path exercised, not a verdict on memory
+    steady_seconds=10.0,  # the code path exercised, not a verdict on memory
     steady_sample_seconds=1.0,
-    steady_window_seconds=4.0,
+    steady_window_seconds=3.0,
 )
 # Issue 6: "a backlog of 50,000 tasks drains at ≥ 0.8 × the steady rate" — a newborn is
 # 5 tasks, so 10,000 newborns; RSS "flat over a 10-minute run", sampled every 10 s.
