@@ -61,6 +61,9 @@ def configure_logging(
     # No renderer here prints a record's process, thread or multiprocessing name: not
     # looking them up makes every record cheaper (a process-wide switch of the logging module).
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    # Nor a record's file, line or function: None here is the logging module's own switch
+    # that skips findCaller (a walk up the stack for every record, structlog's included).
+    logging._srcfile = None
     # pika logs every lost connection as a series of ERRORs; the broker client reports the
     # same events once, as broker_connection_lost / broker_ready with the retry delay.
     logging.getLogger("pika").setLevel(logging.CRITICAL)

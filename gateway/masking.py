@@ -26,6 +26,10 @@ _CITIZEN_ID = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[0-9Xx]|\d{15})(?![0-9A-Za-z
 _PHONE = re.compile(r"(?<![\d+])(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
 # Either of the two: one scan tells whether a text needs the two substitutions at all.
 _EITHER = re.compile(f"{_CITIZEN_ID.pattern}|{_PHONE.pattern}")
+# What every match of either contains (three digits, at most a space or dash, four digits),
+# without look-arounds: re skips to each digit, ten times faster than ``_EITHER`` on a log
+# line. A text without it cannot hold an ID or a phone, so the full scan is skipped.
+_MAYBE = re.compile(r"\d{3}[ -]?\d{4}")
 
 _ID_KEYS = ("id_number", "citizen_id", "head_id_number", "aae135")
 _PHONE_KEYS = ("phone", "mobile", "telephone")
@@ -33,8 +37,6 @@ _NAME_KEYS = ("name", "aac003")
 _NOT_PERSONAL_NAMES = frozenset(
     {"event", "logger", "logger_name", "system", "queue", "exchange", "hostname", "filename"}
 )
-
-_known: ContextVar[frozenset[str]] = ContextVar("gateway_personal_values", default=frozenset())
 
 
 def mask_id(value: str) -> str:
@@ -88,16 +90,34 @@ def prepare_known(values: Iterable[str]) -> Known:
     return tuple(sorted({v for v in values if len(v) >= 2}, key=len, reverse=True))
 
 
+class _InPlay:
+    """The personal values in play and, prepared once rather than per log line, the order
+    they are replaced in."""
+
+    __slots__ = ("ordered", "values")
+
+    def __init__(self, values: frozenset[str]) -> None:
+        self.values = values
+        self.ordered = prepare_known(values)
+
+    def adding(self, values: Iterable[str]) -> _InPlay:
+        return _InPlay(self.values | frozenset(v for v in values if v))
+
+
+_NONE_IN_PLAY = _InPlay(frozenset())  # never changed: ``adding`` makes a new one
+_known: ContextVar[_InPlay] = ContextVar("gateway_personal_values", default=_NONE_IN_PLAY)
+
+
 def mask_text(text: str, known: Iterable[str] | None = None) -> str:
     """Mask every known personal value (default: this context's), then IDs and phones."""
-    return _mask_text(text, prepare_known(_known.get() if known is None else known))
+    return _mask_text(text, _known.get().ordered if known is None else prepare_known(known))
 
 
 def _mask_text(text: str, known: Known) -> str:
     for value in known:
         if value in text:
             text = text.replace(value, _mask_known(value))
-    if _EITHER.search(text) is None:  # the usual case: neither substitution would change it
+    if _MAYBE.search(text) is None:  # the usual case: neither substitution would change it
         return text
     text = _CITIZEN_ID.sub(lambda m: mask_id(m.group(0)), text)
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
@@ -115,7 +135,7 @@ def _mask_known(value: str) -> str:
 
 def mask_value(value: Any, key: str | None = None, known: Iterable[str] | None = None) -> Any:
     """Mask a JSON-like value recursively (dicts, lists, strings)."""
-    return _mask_value(value, key, prepare_known(_known.get() if known is None else known))
+    return _mask_value(value, key, _known.get().ordered if known is None else prepare_known(known))
 
 
 def _mask_value(value: Any, key: str | None, known: Known) -> Any:
@@ -135,13 +155,13 @@ def _mask_value(value: Any, key: str | None, known: Known) -> Any:
 
 
 def current_personal_values() -> frozenset[str]:
-    return _known.get()
+    return _known.get().values
 
 
 @contextmanager
 def personal_data(values: Iterable[str]) -> Iterator[None]:
     """Register the personal values of the message being handled, for this context."""
-    token = _known.set(_known.get() | frozenset(v for v in values if v))
+    token = _known.set(_known.get().adding(values))
     try:
         yield
     finally:
@@ -150,7 +170,7 @@ def personal_data(values: Iterable[str]) -> Iterator[None]:
 
 def register_personal_data(values: Iterable[str]) -> None:
     """Add values to the current context (an aiohttp handler's task) without a ``with``."""
-    _known.set(_known.get() | frozenset(v for v in values if v))
+    _known.set(_known.get().adding(values))
 
 
 def structlog_processor(
@@ -161,9 +181,9 @@ def structlog_processor(
     The usual line holds nothing personal, and one look at all its texts at once tells so
     (joined with NUL, which neither a pattern's match nor its look-around can span): then
     only values masked by their field's name, and non-texts, go through ``mask_value``."""
-    known = prepare_known(_known.get())
+    known = _known.get().ordered
     texts = "\x00".join(v for v in event_dict.values() if isinstance(v, str))
-    if any(value in texts for value in known) or _EITHER.search(texts) is not None:
+    if any(value in texts for value in known) or _MAYBE.search(texts) is not None:
         return {k: _mask_value(v, k, known) for k, v in event_dict.items()}
     return {
         k: v if isinstance(v, str) and _key_mask(k) is None else _mask_value(v, k, known)

@@ -109,3 +109,19 @@ def test_the_processor_masks_each_field_whether_or_not_the_line_looks_personal()
             "a": "139 0735",
             "b": "1234",
         }
+
+
+def test_the_quick_pre_scan_lets_every_id_and_phone_shape_through() -> None:
+    # the processor skips the full patterns when a cheaper scan finds no digit run: each
+    # shape the patterns mask must still reach them, full-width digits included
+    texts = {
+        "id 431022199203150421.": "431022199203150421",
+        "old id 431022900708013": "431022900708013",
+        "call +86 139-0735-1234": "0735",
+        "call 139 0735 1234 now": "0735",
+        "全角 ４３１０２２１９９２０３１５０４２１": "２２１９９２",
+    }
+    for text, hidden in texts.items():
+        event = masking.structlog_processor(None, "info", {"event": text, "n": 1})
+        assert hidden not in str(event["event"]), text
+        assert event["event"] == masking.mask_text(text, ())
