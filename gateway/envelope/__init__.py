@@ -28,6 +28,7 @@ from gateway.envelope.model import (
     RetirementEnvelope,
     SchoolEntryEnvelope,
     VeteranEnvelope,
+    dump_envelope,
     parse_envelope,
 )
 from gateway.envelope.parts import (
@@ -91,6 +92,7 @@ __all__ = [
     "VeteranEnvelope",
     "VeteranSubjects",
     "current_table",
+    "dump_envelope",
     "envelope_json_schema",
     "load_table",
     "parse_envelope",

@@ -49,7 +49,7 @@ PERSONAL: Final = SchemaExtra(**{"x-personal": True})
 
 
 def _division(value: str) -> str:
-    return validators.division_code(value, current_table())
+    return validators.division_code(value, current_table().names)
 
 
 def _citizen_id(value: str) -> str:
@@ -181,14 +181,50 @@ def _personal_fields(model: type[BaseModel]) -> frozenset[str]:
     )
 
 
+# Values that hold no model and no list: a field typed only with these is not looked into.
+_LEAF_TYPES: Final = (str, int, float, bool, date, datetime, AwareDatetime, type(None))
+
+
+def _leaf(annotation: Any) -> bool:
+    if get_origin(annotation) is Literal:
+        return True
+    if get_origin(annotation) is Annotated:
+        return _leaf(get_args(annotation)[0])
+    if isinstance(annotation, type) and get_args(annotation) == ():
+        return issubclass(annotation, _LEAF_TYPES)
+    args = get_args(annotation)  # a union (``X | None``): a leaf if every member is one
+    return bool(args) and get_origin(annotation) is not list and all(_leaf(a) for a in args)
+
+
+@cache
+def _walk_plan(model: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The fields of ``model`` that matter to ``personal_values``, decided once per class:
+    (personal fields, other fields that may hold a model or a list). The rest are skipped."""
+    personal = _personal_fields(model)
+    others = tuple(
+        name
+        for name, info in model.model_fields.items()
+        if name not in personal and not _leaf(info.annotation)
+    )
+    return tuple(sorted(personal)), others
+
+
 def _collect(value: object, found: set[str]) -> None:
     if isinstance(value, BaseModel):
-        personal = _personal_fields(type(value))
-        for name in type(value).model_fields:
-            item = getattr(value, name)
-            if name in personal and isinstance(item, str):
+        personal, others = _walk_plan(type(value))
+        fields = value.__dict__  # a model's field values, without a getattr per field
+        for name in personal:
+            item = fields[name]
+            if isinstance(item, str):
                 found.add(item)
-            else:
+            elif isinstance(item, list):
+                found.update(v for v in item if isinstance(v, str))
+                _collect(item, found)
+            elif item is not None:
+                _collect(item, found)
+        for name in others:
+            item = fields[name]
+            if item is not None:
                 _collect(item, found)
     elif isinstance(value, list):
         for item in value:

@@ -217,6 +217,13 @@ def _type(error: Any) -> str:
     return "missing" if error["type"] == "union_tag_not_found" else str(error["type"])
 
 
+def dump_envelope(envelope: Envelope) -> str:
+    """The envelope's normal JSON text, as intake stores and publishes it: what
+    ``ENVELOPE_ADAPTER.dump_json`` writes, by the matter's own serializer (no union to
+    dispatch through)."""
+    return type(envelope).__pydantic_serializer__.to_json(envelope).decode()
+
+
 def parse_envelope(body: bytes) -> Envelope:
     """Validate JSON bytes; raise ``InvalidEnvelope`` listing every error (values left out)."""
     try:

@@ -28,7 +28,7 @@ from gateway.broker.topology import (
     HEADER_TASK_ID,
     HEADER_TRACEPARENT,
 )
-from gateway.envelope import ENVELOPE_ADAPTER, parse_envelope, personal_values
+from gateway.envelope import dump_envelope, parse_envelope, personal_values
 from gateway.errors import BrokerUnavailable, InvalidEnvelope, StoreUnavailable
 from gateway.logs import get_logger
 from gateway.masking import register_personal_data
@@ -241,7 +241,7 @@ class IntakeService:
             channel=channel,
             matter=envelope.matter,
             schema_version=envelope.schema_version,
-            envelope_json=ENVELOPE_ADAPTER.dump_json(envelope).decode(),
+            envelope_json=dump_envelope(envelope),
             fingerprint=digest,
             created_at=now,
         )

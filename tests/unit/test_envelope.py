@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway.envelope import (
+    ENVELOPE_ADAPTER,
     TYPED_MATTERS,
     AfterDeathEnvelope,
     DisabilityEnvelope,
@@ -22,10 +23,12 @@ from gateway.envelope import (
     RetirementEnvelope,
     SchoolEntryEnvelope,
     VeteranEnvelope,
+    dump_envelope,
     envelope_json_schema,
     parse_envelope,
     personal_values,
 )
+from gateway.envelope.fields import PERSONAL
 from gateway.errors import InvalidEnvelope
 from gateway.matters import MATTERS
 
@@ -233,6 +236,46 @@ def test_personal_values_covers_accounts_and_every_matter() -> None:
         assert {s.upper() for s in _personal_in(doc)} <= {s.upper() for s in found}
         if doc["matter"] in ("retirement", "disability"):
             assert doc["subjects"]["bank_account"] in found
+
+
+def _every_marked_value(value: object) -> set[str]:
+    """Every text under a PERSONAL field, by walking every field of every model."""
+    found: set[str] = set()
+    if isinstance(value, BaseModel):
+        schema = type(value).model_json_schema()["properties"]
+        for name in type(value).model_fields:
+            item = getattr(value, name)
+            marked = _marked_in(schema[name])
+            if marked and isinstance(item, str):
+                found.add(item)
+            elif marked and isinstance(item, list):
+                found |= {v for v in item if isinstance(v, str)}
+            found |= _every_marked_value(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _every_marked_value(item)
+    return found
+
+
+def _marked_in(property_schema: dict[str, Any]) -> bool:
+    branches = [property_schema, *property_schema.get("anyOf", [])]
+    return any(
+        b.get("x-personal") is True or b.get("items", {}).get("x-personal") for b in branches
+    )
+
+
+def test_personal_values_finds_what_a_walk_of_every_field_finds() -> None:
+    assert PERSONAL.keywords == {"x-personal": True}
+    for path in VALID:
+        env = parse_envelope(path.read_bytes())
+        assert personal_values(env) == _every_marked_value(env), path.name
+
+
+def test_dump_envelope_writes_what_the_union_adapter_writes() -> None:
+    for path in VALID:
+        env = parse_envelope(path.read_bytes())
+        assert dump_envelope(env) == ENVELOPE_ADAPTER.dump_json(env).decode(), path.name
+        assert parse_envelope(dump_envelope(env).encode()) == env
 
 
 def test_personal_fields_are_marked_in_the_schema() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from stdnum.cn import ric as std_ric
@@ -315,3 +315,12 @@ def test_elicence_check_agrees_with_stdnum() -> None:
         assert _accepts(v.elicence_id, value) == theirs, value
         accepted += theirs
     assert 0 < accepted < N
+
+
+def test_today_in_china_is_the_calendar_day_at_utc_plus_8() -> None:
+    before = v.china_date(datetime.now(UTC))
+    today = v.today_in_china()
+    after = v.china_date(datetime.now(UTC))
+    assert today in (before, after)  # the same day unless midnight passed in between
+    assert v.china_date(datetime(2026, 1, 1, 15, 59, 59, tzinfo=UTC)) == date(2026, 1, 1)
+    assert v.china_date(datetime(2026, 1, 1, 16, 0, 0, tzinfo=UTC)) == date(2026, 1, 2)
