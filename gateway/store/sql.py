@@ -148,12 +148,16 @@ async def _claim(
     fingerprint: str,
     now: float,
     lease_seconds: float,
+    application_id: str | None = None,
 ) -> Claim:
+    """``application_id``: the application a fresh claim leads to, written with the key
+    when the key has none yet (the caller creates it in the same transaction), rather than
+    by a statement of its own. ``Fresh`` carries the application the key named before."""
     lease_until = float(now + lease_seconds)
     inserted = await tx.execute(
-        "INSERT INTO idempotency (portal_id, key, fingerprint, lease_until, created_at) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (portal_id, key) DO NOTHING",
-        (portal_id, key, fingerprint, lease_until, float(now)),
+        "INSERT INTO idempotency (portal_id, key, fingerprint, lease_until, created_at, "
+        "application_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (portal_id, key) DO NOTHING",
+        (portal_id, key, fingerprint, lease_until, float(now), application_id),
     )
     if inserted:
         return Fresh(None)
@@ -164,21 +168,24 @@ async def _claim(
     )
     if row is None:  # only if a purge removed it between the two statements
         raise StoreUnavailable("idempotency record vanished during claim", system="store")
-    stored_fingerprint, application_id, status_code, body, content_type, held = row
+    stored_fingerprint, stored_application_id, status_code, body, content_type, held = row
     if stored_fingerprint != fingerprint:
         return Mismatch()
     if status_code is not None:
-        return Replay(int(status_code), bytes(body), content_type, application_id)
+        return Replay(int(status_code), bytes(body), content_type, stored_application_id)
     if held is not None and float(held) > now:
         return InFlight(float(held))
     await tx.execute(
-        "UPDATE idempotency SET lease_until = ? WHERE portal_id = ? AND key = ?",
-        (lease_until, portal_id, key),
+        "UPDATE idempotency SET lease_until = ?, application_id = COALESCE(application_id, ?) "
+        "WHERE portal_id = ? AND key = ?",
+        (lease_until, application_id, portal_id, key),
     )
-    return Fresh(application_id)
+    return Fresh(stored_application_id)
 
 
-async def _create(tx: Tx, app: NewApplication) -> ApplicationRecord:
+async def _create(tx: Tx, app: NewApplication, *, link_key: bool = True) -> ApplicationRecord:
+    """Insert the application; ``link_key``: also point its idempotency record at it (not
+    needed when the key was claimed with the application's id in this transaction)."""
     await tx.execute(
         "INSERT INTO applications (id, portal_id, idempotency_key, channel, matter, "
         "schema_version, status, envelope_json, fingerprint, created_at, updated_at, "
@@ -197,10 +204,11 @@ async def _create(tx: Tx, app: NewApplication) -> ApplicationRecord:
             float(app.created_at),
         ),
     )
-    await tx.execute(
-        "UPDATE idempotency SET application_id = ? WHERE portal_id = ? AND key = ?",
-        (app.id, app.portal_id, app.idempotency_key),
-    )
+    if link_key:
+        await tx.execute(
+            "UPDATE idempotency SET application_id = ? WHERE portal_id = ? AND key = ?",
+            (app.id, app.portal_id, app.idempotency_key),
+        )
     return ApplicationRecord(
         id=app.id,
         portal_id=app.portal_id,
@@ -237,9 +245,9 @@ class SqlStore:
     @property
     def cases(self) -> CaseStore:
         """Tasks, timeline, outbox and timers of the internal push (``cases.py``)."""
-        from gateway.store.cases import CaseStore
+        if self._cases is None:  # imported here, once: cases.py imports this module
+            from gateway.store.cases import CaseStore
 
-        if self._cases is None:
             self._cases = CaseStore(self._db)
         return self._cases
 
@@ -298,7 +306,14 @@ class SqlStore:
             if nonce is not None and not await _remember_nonce(tx, portal_id, nonce, purge):
                 raise NonceReused(portal_id)
             claim = await _claim(
-                tx, self._db.dialect, portal_id, key, fingerprint, now, lease_seconds
+                tx,
+                self._db.dialect,
+                portal_id,
+                key,
+                fingerprint,
+                now,
+                lease_seconds,
+                application_id=None if new is None else new.id,
             )
             if not isinstance(claim, Fresh):
                 return claim, None
@@ -307,7 +322,9 @@ class SqlStore:
                 if earlier is not None:
                     return claim, earlier
             if new is not None:
-                return claim, await _create(tx, new)
+                # The claim named ``new`` unless the key named an application before
+                # (whose row is gone): then it is pointed at ``new`` here.
+                return claim, await _create(tx, new, link_key=claim.application_id is not None)
             if refusal is not None:
                 await _complete(
                     tx, portal_id, key, refusal.status_code, refusal.body, refusal.content_type

@@ -128,6 +128,23 @@ async def test_admit_after_a_release_returns_the_earlier_application(store: Stor
     assert [a.id for a in listed] == [app.id]
 
 
+async def test_admit_over_an_expired_claim_links_the_key_to_its_application(
+    store: Store,
+) -> None:
+    app = new_app("k4")
+    # a claim whose holder died before creating anything; its lease runs out
+    assert await store.claim_idempotency("window", "k4", app.fingerprint, T0, LEASE) == Fresh(None)
+    claim, record = await store.admit("window", "k4", app.fingerprint, T0 + LEASE, LEASE, new=app)
+    assert claim == Fresh(None)
+    assert record is not None and record.id == app.id
+    await store.release_idempotency("window", "k4")
+    again, earlier = await store.admit(
+        "window", "k4", app.fingerprint, T0 + LEASE + 1, LEASE, new=new_app("k4")
+    )
+    assert again == Fresh(app.id)  # the key names the application created over it
+    assert earlier == record
+
+
 async def test_admit_stores_the_refusal_of_an_invalid_envelope(store: Store) -> None:
     refusal = Answer(422, b'{"type":"invalid-envelope"}', "application/problem+json")
     claim, record = await store.admit(
