@@ -218,6 +218,43 @@ def move_into(src: Path, folder: Path, name: str, *, label: str | None = None) -
     raise AssertionError("unreachable: candidate names never run out")  # pragma: no cover
 
 
+def move_with_sidecar(
+    src: Path, sidecar: Path, folder: Path, name: str, *, label: str | None = None
+) -> str | None:
+    """``move_into`` for a file and its checksum sidecar (which becomes ``<name it got>.sha256``)
+    with one folder fsync for the two: both are in ``folder`` for good before either leaves
+    where it was. Returns the file's name there, None if ``src`` is gone."""
+    for candidate in _candidates(name, label):
+        try:
+            os.link(src, folder / candidate, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if not folder.is_dir():
+                raise
+            return None  # another reader moved it first
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            moved = move_into(src, folder, name, label=label)  # no hard links: one by one
+            if moved is not None:
+                move_into(sidecar, folder, moved + CHECKSUM_SUFFIX)
+            return moved
+        try:
+            os.link(sidecar, folder / (candidate + CHECKSUM_SUFFIX), follow_symlinks=False)
+            linked = True
+        except OSError:  # gone, or its name taken (a stray one): moved on its own below
+            linked = False
+        fsync_dir(folder)
+        src.unlink(missing_ok=True)
+        if linked:
+            sidecar.unlink(missing_ok=True)
+        else:
+            move_into(sidecar, folder, candidate + CHECKSUM_SUFFIX)
+        return candidate
+    raise AssertionError("unreachable: candidate names never run out")  # pragma: no cover
+
+
 def shown(name: str) -> str:
     """A file name fit for one line of text: newlines, control characters and bytes that are
     not UTF-8 escaped (``a\\nb``, ``\\udcff``), so a name cannot forge a line."""

@@ -34,7 +34,7 @@ from connectors.base import Decision, DepartmentRequest, Receipt, Report, Unread
 from connectors.dropfolder import (
     CHECKSUM_SUFFIX,
     checksum_matches,
-    move_into,
+    move_with_sidecar,
     park,
     read_regular,
     safe_name,
@@ -425,9 +425,10 @@ class FileDropResultSource:
         name = answer.path.name
         if any(sha256_hex(read_regular(p, self._max_bytes)) == answer.digest
                for p in versions(self._archive, name)):  # fmt: skip
-            moved = move_into(answer.path, self._archive, name, label="duplicate")
+            moved = move_with_sidecar(
+                answer.path, answer.sidecar, self._archive, name, label="duplicate"
+            )
             if moved is not None:
-                move_into(answer.sidecar, self._archive, moved + CHECKSUM_SUFFIX)
                 counts.duplicates += 1
                 log.info("filedrop_duplicate_archived", system=self.system, file=name)
             return None
@@ -458,6 +459,4 @@ class FileDropResultSource:
         if sha256_hex(current) != answer.digest:
             log.warning("filedrop_answer_replaced", system=self.system, file=answer.path.name)
             return  # rewritten while we reported: the next scan takes the new content
-        moved = move_into(answer.path, self._archive, answer.path.name)
-        if moved is not None:
-            move_into(answer.sidecar, self._archive, moved + CHECKSUM_SUFFIX)
+        move_with_sidecar(answer.path, answer.sidecar, self._archive, answer.path.name)

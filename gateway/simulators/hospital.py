@@ -371,11 +371,7 @@ class HospitalSimulator:
         return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
     async def _write(self, name: str, data: bytes) -> None:
-        """Data first, then its checksum: each through a temp file, fsync and rename."""
-        digest = hashlib.sha256(data).hexdigest()
-        await self._io(_write_atomic, self._out, name, data)
-        line = f"{digest}  {name}\n".encode()
-        await self._io(_write_atomic, self._out, name + ".sha256", line)
+        await self._io(_write_with_checksum, self._out, name, data)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), CHINA)
@@ -389,18 +385,33 @@ def _element(tag: str, **children: str | None) -> bytes:
     return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
-def _write_atomic(folder: Path, name: str, data: bytes) -> None:
-    tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / name)
+def _write_with_checksum(folder: Path, name: str, data: bytes) -> None:
+    """Data first, then its checksum, each through a temp file (written, fsynced) renamed into
+    place in that order; then one fsync of the folder for both renames."""
+    line = f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode()
+    temps: list[Path] = []
+    try:
+        temps.append(_temp(folder, name, data))
+        temps.append(_temp(folder, name + ".sha256", line))
+        for tmp, final in zip(temps, (name, name + ".sha256"), strict=True):
+            os.replace(tmp, folder / final)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)  # a rename that failed leaves no temp behind
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _temp(folder: Path, name: str, data: bytes) -> Path:
+    tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
 
 
 def _business_key(task_id: str) -> tuple[str, str]:
