@@ -58,6 +58,7 @@ log = get_logger(__name__)
 REQUEST_SUFFIX = ".req.xml"
 ANSWER_NAME = re.compile(r"(?P<task>[A-Za-z0-9][A-Za-z0-9._-]{0,199})\.(?P<kind>ack|result)\.xml")
 NOTICE_PREFIX = ".untold-"  # error/.untold-<digest>.json: a set-aside file not yet told
+REPORTS_AT_ONCE = 8  # tasks whose answers one scan reports side by side
 T = TypeVar("T")
 
 
@@ -243,27 +244,45 @@ class FileDropResultSource:
             self._threads = None
 
     async def scan(self, report: Report) -> ScanCounts:
-        """One pass over the inbox: acknowledgements first, then results, oldest first."""
+        """One pass over the inbox, oldest first: each task's answers in turn (its
+        acknowledgement before its result), up to ``REPORTS_AT_ONCE`` tasks' side by side (a
+        report waits for the store and the broker; the file work stays on one thread). A report
+        that fails ends the scan with its error once the others are done."""
         counts = ScanCounts()
         if not self._recovered and self.on_unreadable is not None:
             # notices a process killed before telling left behind are told first
             self._set_aside = await self._io(self._untold)
             self._recovered = True
+        tasks: dict[str, list[_Answer]] = {}
         for answer in await self._io(self._survey, counts):
-            decision = await self._io(self._vet, answer, counts)
-            if decision is None:
-                continue
-            await report(decision)
-            counts.reported += 1
-            log.info(
-                "filedrop_answer_reported",
-                system=self.system,
-                task_id=decision.task_id,
-                outcome=decision.outcome,
-            )
-            await self._io(self._archive_answer, answer)
+            tasks.setdefault(answer.task, []).append(answer)
+        gate = asyncio.Semaphore(REPORTS_AT_ONCE)
+
+        async def in_turn(answers: list[_Answer]) -> None:
+            async with gate:
+                for answer in answers:
+                    await self._report(answer, report, counts)
+
+        outcomes = await asyncio.gather(*map(in_turn, tasks.values()), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         await self._tell()
         return counts
+
+    async def _report(self, answer: _Answer, report: Report, counts: ScanCounts) -> None:
+        decision = await self._io(self._vet, answer, counts)
+        if decision is None:
+            return
+        await report(decision)
+        counts.reported += 1
+        log.info(
+            "filedrop_answer_reported",
+            system=self.system,
+            task_id=decision.task_id,
+            outcome=decision.outcome,
+        )
+        await self._io(self._archive_answer, answer)
 
     async def _tell(self) -> None:
         """Hand each file set aside to ``on_unreadable``; one that fails is told next scan."""
