@@ -1,7 +1,8 @@
 """Folder mechanics for file-drop connectors: safe names, atomic files, checksums, moves.
 
-Every function here blocks and is meant for ``asyncio.to_thread``. They raise ``OSError`` as the
-operating system does; the connector turns it into the error tree with ``translate``:
+Every function here blocks and is meant for a worker thread (``connectors.filethreads``). They
+raise ``OSError`` as the operating system does; the connector turns it into the error tree with
+``translate``:
 
     Retryable           the disk is full, the share timed out, an I/O error, a folder gone
                         (a share that is not mounted right now): try again later
