@@ -63,6 +63,7 @@ Known = tuple[str, ...]
 
 _KEY_MASKS: dict[str, Callable[[str], str] | None] = {}
 _KEY_MASKS_MAX = 4096  # field names come from code and envelopes: a bounded set in practice
+_PLAIN_KEYS: set[str] = set()  # the names among them that call for no mask
 
 
 def _key_mask(key: str) -> Callable[[str], str] | None:
@@ -83,6 +84,8 @@ def _key_mask(key: str) -> Callable[[str], str] | None:
         mask = mask_name
     if len(_KEY_MASKS) < _KEY_MASKS_MAX:
         _KEY_MASKS[key] = mask
+        if mask is None:
+            _PLAIN_KEYS.add(key)
     return mask
 
 
@@ -180,11 +183,15 @@ def structlog_processor(
 
     The usual line holds nothing personal, and one look at all its texts at once tells so
     (joined with NUL, which neither a pattern's match nor its look-around can span): then
-    only values masked by their field's name, and non-texts, go through ``mask_value``."""
+    only values masked by their field's name, and non-texts, go through ``mask_value``; a
+    line of texts only, under names already known to call for no mask, is kept as it is."""
     known = _known.get().ordered
-    texts = "\x00".join(v for v in event_dict.values() if isinstance(v, str))
+    strings = [v for v in event_dict.values() if isinstance(v, str)]
+    texts = "\x00".join(strings)
     if any(value in texts for value in known) or _MAYBE.search(texts) is not None:
         return {k: _mask_value(v, k, known) for k, v in event_dict.items()}
+    if len(strings) == len(event_dict) and event_dict.keys() <= _PLAIN_KEYS:
+        return dict(event_dict)
     return {
         k: v if isinstance(v, str) and _key_mask(k) is None else _mask_value(v, k, known)
         for k, v in event_dict.items()

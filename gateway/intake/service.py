@@ -277,14 +277,18 @@ class IntakeService:
 
     def _accepted(self, application_id: str) -> Outcome:
         location = self._location(application_id)
-        body = json.dumps(
-            {"application_id": application_id, "status": "accepted", "location": location},
-            sort_keys=True,
+        # json.dumps({...}, sort_keys=True) of the three fields, by its own string encoder
+        body = (
+            f'{{"application_id": {_quoted(application_id)}, "location": {_quoted(location)}, '
+            '"status": "accepted"}'
         ).encode()
         return Outcome(202, body, application_id=application_id, headers={"Location": location})
 
     def _location(self, application_id: str) -> str:
         return f"{self._prefix}/v1/applications/{application_id}"
+
+
+_quoted: Callable[[str], str] = json.encoder.encode_basestring_ascii  # what json.dumps quotes with
 
 
 def _problem(problem: Problem, headers: Mapping[str, str] | None = None) -> Outcome:

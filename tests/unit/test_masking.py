@@ -125,3 +125,16 @@ def test_the_quick_pre_scan_lets_every_id_and_phone_shape_through() -> None:
         event = masking.structlog_processor(None, "info", {"event": text, "n": 1})
         assert hidden not in str(event["event"]), text
         assert event["event"] == masking.mask_text(text, ())
+
+
+def test_a_line_under_plain_names_seen_before_is_still_masked_where_it_must_be() -> None:
+    def process(**event: object) -> dict[str, object]:
+        return masking.structlog_processor(None, "info", dict(event))
+
+    plain = {"event": "stored", "note": "ok", "count": "3"}
+    assert process(**plain) == plain
+    assert process(**plain) == plain  # its names are known to call for no mask now
+    assert process(event="stored", note=13907351234)["note"] == "139****1234"
+    assert process(event="stored", note="ok", mother_name="刘芳")["mother_name"] == "刘*"
+    with masking.personal_data(["欧阳娜娜"]):
+        assert process(event="stored", note="for 欧阳娜娜")["note"] == "for 欧***"
