@@ -111,7 +111,8 @@ class SimulatorProcess:
         assert self.child.stdin is not None
         assert self.child.stdout is not None
         self.child.stdin.write(self.spec.to_json().encode() + b"\n")
-        await self.child.stdin.drain()
+        with contextlib.suppress(ConnectionError):  # it died at once: its stdout says so
+            await self.child.stdin.drain()
         try:
             line = await asyncio.wait_for(self.child.stdout.readline(), self.ready_seconds)
         except TimeoutError:
@@ -119,7 +120,7 @@ class SimulatorProcess:
                 f"the simulators did not say they were ready within {self.ready_seconds:g} s; "
                 f"their log: {self._tail()}"
             ) from None
-        if not line or not json.loads(line).get("ready"):
+        if not _is_ready(line):
             raise SimulatorsFailed(
                 f"the simulators' process exited before it was ready; its log: {self._tail()}"
             )
@@ -179,6 +180,13 @@ async def running_simulators(
         yield process
     finally:
         await asyncio.shield(process.stop())
+
+
+def _is_ready(line: bytes) -> bool:
+    try:
+        return bool(json.loads(line).get("ready"))
+    except (ValueError, AttributeError):
+        return False  # end of file, or something else than the ready line
 
 
 def _exit_usage(line: bytes) -> ChildUsage | None:
