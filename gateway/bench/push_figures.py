@@ -163,9 +163,10 @@ class PushResult:
 def steady_rows(section: str, steady: Steady) -> list[Row]:
     """The steady run's latency, then one row per sampled process: RSS growth and peak."""
     s = steady.phase
-    minutes = (s.load.window_seconds if s.load else 0.0) / 60
+    seconds = s.load.window_seconds if s.load else 0.0
+    span = f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
     rows = [
-        Row(section, f"steady {steady.share:.0%} load for {minutes:.1f} min: p99", s.p(99), "ms",
+        Row(section, f"steady {steady.share:.0%} load for {span}: p99", s.p(99), "ms",
             f"p50 {_ms(s.p(50))}, p95 {_ms(s.p(95))}; {_completed(s)} "
             f"({steady.offered:.1f}/s offered)"),
     ]  # fmt: skip

@@ -140,7 +140,7 @@ def test_the_steady_run_gives_latency_and_each_sampled_process_its_growth_and_pe
     result = _result()
     result.steady = steady
     rows = {r.name: r for r in result.rows()}
-    latency = rows["steady 50% load for 10.0 min: p99"]
+    latency = rows["steady 50% load for 10 min: p99"]
     assert latency.value == pytest.approx(99.0)
     assert "300/300 completed, 0.5/s" in latency.note
     grew = rows[f"steady: RSS growth, {GATEWAY}"]
