@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from connectors.base import Decision, DepartmentRequest, Gap, Receipt
@@ -36,6 +36,9 @@ DECISION_FIELDS = (
 )
 
 
+_REQUEST_FIELDS = tuple(f.name for f in fields(DepartmentRequest))
+
+
 def routing_key(system: str, matter: str, step: str) -> str:
     return f"{system}.{matter}.{step}"
 
@@ -43,7 +46,9 @@ def routing_key(system: str, matter: str, step: str) -> str:
 def task_message(
     request: DepartmentRequest, catalogue_version: str, traceparent: str | None = None
 ) -> Message:
-    body = {**asdict(request), "catalogue_version": catalogue_version}
+    # shallow, unlike ``asdict``, which deep-copies ``fields`` only for json to read it
+    body = {name: getattr(request, name) for name in _REQUEST_FIELDS}
+    body["catalogue_version"] = catalogue_version
     return Message(
         body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
         correlation_id=request.application_id,

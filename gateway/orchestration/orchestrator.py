@@ -109,8 +109,8 @@ class Orchestrator:
         except UnknownApplication:
             await self._park(delivery, f"result for unknown application {result.application_id}")
             return
-        if not tr.changed:
-            log.info(
+        if not tr.changed:  # no state change: at debug, off the hot path at INFO
+            log.debug(
                 "result_ignored",
                 kind=result.kind,
                 outcome=result.outcome,

@@ -34,6 +34,8 @@ class Outbox:
         self._metrics = metrics
         self._lease = lease_seconds
         self._clock = clock
+        self._doomed: list[int] = []  # published rows waiting for the next DELETE
+        self._deleter: asyncio.Future[None] | None = None
 
     async def flush(self, rows: Sequence[OutboxRow]) -> None:
         """Publish the rows (confirmed) and delete them. A failure leaves them for the relay."""
@@ -52,9 +54,31 @@ class Outbox:
                 self._metrics.published.labels(r.outgoing.exchange).inc()
             elif not isinstance(res, Retryable):
                 log.error("outbox_publish_failed", exchange=r.outgoing.exchange, error=repr(res))
-        await self._cases.delete_outbox(sent)
+        await self._delete(sent)
         if len(sent) < len(rows):
             log.warning("outbox_deferred", unsent=len(rows) - len(sent))
+
+    async def _delete(self, ids: list[int]) -> None:
+        """Delete published rows, coalesced: the rows of every flush that comes while one
+        DELETE runs go in the next one, so concurrent writers share one statement and one
+        store transaction. Returns once ``ids`` are gone. When a DELETE fails its waiters
+        get the error and its rows go with the next flush; should the process stop first,
+        the relay publishes them again after their lease (delivery is at least once)."""
+        if not ids:
+            return
+        self._doomed.extend(ids)
+        if self._deleter is None or self._deleter.done():
+            self._deleter = asyncio.ensure_future(self._delete_doomed())
+        await asyncio.shield(self._deleter)
+
+    async def _delete_doomed(self) -> None:
+        while self._doomed:
+            batch, self._doomed = self._doomed, []
+            try:
+                await self._cases.delete_outbox(batch)
+            except BaseException:
+                self._doomed[:0] = batch
+                raise
 
     async def relay_once(self) -> int:
         rows = await self._cases.claim_outbox(self._clock(), self._lease, 500)

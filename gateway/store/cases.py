@@ -12,6 +12,7 @@ the commit, so a crash never sends what was not recorded nor loses what was.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ _TASK_COLUMNS = (
     "clock_started_at, due_at, finished_at, updated_at, clock_stopped_at, escalated, request_key"
 )
 _TASK_COLUMN_COUNT = len(_TASK_COLUMNS.split(", "))
+_TASK_UPDATE = (
+    f"UPDATE tasks SET {', '.join(c + ' = ?' for c in _TASK_COLUMNS.split(', ')[1:])} WHERE id = ?"
+)
 
 
 class UnknownApplication(LookupError):
@@ -58,13 +62,13 @@ def _task(row: Row) -> TaskRecord:
         system=row[4],
         operation=row[5],
         status=TaskStatus(row[6]),
-        depends_on=tuple(json.loads(row[7])),
+        depends_on=tuple(_json_list(row[7])),
         attempt=int(row[8]),
         case_number=row[9],
         certificate=row[10],
         reason=row[11],
-        gaps=tuple(json.loads(row[12])),
-        provides=json.loads(row[13]),
+        gaps=tuple(_json_list(row[12])),
+        provides={} if row[13] == "{}" else json.loads(row[13]),
         dispatched_at=_f(row[14]),
         clock_started_at=_f(row[15]),
         due_at=_f(row[16]),
@@ -74,6 +78,29 @@ def _task(row: Row) -> TaskRecord:
         escalated=row[20],
         request_key=row[21],
     )
+
+
+def _json_list(text: str) -> list[Any]:
+    """``json.loads`` for a JSON list column; most rows hold ``[]`` (every case load reads
+    each task's three JSON columns, so the common value skips the parser)."""
+    return [] if text == "[]" else list(json.loads(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _depends_json(depends_on: tuple[str, ...]) -> str:
+    """A step's dependencies as stored: a handful of catalogue tuples, encoded once each."""
+    return json.dumps(list(depends_on))
+
+
+def _marks(count: int) -> str:
+    """``?, ?, …``: ``count`` placeholders."""
+    return ", ".join("?" * count)
+
+
+def _rows(width: int, count: int) -> str:
+    """``(?, ?), (?, ?)``: placeholders for a multi-row ``VALUES`` of ``count`` rows."""
+    row = f"({_marks(width)})"
+    return ", ".join([row] * count)
 
 
 def _f(value: Any) -> float | None:
@@ -89,13 +116,13 @@ def _task_values(t: TaskRecord) -> tuple[Any, ...]:
         t.system,
         t.operation,
         t.status.value,
-        json.dumps(list(t.depends_on)),
+        _depends_json(tuple(t.depends_on)),
         t.attempt,
         t.case_number,
         t.certificate,
         t.reason,
-        json.dumps([dict(g) for g in t.gaps], ensure_ascii=False),
-        json.dumps(dict(t.provides), ensure_ascii=False),
+        json.dumps([dict(g) for g in t.gaps], ensure_ascii=False) if t.gaps else "[]",
+        json.dumps(dict(t.provides), ensure_ascii=False) if t.provides else "{}",
         t.dispatched_at,
         t.clock_started_at,
         t.due_at,
@@ -163,20 +190,12 @@ class CaseStore:
                 return tr, []
             await self._write_application(tx, state.application, tr, now)
             await self._write_tasks(tx, state, tr)
-            for entry in tr.timeline:
+            await self._write_timeline(tx, application_id, tr.timeline)
+            if tr.drop_timers:
                 await tx.execute(
-                    "INSERT INTO timeline (application_id, task_id, at, kind, detail_json) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (
-                        application_id,
-                        entry.task_id,
-                        entry.at,
-                        entry.kind,
-                        json.dumps(dict(entry.detail), ensure_ascii=False, default=str),
-                    ),
+                    f"DELETE FROM timers WHERE task_id IN ({_marks(len(tr.drop_timers))})",
+                    tuple(tr.drop_timers),
                 )
-            for task_id in tr.drop_timers:
-                await tx.execute("DELETE FROM timers WHERE task_id = ?", (task_id,))
             for timer in tr.timers:
                 await tx.execute(
                     "INSERT INTO timers (task_id, system, due_at, lease_until) VALUES (?, ?, ?, 0)"
@@ -184,7 +203,7 @@ class CaseStore:
                     (timer.task_id, timer.system, timer.due_at),
                 )
             await disclosure_log.record(tx, tr.outbox, now)  # who gets which personal fields
-            return tr, [OutboxRow(await self._enqueue(tx, o, now), o) for o in tr.outbox]
+            return tr, await self._enqueue(tx, tr.outbox, now)
 
         return await self._db.run(work)
 
@@ -212,47 +231,63 @@ class CaseStore:
             f"UPDATE applications SET {', '.join(sets)} WHERE id = ?", (*params, app.id)
         )
 
-    async def _write_tasks(self, tx: Tx, state: CaseState, tr: Transition) -> None:
-        known = {t.id: t for t in state.tasks}
-        order = {t.id: i for i, t in enumerate(tr.tasks)}
-        for t in tr.tasks:
-            if known.get(t.id) == t:
-                continue  # unchanged by this transition: no write
-            values = _task_values(t)
-            if t.id in known:
-                cols = _TASK_COLUMNS.split(", ")[1:]
-                await tx.execute(
-                    f"UPDATE tasks SET {', '.join(c + ' = ?' for c in cols)} WHERE id = ?",
-                    (*values[1:], t.id),
-                )
-            else:
-                await tx.execute(
-                    f"INSERT INTO tasks ({_TASK_COLUMNS}, position) VALUES "
-                    f"({', '.join('?' * (_TASK_COLUMN_COUNT + 1))})",
-                    (*values, order[t.id]),
-                )
+    async def _write_timeline(
+        self, tx: Tx, application_id: str, entries: Sequence[TimelineEntry]
+    ) -> None:
+        """The transition's entries in one statement, in order (``seq`` follows it)."""
+        if not entries:
+            return
+        values: list[Any] = []
+        for e in entries:
+            detail = json.dumps(dict(e.detail), ensure_ascii=False, default=str)
+            values += (application_id, e.task_id, e.at, e.kind, detail)
+        await tx.execute(
+            "INSERT INTO timeline (application_id, task_id, at, kind, detail_json) "
+            f"VALUES {_rows(5, len(entries))}",
+            values,
+        )
 
-    async def _enqueue(self, tx: Tx, o: Outgoing, now: float) -> int:
-        m = o.message
-        row = await tx.fetchone(
+    async def _write_tasks(self, tx: Tx, state: CaseState, tr: Transition) -> None:
+        """Changed tasks one UPDATE each; new ones (a case's start) in one INSERT."""
+        known = {t.id: t for t in state.tasks}
+        new: list[Any] = []
+        for position, t in enumerate(tr.tasks):
+            if t.id not in known:
+                new += (*_task_values(t), position)
+            elif known[t.id] != t:
+                await tx.execute(_TASK_UPDATE, (*_task_values(t)[1:], t.id))
+            # else unchanged by this transition: no write
+        if new:
+            await tx.execute(
+                f"INSERT INTO tasks ({_TASK_COLUMNS}, position) "
+                f"VALUES {_rows(_TASK_COLUMN_COUNT + 1, len(new) // (_TASK_COLUMN_COUNT + 1))}",
+                new,
+            )
+
+    async def _enqueue(self, tx: Tx, outgoing: Sequence[Outgoing], now: float) -> list[OutboxRow]:
+        """Insert the messages in one statement; their rows in ``outgoing``'s order.
+
+        The writer publishes them at once; the relay after the lease. Ids grow in the order
+        the rows are inserted (SQLite holds the write lock; PostgreSQL draws them from the
+        identity sequence row by row), but RETURNING may list them in any order: sorted,
+        they pair with ``outgoing`` again.
+        """
+        if not outgoing:
+            return []
+        values: list[Any] = []
+        for o in outgoing:
+            m = o.message
+            values += (o.exchange, o.routing_key, m.message_id, m.correlation_id,
+                       m.content_type, m.type, json.dumps(dict(m.headers), ensure_ascii=False),
+                       bytes(m.body), now, now + 30.0)  # fmt: skip
+        rows = await tx.fetchall(
             "INSERT INTO outbox (exchange, routing_key, message_id, correlation_id, "
             "content_type, type, headers_json, body, created_at, lease_until) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                o.exchange,
-                o.routing_key,
-                m.message_id,
-                m.correlation_id,
-                m.content_type,
-                m.type,
-                json.dumps(dict(m.headers), ensure_ascii=False),
-                bytes(m.body),
-                now,
-                now + 30.0,
-            ),
-        )  # the writer publishes it at once; the relay after the lease
-        assert row is not None
-        return int(row[0])
+            f"VALUES {_rows(10, len(outgoing))} RETURNING id",
+            values,
+        )
+        ids = sorted(int(r[0]) for r in rows)
+        return [OutboxRow(i, o) for i, o in zip(ids, outgoing, strict=True)]
 
     # -- outbox ------------------------------------------------------------------------
     async def claim_outbox(self, now: float, lease_seconds: float, limit: int) -> list[OutboxRow]:
