@@ -82,7 +82,8 @@ class PushResult:
     applications: int = 0  # 202s over the whole run
     processes: list[ProcessCost] = field(default_factory=list)
     rss_kb: dict[str, list[int]] = field(default_factory=dict)  # process → after each phase
-    poll_seconds: float = 0.0  # hukou polled, hospital folders scanned this often
+    poll_seconds: float = 0.0  # hukou polled this often (its decisions come with the receipt)
+    scan_seconds: float = 0.0  # hospital folders' fallback scan (inotify wakes them sooner)
     skipped: str | None = None
     portal_id: str = ""
 
@@ -96,6 +97,15 @@ class PushResult:
         if self.backlog is None or self.burst is None or not self.burst.per_second:
             return None
         return self.backlog.per_second / self.burst.per_second
+
+    def latency_path(self) -> str:
+        """What carries each department's answer back (the polling left is a fallback)."""
+        return (
+            "hukou: receipt and query at once (poll_on_receipt; polled every "
+            f"{self.poll_seconds:g} s otherwise); provincial: callback; hospital: inotify "
+            f"wake-up of the result folder and of the simulator's in-tray, a {self.scan_seconds:g} "
+            "s fallback scan; cdc: queue reply"
+        )
 
     def cost(self, name: str) -> ProcessCost | None:
         return next((p for p in self.processes if p.name == name), None)
@@ -120,10 +130,7 @@ class PushResult:
                     f"{_completed(s)}{target}"),
             ]  # fmt: skip
         if self.levels or self.steady:
-            rows.append(Row(section, "on the latency path", None, "",
-                            f"hospital result folder scanned and hukou polled every "
-                            f"{self.poll_seconds:g} s, the hospital simulator's in-tray too; "
-                            "the other simulators answer in the reply or by callback"))  # fmt: skip
+            rows.append(Row(section, "on the latency path", None, "", self.latency_path()))
         if self.steady is not None:
             rows += steady_rows(section, self.steady)
         if self.backlog is not None:
