@@ -48,7 +48,7 @@ class RawResult:
 
     @property
     def noise(self) -> list[str]:
-        return noise_reasons(self.publish_per_second, self.consume_per_second)
+        return noise_reasons(self.publish_per_second, self.consume_per_second, self.hop_per_second)
 
     def rows(self) -> list[Row]:
         s = "raw baseline (pika AsyncioConnection, quorum queue)"

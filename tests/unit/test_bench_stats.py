@@ -65,3 +65,12 @@ def test_each_figure_below_80_percent_gives_its_own_reason() -> None:
 def test_noise_reference_and_floor_can_be_given() -> None:
     assert stats.noise_reasons(90.0, 90.0, publish_reference=100, consume_reference=100) == []
     assert stats.noise_reasons(90.0, 90.0, publish_reference=100, consume_reference=100, floor=0.95)
+
+
+def test_a_one_hop_below_80_percent_of_7k_is_noise_too() -> None:
+    fine = (stats.DESIGN_PUBLISH, stats.DESIGN_CONSUME)
+    assert stats.noise_reasons(*fine, 0.8 * stats.DESIGN_HOP) == []
+    reasons = stats.noise_reasons(*fine, 5_000.0)
+    assert len(reasons) == 1
+    assert "one-hop" in reasons[0] and "7,000" in reasons[0]
+    assert stats.noise_reasons(*fine) == []  # the hop not measured: not a reason
