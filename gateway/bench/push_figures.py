@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from gateway.bench.loadgen import LoadResult
 from gateway.bench.report import Row
-from gateway.bench.stats import hop_efficiency, percentile, rate
+from gateway.bench.stats import hop_efficiency, middle_rate, percentile, rate
 
 SECTION = "internal push (newborn; every gateway role in one process, the simulators in another)"
 TASKS_PER_NEWBORN = 5  # a newborn application's tasks, one per department request
@@ -24,6 +24,7 @@ GATEWAY = "gateway (all roles)"
 SIMULATORS = "simulators"
 LOAD_GENERATOR = "load generator"
 BROKER = "RabbitMQ"
+FEW_SAMPLES = 100  # latency samples below which a p99 is no better than the maximum
 
 
 @dataclass
@@ -33,13 +34,30 @@ class Phase:
     seconds: float = 0.0  # first 202 (or the drain's start) → last completion
     latency_ms: list[float] = field(default_factory=list)
     load: LoadResult | None = None
+    middle_per_second: float | None = None  # over the middle 80 % of completions (the burst)
 
     @property
     def per_second(self) -> float:
         return rate(self.completed, self.seconds)
 
+    @property
+    def complete(self) -> bool:
+        """Every accepted application completed (a timed-out one would drop out of p99)."""
+        return self.submitted > 0 and self.completed == self.submitted
+
+    @property
+    def incomplete(self) -> str:
+        return f"INCOMPLETE {self.completed}/{self.submitted}"
+
     def p(self, q: float) -> float | None:
         return percentile(self.latency_ms, q) if self.latency_ms else None
+
+    def samples(self) -> str:
+        """``n=…`` and, under ``FEW_SAMPLES``, the maximum: a p99 of few samples is their max."""
+        n = len(self.latency_ms)
+        if n >= FEW_SAMPLES or not n:
+            return f"n={n}"
+        return f"n={n}, few samples: max {max(self.latency_ms):.0f} ms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +105,40 @@ class PushResult:
     skipped: str | None = None
     portal_id: str = ""
 
-    def hop_efficiency(self, raw_hop_per_second: float) -> float | None:
-        if self.burst is None:
+    @property
+    def burst_rate(self) -> float | None:
+        """The maximum rate: the burst's middle 80 % of completions (its whole span when too
+        few to cut); None when the burst did not complete."""
+        b = self.burst
+        if b is None or not b.complete:
             return None
-        return hop_efficiency(self.burst.per_second, raw_hop_per_second)
+        return b.middle_per_second if b.middle_per_second is not None else b.per_second
+
+    def hop_efficiency(self, raw_hop_per_second: float) -> float | None:
+        burst = self.burst_rate
+        return None if burst is None else hop_efficiency(burst, raw_hop_per_second)
 
     @property
     def drain_ratio(self) -> float | None:
-        if self.backlog is None or self.burst is None or not self.burst.per_second:
+        burst = self.burst_rate
+        if self.backlog is None or not self.backlog.complete or not burst:
             return None
-        return self.backlog.per_second / self.burst.per_second
+        return self.backlog.per_second / burst
+
+    def failures(self) -> list[str]:
+        """A skipped push and each phase that did not complete: the run fails for them."""
+        where = f"push ({self.store})"
+        if self.skipped:
+            return [f"{where}: skipped — {self.skipped}"]
+        phases = [("burst", self.burst)]
+        phases += [(f"{lv.share:.0%} load", lv.phase) for lv in self.levels]
+        phases += [("steady", self.steady.phase if self.steady else None)]
+        phases += [("backlog drain", self.backlog)]
+        return [
+            f"{where}: {name} {phase.incomplete} completed (timed out)"
+            for name, phase in phases
+            if phase is not None and not phase.complete
+        ]
 
     def latency_path(self) -> str:
         """What carries each department's answer back (the polling left is a fallback)."""
@@ -116,18 +158,20 @@ class PushResult:
             return [Row(section, "completed", None, "apps/s", f"not measured: {self.skipped}")]
         b = self.burst
         rows = [
-            Row(section, f"burst of {b.submitted}: completed", b.per_second, "apps/s",
-                f"{b.completed}/{b.submitted} completed in {b.seconds:.1f} s"),
-            Row(section, "burst: latency p50", b.p(50), "ms",
-                f"p95 {_ms(b.p(95))}, p99 {_ms(b.p(99))} (queueing included)"),
+            Row(section, f"burst of {b.submitted}: completed", self.burst_rate, "apps/s",
+                f"{b.incomplete}: no rate" if not b.complete else
+                f"middle 80 % of completions (first and last 10 % dropped); "
+                f"{b.completed}/{b.submitted} in {b.seconds:.1f} s, {b.per_second:.1f}/s overall"),
+            Row(section, "burst: latency p50", _pick(b, b.p(50)), "ms",
+                f"{b.incomplete}: no percentiles" if not b.complete else
+                f"p95 {_ms(b.p(95))}, p99 {_ms(b.p(99))}; {b.samples()} (queueing included)"),
         ]  # fmt: skip
         for level in self.levels:
             s = level.phase
             target = "; target p99 ≤ 100 ms" if level.share == 0.5 else ""
             rows += [
                 Row(section, f"{level.share:.0%} load ({level.offered:.1f}/s offered): p99",
-                    s.p(99), "ms", f"p50 {_ms(s.p(50))}, p95 {_ms(s.p(95))}; "
-                    f"{_completed(s)}{target}"),
+                    _pick(s, s.p(99)), "ms", f"{_latency(s)}; {_completed(s)}{target}"),
             ]  # fmt: skip
         if self.levels or self.steady:
             rows.append(Row(section, "on the latency path", None, "", self.latency_path()))
@@ -137,11 +181,14 @@ class PushResult:
             k = self.backlog
             tasks = k.submitted * TASKS_PER_NEWBORN
             note = (
-                f"{k.completed}/{k.submitted} in {k.seconds:.1f} s; "
-                f"÷ burst rate = {_ratio(self.drain_ratio)} (target ≥ 0.8)"
+                f"{k.completed}/{k.submitted} in {k.seconds:.1f} s from every role's restart "
+                f"to the last completion; ÷ burst rate (its middle 80 %) = "
+                f"{_ratio(self.drain_ratio)} (target ≥ 0.8)"
+                if k.complete
+                else f"{k.incomplete}: no drain rate"
             )
             name = f"backlog of {k.submitted:,} newborns ({tasks:,} tasks): drained"
-            rows.append(Row(section, name, k.per_second, "apps/s", note))
+            rows.append(Row(section, name, _pick(k, k.per_second), "apps/s", note))
         rows += self._cost_rows(section)
         return rows
 
@@ -173,9 +220,8 @@ def steady_rows(section: str, steady: Steady) -> list[Row]:
     seconds = s.load.window_seconds if s.load else 0.0
     span = f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
     rows = [
-        Row(section, f"steady {steady.share:.0%} load for {span}: p99", s.p(99), "ms",
-            f"p50 {_ms(s.p(50))}, p95 {_ms(s.p(95))}; {_completed(s)} "
-            f"({steady.offered:.1f}/s offered)"),
+        Row(section, f"steady {steady.share:.0%} load for {span}: p99", _pick(s, s.p(99)),
+            "ms", f"{_latency(s)}; {_completed(s)} ({steady.offered:.1f}/s offered)"),
     ]  # fmt: skip
     window = steady.window_seconds
     for name, samples in steady.samples.items():
@@ -207,23 +253,37 @@ def growth_means(samples: list[tuple[float, int]], window: float) -> tuple[float
 
 
 def phase_of(load: LoadResult, completed: Mapping[str, float]) -> Phase:
-    """What one load did: 202s matched with their completions (wall-clock seconds)."""
+    """What one load did: 202s matched with their completions (wall-clock seconds); the rate
+    over the middle 80 % of the completions too (the burst's figure)."""
     done = [(t, completed[a]) for a, t in load.accepted if a in completed]
     phase = Phase(submitted=len(load.accepted), completed=len(done), load=load)
     if done:
         first = min(t for _, t in load.accepted)
         phase.seconds = max(c for _, c in done) - first
         phase.latency_ms = [(c - t) * 1000 for t, c in done]
+        phase.middle_per_second = middle_rate([c for _, c in done])
     return phase
 
 
 def drain_of(ids: list[str], completed: Mapping[str, float], started: float) -> Phase:
-    """A backlog's drain: applications completed since ``started`` (wall clock)."""
+    """A backlog's drain: applications completed since ``started`` (wall clock: the moment
+    every role is running again, when draining can begin)."""
     done = [completed[a] for a in ids if a in completed]
     phase = Phase(submitted=len(ids), completed=len(done))
     if done:
         phase.seconds = max(done) - started
     return phase
+
+
+def _pick(phase: Phase, value: float | None) -> float | None:
+    """A phase's figure only when every application completed (timeouts would hide)."""
+    return value if phase.complete else None
+
+
+def _latency(s: Phase) -> str:
+    if not s.complete:
+        return f"{s.incomplete}: no percentiles"
+    return f"p50 {_ms(s.p(50))}, p95 {_ms(s.p(95))}; {s.samples()}"
 
 
 def _completed(s: Phase) -> str:

@@ -134,12 +134,15 @@ async def bench(
             intake = await part("intake", lambda: run_intake(
                 settings, seconds=plan.intake_seconds, connections=plan.intake_connections,
                 progress=progress))  # fmt: skip
+            if intake is not None and intake.skipped:
+                failures.append(f"intake: skipped — {intake.skipped}")
             push: list[PushResult] = []
             for name in stores:
                 url = pg if name == "postgresql" else None
                 log = log_path.with_suffix(f".simulators-{name}.log")
                 done = await part(f"push ({name})", _push(settings, plan, url, progress, log))
                 push += [done] if done is not None else []
+                failures += done.failures() if done is not None else []
         finally:
             configure_logging(settings.log_format, level=level or logging.INFO)
     rows = _rows(raw, costs, intake, push, failures)
@@ -305,11 +308,15 @@ def push_detail(p: PushResult) -> dict[str, Any]:
         }
     for name, phase in phases:
         if phase is not None:
+            done = phase.complete  # an incomplete phase's figures would hide its timeouts
             detail[name] = {
                 "submitted": phase.submitted, "completed": phase.completed,
-                "seconds": phase.seconds, "per_second": phase.per_second,
-                "p50_ms": phase.p(50), "p95_ms": phase.p(95), "p99_ms": phase.p(99),
+                "complete": done, "samples": len(phase.latency_ms),
+                "seconds": phase.seconds, "per_second": phase.per_second if done else None,
+                "p50_ms": phase.p(50) if done else None, "p95_ms": phase.p(95) if done else None,
+                "p99_ms": phase.p(99) if done else None,
             }  # fmt: skip
+    detail["burst_rate_middle_80"] = p.burst_rate
     return detail
 
 

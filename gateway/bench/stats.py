@@ -43,6 +43,19 @@ def rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
 
+def middle_rate(times: Sequence[float], share: float = 0.8) -> float | None:
+    """Completions per second over the middle ``share`` of ``times`` (the first and last
+    (1 − share) / 2 dropped, so ramp-up and ramp-down neither flatter nor punish the rate):
+    the intervals between the first and the last kept completion. None with fewer than two
+    kept, or all at one instant."""
+    ordered = sorted(times)
+    drop = math.floor(round(len(ordered) * (1 - share) / 2, 6))  # 10 × 0.1 is 0.999…
+    kept = ordered[drop : len(ordered) - drop]
+    if len(kept) < 2 or kept[-1] <= kept[0]:
+        return None
+    return (len(kept) - 1) / (kept[-1] - kept[0])
+
+
 def ratio(numerator: float, denominator: float) -> float | None:
     """None when the denominator was not measured (zero or negative)."""
     return numerator / denominator if denominator > 0 else None

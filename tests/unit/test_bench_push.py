@@ -18,6 +18,7 @@ from gateway.bench.push_figures import (
     Steady,
     drain_of,
     growth_means,
+    phase_of,
 )
 from gateway.bench.run import push_detail
 
@@ -148,3 +149,61 @@ def test_the_steady_run_gives_latency_and_each_sampled_process_its_growth_and_pe
     assert "peak 110 MB" in grew.note
     assert "61 samples every 10 s" in grew.note
     assert rows[f"steady: RSS growth, {SIMULATORS}"].value is None  # one sample is no trend
+
+
+def test_a_phase_of_a_burst_keeps_the_middle_80_percent_rate_and_the_push_uses_it() -> None:
+    accepted = [(f"a{i}", 0.0) for i in range(10)]
+    completed = {"a0": 1.0, "a9": 60.0} | {f"a{i}": 10.0 + i for i in range(1, 9)}
+    burst = phase_of(LoadResult(accepted=accepted), completed)
+    assert (burst.completed, burst.seconds) == (10, 60.0)
+    assert burst.middle_per_second == pytest.approx(1.0)  # 11 → 18 s: 7 intervals in 7 s
+    result = PushResult(burst=burst, backlog=Phase(submitted=10, completed=10, seconds=20.0))
+    assert result.burst_rate == pytest.approx(burst.middle_per_second)
+    assert result.drain_ratio == pytest.approx(0.5 / (burst.middle_per_second or 0))
+    row = next(r for r in result.rows() if r.name.startswith("burst of 10"))
+    assert row.value == pytest.approx(burst.middle_per_second)
+    assert "middle 80 %" in row.note
+
+
+def test_an_incomplete_phase_shows_no_figures_and_fails_the_run() -> None:
+    result = _result()
+    level = result.levels[0].phase
+    level.completed = 9  # one of the ten timed out: its latency is missing from p99
+    rows = {r.name: r for r in result.rows()}
+    row = rows["50% load (5.0/s offered): p99"]
+    assert row.value is None
+    assert "INCOMPLETE 9/10" in row.note
+    assert result.failures() == [
+        "push (postgresql): 50% load INCOMPLETE 9/10 completed (timed out)"
+    ]
+    assert push_detail(result)["open_loop_50%"]["p99_ms"] is None
+    assert _result().failures() == []
+
+
+def test_an_incomplete_burst_or_drain_gives_no_rate_or_ratio() -> None:
+    result = _result()
+    assert result.backlog is not None and result.burst is not None
+    result.backlog.completed = 99
+    assert result.drain_ratio is None
+    drained = next(r for r in result.rows() if r.name.startswith("backlog of"))
+    assert drained.value is None and "INCOMPLETE 99/100" in drained.note
+    result.burst.completed = 59
+    assert result.burst_rate is None and result.hop_efficiency(7000.0) is None
+    assert [f.split(": ")[1] for f in result.failures()] == [
+        "burst INCOMPLETE 59/60 completed (timed out)",
+        "backlog drain INCOMPLETE 99/100 completed (timed out)",
+    ]
+
+
+def test_a_skipped_push_is_a_failure_with_its_reason() -> None:
+    assert PushResult(store="sqlite", skipped="queues in use").failures() == [
+        "push (sqlite): skipped — queues in use"
+    ]
+
+
+def test_every_latency_row_gives_its_samples_and_few_samples_show_the_max() -> None:
+    rows = {r.name: r for r in _result().rows()}
+    assert "n=101" in rows["50% load (5.0/s offered): p99"].note
+    assert "few samples" not in rows["50% load (5.0/s offered): p99"].note
+    burst = rows["burst: latency p50"].note
+    assert "n=2, few samples: max 200 ms" in burst

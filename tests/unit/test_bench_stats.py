@@ -74,3 +74,16 @@ def test_a_one_hop_below_80_percent_of_7k_is_noise_too() -> None:
     assert len(reasons) == 1
     assert "one-hop" in reasons[0] and "7,000" in reasons[0]
     assert stats.noise_reasons(*fine) == []  # the hop not measured: not a reason
+
+
+def test_the_burst_rate_drops_the_first_and_last_tenth_of_completions() -> None:
+    # a slow start (t=0) and a straggler (t=50) around 8 completions a second apart
+    times = [50.0, 0.0] + [10.0 + i for i in range(8)]
+    assert stats.middle_rate(times) == pytest.approx(1.0)  # 7 intervals over 10 → 17 s
+    assert stats.rate(len(times), 50.0) == pytest.approx(0.2)  # the whole span says 0.2
+
+
+def test_the_middle_rate_needs_two_distinct_instants() -> None:
+    assert stats.middle_rate([]) is None
+    assert stats.middle_rate([1.0]) is None
+    assert stats.middle_rate([3.0, 3.0, 3.0]) is None
