@@ -56,6 +56,17 @@ def peak_rss_kb() -> int:
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def reset_peak_rss(path: Path = PROC / "self" / "clear_refs") -> bool:
+    """Reset this process's ``VmHWM`` to its current RSS (``5`` to ``clear_refs``, Linux
+    4.0+), so that a later ``peak_rss_kb`` is the peak since now; False where it cannot be
+    written (not Linux, or not allowed): the peak then runs from the process's start."""
+    try:
+        path.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def broker_pid() -> int | None:
     """The local RabbitMQ's process id, or None (not on this host, or /proc unreadable)."""
     try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.bench.loadgen import LoadResult
-from gateway.bench.processes import stat_cpu_seconds, status_kb
+from gateway.bench.processes import reset_peak_rss, stat_cpu_seconds, status_kb
 from gateway.bench.push_figures import (
     BROKER,
     GATEWAY,
@@ -207,3 +209,11 @@ def test_every_latency_row_gives_its_samples_and_few_samples_show_the_max() -> N
     assert "few samples" not in rows["50% load (5.0/s offered): p99"].note
     burst = rows["burst: latency p50"].note
     assert "n=2, few samples: max 200 ms" in burst
+
+
+def test_resetting_the_peak_writes_5_to_clear_refs_or_says_it_could_not(tmp_path: Path) -> None:
+    clear_refs = tmp_path / "clear_refs"
+    clear_refs.write_text("")
+    assert reset_peak_rss(clear_refs) is True
+    assert clear_refs.read_text() == "5"
+    assert reset_peak_rss(tmp_path / "missing" / "clear_refs") is False
