@@ -276,6 +276,8 @@ def _detail(
                 "server_cpu_seconds": side.server_cpu_seconds,
                 "load_generator_cpu_seconds": side.load.cpu_seconds,
                 "load_generator_peak_rss_kb": side.load.peak_rss_kb,
+                "load_generator_wall_seconds": side.wall_seconds,
+                "bounded_by_load_generator": side.bounded_by_load_generator,
             }
             for name, side in (("bare", intake.bare), ("gateway", intake.gateway))
         } | {"drained": intake.drained, "skipped": intake.skipped}  # fmt: skip
