@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 from gateway.broker.messages import Message
 from gateway.errors import Retryable
@@ -17,6 +18,15 @@ from gateway.store.cases import CaseStore, OutboxRow
 
 log = get_logger(__name__)
 Publish = Callable[[str, str, Message], Awaitable[None]]
+DELETE_CHUNK = 500  # ids per DELETE statement, far below any database's parameter limit
+
+
+@dataclass
+class _Batch:
+    """Rows deleted together, and the future their flushes wait on."""
+
+    done: asyncio.Future[None]
+    ids: list[int] = field(default_factory=list)
 
 
 class Outbox:
@@ -34,7 +44,8 @@ class Outbox:
         self._metrics = metrics
         self._lease = lease_seconds
         self._clock = clock
-        self._doomed: list[int] = []  # published rows waiting for the next DELETE
+        self._next: _Batch | None = None  # published rows waiting for the next DELETE
+        self._undeleted: list[int] = []  # rows of a failed DELETE: they go with the next
         self._deleter: asyncio.Future[None] | None = None
 
     async def flush(self, rows: Sequence[OutboxRow]) -> None:
@@ -60,25 +71,44 @@ class Outbox:
 
     async def _delete(self, ids: list[int]) -> None:
         """Delete published rows, coalesced: the rows of every flush that comes while one
-        DELETE runs go in the next one, so concurrent writers share one statement and one
-        store transaction. Returns once ``ids`` are gone. When a DELETE fails its waiters
-        get the error and its rows go with the next flush; should the process stop first,
-        the relay publishes them again after their lease (delivery is at least once)."""
+        DELETE runs go in the next batch, so concurrent writers share one statement and one
+        store transaction (one per ``DELETE_CHUNK`` ids). Returns once ``ids`` are gone,
+        waiting for their own batch only. A failed batch fails its own waiters (their
+        handlers run again) and its rows go with the next batch; later batches are still
+        tried. Should the process stop first, the relay publishes the rows again after
+        their lease (delivery is at least once)."""
         if not ids:
             return
-        self._doomed.extend(ids)
+        if self._next is None:
+            self._next = _Batch(asyncio.get_running_loop().create_future())
+        batch = self._next
+        batch.ids.extend(ids)
         if self._deleter is None or self._deleter.done():
-            self._deleter = asyncio.ensure_future(self._delete_doomed())
-        await asyncio.shield(self._deleter)
+            self._deleter = asyncio.ensure_future(self._delete_batches())
+        await asyncio.shield(batch.done)
 
-    async def _delete_doomed(self) -> None:
-        while self._doomed:
-            batch, self._doomed = self._doomed, []
+    async def _delete_batches(self) -> None:
+        while (batch := self._next) is not None:
+            self._next = None
+            ids = list(dict.fromkeys([*self._undeleted, *batch.ids]))
+            self._undeleted = []
+            gone = 0
             try:
-                await self._cases.delete_outbox(batch)
-            except BaseException:
-                self._doomed[:0] = batch
+                for gone in range(0, len(ids), DELETE_CHUNK):
+                    await self._cases.delete_outbox(ids[gone : gone + DELETE_CHUNK])
+            except Exception as exc:
+                self._undeleted = ids[gone:]
+                batch.done.set_exception(exc)
+            except BaseException:  # cancelled: nobody is left to delete for the waiters
+                self._undeleted = ids[gone:]
+                batch.done.cancel()
+                if self._next is not None:
+                    self._next.done.cancel()
+                    self._undeleted.extend(self._next.ids)
+                    self._next = None
                 raise
+            else:
+                batch.done.set_result(None)
 
     async def relay_once(self) -> int:
         rows = await self._cases.claim_outbox(self._clock(), self._lease, 500)
