@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="a short run (under 2 minutes on 2 cores); without it the push holds a 10-minute "
-        "steady run and drains a backlog of 50,000 tasks per store, an hour or more",
+        "steady run and drains a backlog of 50,000 tasks per store, about 40-45 minutes",
     )
     bench.add_argument(
         "--json", type=Path, dest="json_path", metavar="FILE", help="also write the figures as JSON"

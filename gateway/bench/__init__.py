@@ -3,7 +3,7 @@
 One run measures, in this order, printing progress as it goes and a table at the end:
 
     raw       pika + RabbitMQ alone: publish, consume, one hop (``raw``); the run is flagged
-              noisy when publish or consume falls below 80 % of DESIGN's table
+              noisy when publish, consume or one hop falls below 80 % of DESIGN's table
     costs     µs per operation: envelope validation, mappings, SOAP through zeep against
               lxml, signature checks, store transactions on SQLite and PostgreSQL
               (``components``, ``soap_build``, ``stores``, ``timing``)
@@ -46,15 +46,18 @@ async def run_bench(
     postgres_url: str | None = None,
     store: str = "both",
 ) -> int:
-    """Run the bench: 0 when every part ran, 1 when one failed (the table says which).
+    """Run the bench: 0 when every part ran and every phase completed; 1 when a part failed,
+    was skipped or a phase did not complete (the table says which); 2 when PostgreSQL is in
+    the plan but cannot be reached (checked before anything runs).
 
     ``quick`` keeps the run to about two minutes on a 2-core machine (the full run holds a
     10-minute steady run and drains a backlog of 10,000 newborns, 50,000 tasks, per store:
-    an hour or more); ``json_path`` receives the figures. ``postgres_url`` is where the
-    PostgreSQL store transactions are timed and the PostgreSQL push runs (each in a fresh
-    schema, dropped afterwards); by default ``settings.database_url`` when that is
-    PostgreSQL, else the test suite's default URL. ``store`` (``sqlite``, ``postgresql`` or
-    ``both``) picks the stores the push runs on; with ``sqlite`` PostgreSQL is not touched.
+    about 40–45 minutes with both stores); ``json_path`` receives the figures.
+    ``postgres_url`` is where the PostgreSQL store transactions are timed and the PostgreSQL
+    push runs (each in a fresh schema, dropped afterwards); by default
+    ``settings.database_url`` when that is PostgreSQL, else the test suite's default URL.
+    ``store`` (``sqlite``, ``postgresql`` or ``both``) picks the stores the push runs on;
+    with ``sqlite`` PostgreSQL is not touched.
     """
     from gateway.bench.run import bench
 

@@ -21,6 +21,7 @@ from gateway.bench.push import PushPlan, run_push
 from gateway.bench.push_figures import PushResult
 from gateway.bench.raw import RawResult, run_raw
 from gateway.bench.report import Progress, Row, figures, render_table
+from gateway.bench.stores import postgres_unreachable, without_password
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 
@@ -103,6 +104,12 @@ async def bench(
     """``gateway.bench.run_bench``, documented there."""
     plan = QUICK if quick else FULL
     stores = push_stores(store)
+    pg = (postgres_url or _postgres_url(settings)) if "postgresql" in stores else None
+    if pg is not None:  # before the run, not after the SQLite push
+        why = await postgres_unreachable(pg)
+        if why is not None:
+            print(postgres_error(pg, why), file=sys.stderr)
+            return 2
     progress = Progress()
     started = time.time()
     load_before = os.getloadavg()
@@ -129,7 +136,6 @@ async def bench(
                 progress=progress))  # fmt: skip
             if raw is not None and raw.noise:
                 progress("NOISY: " + "; ".join(raw.noise))
-            pg = (postgres_url or _postgres_url(settings)) if "postgresql" in stores else None
             costs = await part("components", lambda: _components(plan, pg, progress))
             intake = await part("intake", lambda: run_intake(
                 settings, seconds=plan.intake_seconds, connections=plan.intake_connections,
@@ -177,6 +183,14 @@ async def bench(
         await asyncio.to_thread(json_path.write_text, text, "utf-8")
         print(f"Figures written to {json_path}")
     return 1 if failures else 0
+
+
+def postgres_error(url: str, why: str) -> str:
+    return (
+        f"gateway bench: PostgreSQL at {without_password(url)} cannot be reached ({why}). "
+        "Start it, name another with --postgres URL, or leave PostgreSQL out with "
+        "--store sqlite."
+    )
 
 
 def push_stores(store: str) -> tuple[str, ...]:

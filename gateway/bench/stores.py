@@ -60,6 +60,25 @@ async def postgres_schema(url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+async def postgres_unreachable(url: str) -> str | None:
+    """Why PostgreSQL at ``url`` cannot be used (None when a connection opens)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    await conn.close()
+    return None
+
+
+def without_password(url: str) -> str:
+    """``url`` fit to print: its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def with_search_path(url: str, schema: str) -> str:
     parts = urlsplit(url)
     query = [*parse_qsl(parts.query), ("options", f"-c search_path={schema}")]

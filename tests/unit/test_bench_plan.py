@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.bench.push_figures import TASKS_PER_NEWBORN
-from gateway.bench.run import FULL, QUICK, push_stores
+from gateway.bench.run import FULL, QUICK, postgres_error, push_stores
 
 
 def test_the_full_backlog_is_issue_6s_50000_tasks() -> None:
@@ -43,3 +43,10 @@ def test_the_store_option_picks_the_pushes(option: str, stores: tuple[str, ...])
 def test_an_unknown_store_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="sqlite, postgresql or both"):
         push_stores("mysql")
+
+
+def test_the_postgresql_error_names_the_url_without_its_password_and_the_way_out() -> None:
+    message = postgres_error("postgresql://bench:s3cret@db.example:5432/test", "refused")
+    assert "postgresql://bench:***@db.example:5432/test" in message
+    assert "s3cret" not in message
+    assert "--store sqlite" in message and "refused" in message
