@@ -8,6 +8,7 @@ import pytest
 
 from gateway.bench.loadgen import LoadResult
 from gateway.bench.processes import reset_peak_rss, stat_cpu_seconds, status_kb
+from gateway.bench.push import FOLDER_SCAN_SECONDS, HUKOU_POLL_SECONDS, _tuned
 from gateway.bench.push_figures import (
     BROKER,
     GATEWAY,
@@ -23,6 +24,7 @@ from gateway.bench.push_figures import (
     phase_of,
 )
 from gateway.bench.run import push_detail
+from gateway.simulators.fleet import local_systems
 
 # /proc/<pid>/stat of a process whose name holds a space and a parenthesis
 STAT = (
@@ -217,3 +219,23 @@ def test_resetting_the_peak_writes_5_to_clear_refs_or_says_it_could_not(tmp_path
     assert reset_peak_rss(clear_refs) is True
     assert clear_refs.read_text() == "5"
     assert reset_peak_rss(tmp_path / "missing" / "clear_refs") is False
+
+
+def test_the_push_tunes_departments_unthrottled_with_production_polling(tmp_path: Path) -> None:
+    systems = {
+        name: config.model_copy(update=_tuned(config))
+        for name, config in local_systems(tmp_path, poll_seconds=HUKOU_POLL_SECONDS).items()
+    }
+    assert all(c.rate_per_second >= 10_000 and c.concurrency == 16 for c in systems.values())
+    assert systems["hukou"].poll_seconds == 30.0
+    assert systems["hukou"].poll_on_receipt is True  # its decisions come with the receipt
+    assert systems["hospital"].poll_seconds == 1.0  # the fallback scan; inotify wakes it
+    assert FOLDER_SCAN_SECONDS == 1.0
+
+
+def test_the_latency_path_row_says_what_carries_each_answer() -> None:
+    result = _result()
+    result.poll_seconds, result.scan_seconds = 30.0, 1.0
+    row = next(r for r in result.rows() if r.name == "on the latency path")
+    for words in ("poll_on_receipt", "every 30 s", "callback", "inotify", "1 s fallback", "queue"):
+        assert words in row.note
