@@ -172,7 +172,7 @@ class RestConnector:
         try:
             async with self._limiter.slot():
                 if self._session is None:
-                    self._session = aiohttp.ClientSession(timeout=self._timeout)
+                    self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=True)
                 async with self._session.request(method, url, data=body, headers=headers) as resp:
                     return resp.status, await self._read_capped(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -204,6 +204,7 @@ class SoapConnector:
                 connector=aiohttp.TCPConnector(limit=self._config.concurrency),
                 timeout=aiohttp.ClientTimeout(total=self._config.timeout_seconds),
                 headers={"Accept-Encoding": "identity"},
+                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as requests honoured them
             )
         return self._session
 
