@@ -39,6 +39,7 @@ from yarl import URL
 
 from connectors.base import Decision, DepartmentRequest, Receipt, Report
 from connectors.limits import Limiter
+from connectors.proxies import env_proxy
 from gateway import signing
 from gateway.errors import ConfigurationError, GatewayError, Permanent, Retryable
 from gateway.problems import CONTENT_TYPE as PROBLEM_TYPE
@@ -172,7 +173,8 @@ class RestConnector:
         try:
             async with self._limiter.slot():
                 if self._session is None:
-                    self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=True)
+                    proxy = env_proxy(self._base)
+                    self._session = aiohttp.ClientSession(timeout=self._timeout, proxy=proxy)
                 async with self._session.request(method, url, data=body, headers=headers) as resp:
                     return resp.status, await self._read_capped(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -46,6 +46,7 @@ from zeep.wsdl.utils import etree_to_string
 from connectors import xmlsafe
 from connectors.base import Decision, DepartmentRequest, Receipt
 from connectors.limits import Limiter
+from connectors.proxies import env_proxy
 from connectors.xmlsafe import ContractTransport, UnsafeXml, zeep_settings
 from gateway.errors import ConfigurationError, GatewayError, Permanent, Retryable
 from gateway.settings import SystemConfig
@@ -156,7 +157,7 @@ class SoapConnector:
     async def _post(self, address: str, message: bytes, headers: dict[str, str]) -> _Answer:
         """POST on the loop; only an answer the XML policy reads is read, up to its cap."""
         try:
-            async with self._client().post(address, data=message, headers=headers) as resp:
+            async with self._client(address).post(address, data=message, headers=headers) as resp:
                 content_type = resp.headers.get("Content-Type", "")
                 if not xmlsafe.answer_is_read(resp.status, content_type):
                     raise self._http(resp.status)  # its body is not read: it decides nothing
@@ -197,14 +198,15 @@ class SoapConnector:
             raise Permanent(f"{call.operation}: answer has no body", self.system, "answer")
         return data
 
-    def _client(self) -> aiohttp.ClientSession:
-        """The one session of this connector, made on first use (on the running loop)."""
+    def _client(self, address: str) -> aiohttp.ClientSession:
+        """The one session of this connector, made on first use (on the running loop), through
+        the proxy the environment names for its one ``address``."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._config.concurrency),
                 timeout=aiohttp.ClientTimeout(total=self._config.timeout_seconds),
                 headers={"Accept-Encoding": "identity"},
-                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as requests honoured them
+                proxy=env_proxy(address),
             )
         return self._session
 
