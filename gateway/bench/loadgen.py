@@ -10,7 +10,8 @@ gateway's event loop does not share its core with the client's). The parent hand
     open loop     requests started at ``rate`` per second whatever the answers do (at most
                   ``connections`` in flight), for ``seconds``
 
-Every request has its own idempotency key and nonce and is signed as DESIGN says. For each
+Every request has its own idempotency key and nonce and is signed as DESIGN says; with
+``more_bodies`` the requests take ``body`` and those in turn. For each
 202 it keeps (application id, wall-clock time of the answer), so a watcher on ``gw.events``
 can time the rest of the application's way on the same clock.
 """
@@ -47,6 +48,7 @@ class LoadSpec:
     rate: float | None = None  # None: closed loop
     count: int | None = None  # closed loop: stop after this many requests
     keep_accepted: bool = False  # collect (application id, answered at) of every 202
+    more_bodies: tuple[str, ...] = ()  # sent in turn with ``body``, request by request
 
 
 @dataclass(slots=True)
@@ -80,7 +82,7 @@ class _Run:
     def __init__(self, spec: LoadSpec, session: aiohttp.ClientSession) -> None:
         self.spec = spec
         self.session = session
-        self.body = spec.body.encode()
+        self.bodies = [body.encode() for body in (spec.body, *spec.more_bodies)]
         self.result = LoadResult()
         self.statuses: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -94,18 +96,15 @@ class _Run:
     async def one(self) -> None:
         self.serial += 1
         key = f"{self.prefix}-{self.serial}"
-        headers = signed_headers(
-            self.spec.portal_id, self.spec.secret, "POST", PATH, self.body, key
-        )
+        body = self.bodies[self.serial % len(self.bodies)]
+        headers = signed_headers(self.spec.portal_id, self.spec.secret, "POST", PATH, body, key)
         headers["Content-Type"] = "application/json"
         loop = asyncio.get_running_loop()
         began = loop.time()
         status = "error"
         app_id = None
         try:
-            async with self.session.post(
-                self.spec.url + PATH, data=self.body, headers=headers
-            ) as r:
+            async with self.session.post(self.spec.url + PATH, data=body, headers=headers) as r:
                 payload = await r.read()
                 status = str(r.status)
                 if r.status == 202 and self.spec.keep_accepted:
@@ -197,7 +196,8 @@ def _cpu() -> float:
 
 
 def main() -> None:
-    spec = LoadSpec(**json.loads(sys.stdin.buffer.read()))
+    data = json.loads(sys.stdin.buffer.read())
+    spec = LoadSpec(**data | {"more_bodies": tuple(data.get("more_bodies", ()))})
     result = asyncio.run(generate(spec))
     data = asdict(result)
     sys.stdout.write(json.dumps(data))

@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,11 @@ STEADY_SHARE = 0.5
 BURST_CONNECTIONS = 8
 BACKLOG_CONNECTIONS = 16
 COMPLETION_TIMEOUT = 60.0
+# The hukou simulator numbers a child's citizen ID by county and birth date: 500 a day per
+# sex. One newborn sent over and over runs out after about 500 (the rest never complete);
+# the push spreads its newborns over this many birth dates (45,000 IDs: a full push sends
+# about 20,000).
+BIRTH_DAYS = 90
 SETTLE_SECONDS = 15.0  # after the last phase, at most this long for the queues to empty
 SETTLE_QUIET_SECONDS = 1.0
 LEGACY_WEBHOOKS = WEBHOOKS  # the one queue for every portal's events, before per-portal queues
@@ -227,7 +234,8 @@ class _Run:
             }
         )
         self.url = f"http://127.0.0.1:{self.settings.http_port}"
-        self.body = dict(examples())[NEWBORN].decode()
+        self.body, *more = newborn_bodies(dict(examples())[NEWBORN].decode(), BIRTH_DAYS)
+        self.more_bodies = tuple(more)
         self.tmp = tmp
         self.link = link
         self.progress = progress
@@ -288,7 +296,7 @@ class _Run:
         self.progress(f"push ({store}): burst of {plan.burst} newborns")
         burst = LoadSpec(self.url, self.portal_id, self.secret, self.body, BURST_CONNECTIONS,
                          seconds=3600.0, warm_up_seconds=0.0, keep_accepted=True, rate=None,
-                         count=plan.burst)  # fmt: skip
+                         count=plan.burst, more_bodies=self.more_bodies)  # fmt: skip
         b = await self._phase(burst)
         self.result.burst = b
         rate = self.result.burst_rate
@@ -326,7 +334,8 @@ class _Run:
 
     def _open_loop(self, rate: float, seconds: float) -> LoadSpec:
         return LoadSpec(self.url, self.portal_id, self.secret, self.body, 64, seconds,
-                        warm_up_seconds=0.0, rate=rate, keep_accepted=True)  # fmt: skip
+                        warm_up_seconds=0.0, rate=rate, keep_accepted=True,
+                        more_bodies=self.more_bodies)  # fmt: skip
 
     async def _steady(self, plan: PushPlan, offered: float) -> None:
         self.progress(
@@ -398,7 +407,8 @@ class _Run:
         try:
             load = await run_load(
                 LoadSpec(self.url, self.portal_id, self.secret, self.body, BACKLOG_CONNECTIONS,
-                         seconds=86_400.0, warm_up_seconds=0.0, keep_accepted=True, count=backlog)
+                         seconds=86_400.0, warm_up_seconds=0.0, keep_accepted=True, count=backlog,
+                         more_bodies=self.more_bodies)
             )  # fmt: skip
             self.loads.append(load)
         finally:
@@ -424,6 +434,27 @@ def _gateway_cost(cpu_seconds: float, peak_reset: bool) -> ProcessCost:
     return ProcessCost(GATEWAY, cpu_seconds, self_usage().peak_rss_kb,
                        "this process; peak RSS over the bench's whole life (VmHWM could not "
                        "be reset: /proc/self/clear_refs not writable)")  # fmt: skip
+
+
+def newborn_bodies(body: str, days: int) -> list[str]:
+    """``body`` (a newborn envelope) and its copies with the child born 1 … ``days`` − 1 days
+    earlier (vaccinations moved with the birth): the hukou simulator has 500 citizen IDs per
+    county, birth date and sex, so the push must not send one child thousands of times."""
+    doc = json.loads(body)
+    child, shots = doc["subjects"]["child"], doc["subjects"].get("vaccination", {})
+    out = []
+    for day in range(days):
+        copy = json.loads(body)
+        copy["subjects"]["child"]["birth_datetime"] = _earlier(child["birth_datetime"], day)
+        for name, at in shots.items():
+            if name.endswith("_at") and isinstance(at, str):
+                copy["subjects"]["vaccination"][name] = _earlier(at, day)
+        out.append(json.dumps(copy, ensure_ascii=False))
+    return out
+
+
+def _earlier(iso: str, days: int) -> str:
+    return (datetime.fromisoformat(iso) - timedelta(days=days)).isoformat()
 
 
 def _simulators_cost(sims: SimulatorProcess, last: Usage | None) -> ProcessCost:

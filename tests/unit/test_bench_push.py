@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from gateway.bench.components import NEWBORN, examples
 from gateway.bench.loadgen import LoadResult
 from gateway.bench.processes import reset_peak_rss, stat_cpu_seconds, status_kb
-from gateway.bench.push import FOLDER_SCAN_SECONDS, HUKOU_POLL_SECONDS, _tuned
+from gateway.bench.push import (
+    BIRTH_DAYS,
+    FOLDER_SCAN_SECONDS,
+    HUKOU_POLL_SECONDS,
+    _tuned,
+    newborn_bodies,
+)
 from gateway.bench.push_figures import (
     BROKER,
     GATEWAY,
@@ -239,3 +247,13 @@ def test_the_latency_path_row_says_what_carries_each_answer() -> None:
     row = next(r for r in result.rows() if r.name == "on the latency path")
     for words in ("poll_on_receipt", "every 30 s", "callback", "inotify", "1 s fallback", "queue"):
         assert words in row.note
+
+
+def test_the_push_spreads_its_newborns_over_birth_dates_for_the_hukou_id_space() -> None:
+    original = json.loads(dict(examples())[NEWBORN])
+    bodies = [json.loads(b) for b in newborn_bodies(json.dumps(original), 3)]
+    born = [b["subjects"]["child"]["birth_datetime"] for b in bodies]
+    assert born[0] == original["subjects"]["child"]["birth_datetime"]
+    assert len(set(born)) == 3 and born[2].startswith("2026-11-18T06:42")
+    assert bodies[2]["subjects"]["vaccination"]["hepb_at"].startswith("2026-11-18T08:10")
+    assert BIRTH_DAYS * 500 >= 40_000  # a full push sends some 20,000 newborns
