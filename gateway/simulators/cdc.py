@@ -19,7 +19,10 @@ Per request, as the contract says:
   limit, not one per retry), on a random failure it pauses, then rejects with requeue.
 
 Every delivery and every applied effect goes into the ledger under (cdc, application, task).
-Pending decisions live in memory: a simulator stopped before deciding does not decide.
+Pending decisions live in memory: a simulator stopped before deciding does not decide. A
+decided case is written to the ledger (``keep_case``) before its final reply, and only the
+newest ``retain`` decided cases stay in memory too (``Retention``); a request sent again for an
+older one is answered from the ledger. ``requests`` and ``replies`` keep the newest ``retain``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from gateway.logs import get_logger
 from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, Verdict, application_of, names_in
 from gateway.simulators.ledger import EffectLedger
+from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
 log = get_logger(__name__)
 
@@ -54,6 +58,7 @@ _TASK_ID = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.[a-z][a-z0-9_]*(\.r[0-9]+)*$"
 )
 _OUTAGE_POLL_SECONDS = 0.1
+_KEPT = ("task_id", "application_id", "task", "case_no", "received_at", "fingerprint", "final")
 
 
 def _request_validator() -> Any:
@@ -90,6 +95,7 @@ class CdcSimulator:
         max_hold_seconds: float = 1200.0,  # under RabbitMQ's 30 min consumer timeout
         prefetch: int = 32,
         clock: Callable[[], float] = time.time,
+        retain: int = DEFAULT_RETAIN,
     ) -> None:
         self._client = BrokerClient(amqp_url, Topology((), (), ()), name="cdc-simulator")
         self._inbox = config.inbox_queue or f"dept.{SYSTEM}.inbox"
@@ -102,12 +108,13 @@ class CdcSimulator:
         self._prefetch = prefetch
         self._clock = clock
         self._validator = _request_validator()
-        self._cases: dict[str, _Case] = {}
+        self._cases: dict[str, _Case] = {}  # open ones, and the newest decided ones
+        self._retention = Retention(retain)
         self._lock = asyncio.Lock()
         self._serial: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.requests: list[Any] = []  # every request body that parsed as JSON, as received
-        self.replies: list[dict[str, Any]] = []  # every reply published
+        self.requests: list[Any] = []  # the newest request bodies that parsed as JSON
+        self.replies: list[dict[str, Any]] = []  # the newest replies published
 
     async def start(self) -> None:
         await self._client.start()
@@ -142,7 +149,7 @@ class CdcSimulator:
         if await self._unavailable(application_id, task, task_id):
             delivery.reject(requeue=True)
             return
-        self.requests.append(body)
+        _append(self.requests, body, self._retention.limit)
         problems = self._problems(body, delivery, task_id)
         if problems:
             await self._ledger.record_delivery(
@@ -206,7 +213,7 @@ class CdcSimulator:
         fingerprint = hashlib.sha256(
             json.dumps(body, sort_keys=True, ensure_ascii=False).encode()
         ).hexdigest()
-        case = self._cases.get(task_id)
+        case = self._cases.get(task_id) or await self._kept(task_id)
         if case is not None:
             corrected = case.fingerprint != fingerprint
             if case.final is not None and case.final["status"] == "correction" and corrected:
@@ -214,13 +221,14 @@ class CdcSimulator:
                 case.fingerprint, case.final, case.deciding = fingerprint, None, None
                 case.received_at = _stamp(self._now())
                 case.received_sent = asyncio.Event()
+                self._retention.reopened(task_id)
                 return case, "accepted: corrected"
             return case, "duplicate"
         stored = await self._ledger.applied(SYSTEM, task_id)
         if stored is not None:  # decided before a restart of the simulator
             case = _Case(task_id, application_id, task, stored["case_no"], stored["received_at"],
                          fingerprint, final=stored["reply"])  # fmt: skip
-            self._cases[task_id] = case
+            self._hold(case)
             return case, "duplicate"
         now = self._now()
         serial = await self._next_serial()
@@ -228,6 +236,21 @@ class CdcSimulator:
         case = _Case(task_id, application_id, task, case_no, _stamp(now), fingerprint)
         self._cases[task_id] = case
         return case, "accepted"
+
+    async def _kept(self, task_id: str) -> _Case | None:
+        """A decided case no longer in memory, from the ledger."""
+        kept = await self._ledger.case(SYSTEM, key=task_id)
+        if kept is None:
+            return None
+        case = _Case(**kept)
+        self._hold(case)
+        return case
+
+    def _hold(self, case: _Case) -> None:
+        """Hold a decided case in memory, dropping the oldest ones beyond the retention."""
+        self._cases[case.task_id] = case
+        for task_id in self._retention.decided(case.task_id):
+            self._cases.pop(task_id, None)
 
     # -- deciding --------------------------------------------------------------------------
     async def _decide(self, case: _Case, body: dict[str, Any]) -> None:
@@ -239,6 +262,9 @@ class CdcSimulator:
         verdict = self._behaviour.verdict(case.application_id, names_in(body))
         final = await self._final(case, verdict)
         case.final = final
+        kept = {name: getattr(case, name) for name in _KEPT}
+        await self._ledger.keep_case(SYSTEM, case.task_id, case.case_no, kept)
+        self._hold(case)
         await self._publish(final, retry=True)
 
     async def _final(self, case: _Case, verdict: Verdict) -> dict[str, Any]:
@@ -269,7 +295,7 @@ class CdcSimulator:
 
     async def _next_serial(self) -> int:
         if self._serial is None:
-            self._serial = sum(1 for e in await self._ledger.effects() if e.system == SYSTEM)
+            self._serial = await self._ledger.effect_count(SYSTEM)
         self._serial += 1
         return self._serial
 
@@ -311,7 +337,7 @@ class CdcSimulator:
                     raise  # the request is requeued and answered again
                 await asyncio.sleep(self._pause)
                 continue
-            self.replies.append(reply)
+            _append(self.replies, reply, self._retention.limit)
             return
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -327,6 +353,13 @@ class CdcSimulator:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC).astimezone(CHINA)
+
+
+def _append(newest: list[Any], item: Any, limit: int) -> None:
+    """Append ``item``, keeping the newest ``limit`` items."""
+    newest.append(item)
+    if len(newest) > limit:
+        del newest[: len(newest) - limit]
 
 
 def _json(body: bytes) -> Any:

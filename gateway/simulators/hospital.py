@@ -21,6 +21,9 @@ the contract says:
 
 Every delivery and every issued certificate goes into the ledger under (hospital, application,
 task). Undecided cases live in memory: a simulator stopped before deciding does not decide.
+A decided case is written to the ledger (``keep_case``) before its result file, and only the
+newest ``retain`` decided cases stay in memory too (``Retention``): a request file sent again
+for an older one is answered from the ledger, and memory stays flat.
 
 It scans when a file arrives in its in-tray (an inotify wake-up, ``connectors.folderwatch``) and
 every ``scan_seconds`` in any case (decisions fall due with time, not with files). The files of
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
@@ -54,6 +58,7 @@ from gateway.logs import get_logger
 from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, Verdict, application_of
 from gateway.simulators.ledger import EffectLedger
+from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -114,6 +119,7 @@ class HospitalSimulator:
         scan_seconds: float = 0.05,
         clock: Callable[[], float] = time.time,
         parallel: int = 8,
+        retain: int = DEFAULT_RETAIN,
     ) -> None:
         if config.outbox is None or config.inbox is None:
             raise ConfigurationError("the hospital simulator needs `outbox` and `inbox` folders")
@@ -127,7 +133,8 @@ class HospitalSimulator:
         )
         xsd = (resources.files("contracts") / "hospital" / "request.xsd").read_bytes()
         self._schema = etree.XMLSchema(etree.fromstring(xsd, self._parser))
-        self._cases: dict[str, _Case] = {}
+        self._cases: dict[str, _Case] = {}  # open ones, and the newest decided ones
+        self._retention = Retention(retain)
         self._serial: int | None = None
         self._serial_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -267,7 +274,7 @@ class HospitalSimulator:
         task_id = str(root.findtext(_q("TaskId")))
         application_id, task = _business_key(task_id)
         fingerprint = hashlib.sha256(data).hexdigest()
-        case = self._cases.get(task_id)
+        case = self._cases.get(task_id) or await self._kept(task_id)
         detail = "duplicate"
         if case is None:
             stored = await self._ledger.applied(SYSTEM, task_id)
@@ -302,7 +309,26 @@ class HospitalSimulator:
             final=stored,
         )  # fmt: skip
         self._cases[task_id] = case
+        if stored is None:
+            self._retention.reopened(task_id)
+        else:
+            self._hold(case)
         return case
+
+    async def _kept(self, task_id: str) -> _Case | None:
+        """A decided case no longer in memory, from the ledger."""
+        kept = await self._ledger.case(SYSTEM, key=task_id)
+        if kept is None:
+            return None
+        case = _Case(**kept)
+        self._hold(case)
+        return case
+
+    def _hold(self, case: _Case) -> None:
+        """Hold a decided case in memory, dropping the oldest ones beyond the retention."""
+        self._cases[case.task_id] = case
+        for task_id in self._retention.decided(case.task_id):
+            self._cases.pop(task_id, None)
 
     def _file_away(self, path: Path) -> None:
         for n in range(10_000):
@@ -317,6 +343,9 @@ class HospitalSimulator:
         verdict = self._behaviour.verdict(case.application_id, case.names)
         result = await self._final(case, verdict)
         case.final = result
+        await self._ledger.keep_case(SYSTEM, case.task_id, case.case_no, dataclasses.asdict(case))
+        if self._cases.get(case.task_id) is case:  # not replaced by a correction meanwhile
+            self._hold(case)
         await self._write(f"{case.task_id}.result.xml", self._result(result))
         log.info("hospital_decided", task_id=case.task_id, status=result["status"])
 
@@ -344,8 +373,7 @@ class HospitalSimulator:
             return case.known_no  # the family's certificate is confirmed, not issued again
         async with self._serial_lock:  # cases are decided side by side: count once
             if self._serial is None:
-                effects = await self._ledger.effects()
-                self._serial = sum(1 for e in effects if e.system == SYSTEM)
+                self._serial = await self._ledger.effect_count(SYSTEM)
         self._serial += 1
         if case.kind == "BIRTH":
             return f"R{self._serial:09d}"

@@ -21,6 +21,11 @@ open, before the answer leaves (the fault-injection tests kill the caller there)
 
 Every submission is recorded in the ledger under (system, application, task); the last
 raw request bodies are kept in ``received`` so tests can validate them independently.
+
+Memory stays flat: open cases live in memory; a decided case (approved, rejected, awaiting a
+correction) is written to the ledger (``keep_case``) and only the newest ``retain`` of them stay
+in memory too (``Retention``); the others are answered from the ledger, by RequestId or CaseNo.
+Citizen IDs already given out are looked up in the ledger's effects, never held in memory.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, application_of
 from gateway.simulators.hukou_soap import NS, Contract, SoapFault, envelope, fault, short, tree
 from gateway.simulators.ledger import EffectLedger
+from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
 __all__ = ["HukouSimulator"]
 
@@ -56,6 +62,7 @@ OPERATIONS: Final = {  # request element → (operation, result number prefix)
 }
 RESULT_PREFIX: Final = dict(OPERATIONS.values())
 OPEN: Final = ("PENDING", "IN_PROGRESS", "SUSPENDED")  # statuses that may still change
+_DATES: Final = ("accepted_at", "decided_at")
 
 
 @dataclass
@@ -83,6 +90,18 @@ class _Case:
         """The person names the officer sees (for ``Behaviour.by_name``)."""
         return [str(e.text) for e in self.request.iter(f"{{{NS}}}Name") if e.text]
 
+    def state(self) -> dict[str, Any]:
+        """The decided case as the ledger keeps it (without the request: it is decided)."""
+        kept = {k: v for k, v in vars(self).items() if k != "request" and k not in _DATES}
+        kept.update({k: getattr(self, k) and getattr(self, k).isoformat() for k in _DATES})
+        return kept
+
+    @classmethod
+    def kept(cls, state: dict[str, Any]) -> _Case:
+        dates = {k: state[k] and datetime.fromisoformat(state[k]) for k in _DATES}
+        gaps = [(f, m) for f, m in state["gaps"]]
+        return cls(**{**state, **dates, "gaps": gaps, "request": None})
+
 
 class HukouSimulator:
     def __init__(
@@ -93,6 +112,7 @@ class HukouSimulator:
         *,
         system: str = "hukou",
         tick_seconds: float = 0.05,
+        retain: int = DEFAULT_RETAIN,
     ) -> None:
         parts = urlsplit(config.url or "http://127.0.0.1:8081/hukou")
         self._host = parts.hostname or "127.0.0.1"
@@ -103,7 +123,7 @@ class HukouSimulator:
         self._tick_seconds = tick_seconds
         self._by_request: dict[str, _Case] = {}
         self._by_case: dict[str, _Case] = {}
-        self._issued: set[str] = set()  # first 17 digits of every citizen ID given out
+        self._retention = Retention(retain)  # decided cases also held in memory
         self._serial = 0
         self._lock = asyncio.Lock()  # accepting and deciding never interleave
         self._contract: Contract | None = None
@@ -125,9 +145,6 @@ class HukouSimulator:
     # --- life cycle -------------------------------------------------------------------
     async def start(self) -> None:
         self._contract = await asyncio.to_thread(Contract)
-        for effect in await self.ledger.effects():
-            if effect.system == self.system and "citizen_id" in effect.result:
-                self._issued.add(str(effect.result["citizen_id"])[:17])
         self._serial = await self.ledger.delivery_count(self.system)  # case numbers go on
         app = web.Application()
         app.router.add_get(self._path, self._get)
@@ -204,13 +221,14 @@ class HukouSimulator:
                     raise SoapFault("Client", "DUPLICATE_REQUEST", "RequestId already used")
                 case.fingerprint, case.request, case.accepted_at = fingerprint, element, now
                 case.status, case.gaps, case.reason, case.decided_at = "PENDING", [], None, None
+                self._retention.reopened(request_id)
         self.behaviour.request("taken", application_id, task)
         return tree("Receipt", [("CaseNo", case.case_no), ("AcceptedAt", case.accepted_at)])
 
     async def _query(self, element: Any) -> Any:
         case_no = element.findtext(f"{{{NS}}}CaseNo")
         if case_no is not None:
-            case = self._by_case.get(case_no)
+            case = self._by_case.get(case_no) or await self._restore(case_no=case_no)
         else:
             request_id = str(element.findtext(f"{{{NS}}}RequestId"))
             case = self._by_request.get(request_id) or await self._restore(request_id)
@@ -232,19 +250,35 @@ class HukouSimulator:
             ],
         )
 
-    async def _restore(self, request_id: str) -> _Case | None:
-        """A case approved before this simulator restarted: its registration stands."""
-        stored = await self.ledger.applied(self.system, request_id)
-        if stored is None:
+    async def _restore(
+        self, request_id: str | None = None, *, case_no: str | None = None
+    ) -> _Case | None:
+        """A decided case no longer in memory (or decided before this simulator restarted),
+        from the ledger: its decision stands."""
+        kept = await self.ledger.case(self.system, key=request_id, case_no=case_no)
+        if kept is not None:
+            case = _Case.kept(kept)
+        elif request_id is None:
             return None
-        case = _Case(
-            stored["case_no"], request_id, stored["operation"], "", "", stored["fingerprint"],
-            None, datetime.fromisoformat(stored["accepted_at"]), "APPROVED",
-            stored.get("citizen_id"), stored["result_no"],
-            decided_at=datetime.fromisoformat(stored["decided_at"]),
-        )  # fmt: skip
-        self._by_request[request_id] = self._by_case[case.case_no] = case
+        elif (stored := await self.ledger.applied(self.system, request_id)) is not None:
+            case = _Case(
+                stored["case_no"], request_id, stored["operation"], "", "", stored["fingerprint"],
+                None, datetime.fromisoformat(stored["accepted_at"]), "APPROVED",
+                stored.get("citizen_id"), stored["result_no"],
+                decided_at=datetime.fromisoformat(stored["decided_at"]),
+            )  # fmt: skip  # approved by an older simulator, before cases were kept
+        else:
+            return None
+        self._hold(case)
         return case
+
+    def _hold(self, case: _Case) -> None:
+        """Hold a decided case in memory, dropping the oldest ones beyond the retention."""
+        self._by_request[case.request_id] = self._by_case[case.case_no] = case
+        for request_id in self._retention.decided(case.request_id):
+            dropped = self._by_request.pop(request_id, None)
+            if dropped is not None:
+                self._by_case.pop(dropped.case_no, None)
 
     # --- deciding ---------------------------------------------------------------------
     async def _tick(self) -> None:
@@ -285,7 +319,7 @@ class HukouSimulator:
                 "result_no": RESULT_PREFIX[case.operation] + case.case_no[2:],
             }
             if case.operation == "birth_registration":
-                result["citizen_id"] = self._new_citizen_id(case)
+                result["citizen_id"] = await self._new_citizen_id(case)
             stored = await self.ledger.apply(
                 self.system, case.application_id, case.task, case.request_id, result
             )
@@ -299,20 +333,24 @@ class HukouSimulator:
         else:
             case.status, case.reason = "CORRECTION", reason
             case.gaps = gaps or [("", reason or "请补正材料")]
+        if case.status not in OPEN:  # decided: on disk, and in memory while among the newest
+            await self.ledger.keep_case(self.system, case.request_id, case.case_no, case.state())
+            self._hold(case)
         log.info("simulator_decided", system=self.system, case=case.case_no, status=case.status)
 
-    def _new_citizen_id(self, case: _Case) -> str:
+    async def _new_citizen_id(self, case: _Case) -> str:
         """GB 11643: the household address's county, the child's birth date (Beijing time),
-        a free sequence whose last digit is odd for a boy and even for a girl, the check."""
+        a free sequence whose last digit is odd for a boy and even for a girl, the check.
+        Free: not in an effect of the ledger (the caller holds the lock until it applies)."""
         region = (case.text("Household/AddressDivision") or "")[:6]
         born = datetime.fromisoformat(case.text("Child/BirthDateTime") or "")
         born = born if born.tzinfo else born.replace(tzinfo=CHINA)
         parity = 1 if case.text("Child/Sex") == "1" else 0
         prefix = region + born.astimezone(CHINA).strftime("%Y%m%d")
+        issued = {number[:17] for number in await self.ledger.citizen_ids(self.system, prefix)}
         for sequence in range(1, 1000):
             body = f"{prefix}{sequence:03d}"
-            if sequence % 2 == parity and body not in self._issued:
-                self._issued.add(body)
+            if sequence % 2 == parity and body not in issued:
                 return body + citizen_id_check_char(body)
         raise RuntimeError("no free citizen ID sequence for this county and birth date")
 

@@ -11,6 +11,10 @@ on the ledger's one thread, which alone opens, uses and closes the connection: o
 loop, and never waiting behind other work on the loop's default executor. The file is in WAL
 mode with ``synchronous=NORMAL``: a process killed at any moment loses no committed row (only
 a power cut could drop the last ones, which a simulator may).
+
+It also keeps each simulator's decided cases (``keep_case`` / ``case``), so a simulator holds
+in memory only its open cases and the newest decided ones (``Retention``) and answers older
+ones from here: its memory stays flat however long it runs.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,14 @@ CREATE TABLE IF NOT EXISTS effects (
     UNIQUE (system, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS effects_business ON effects (system, application_id, task);
+CREATE INDEX IF NOT EXISTS effects_citizen_day ON effects (
+    system, substr(json_extract(result, '$.citizen_id'), 1, 14)
+);
+CREATE TABLE IF NOT EXISTS cases (
+    system TEXT NOT NULL, key TEXT NOT NULL, case_no TEXT NOT NULL, state TEXT NOT NULL,
+    PRIMARY KEY (system, key)
+);
+CREATE INDEX IF NOT EXISTS cases_no ON cases (system, case_no);
 """
 
 
@@ -105,6 +118,51 @@ class EffectLedger:
             return stored
 
         return await self._thread.run(go)
+
+    async def effect_count(self, system: str) -> int:
+        rows = await self._thread.run(
+            self._run, "SELECT COUNT(*) FROM effects WHERE system = ?", (system,)
+        )
+        return int(rows[0][0])
+
+    async def citizen_ids(self, system: str, prefix: str) -> set[str]:
+        """The citizen IDs applied by ``system`` that start with ``prefix``: found through an
+        index (for the 14 characters of county and birth date) instead of held in memory."""
+        issued = "json_extract(result, '$.citizen_id')"
+        where, params = f"substr({issued}, 1, 14) = ?", (system, prefix)  # the indexed one
+        if len(prefix) != 14:
+            where, params = f"substr({issued}, 1, {len(prefix):d}) = ?", (system, prefix)
+        rows = await self._thread.run(
+            self._run,
+            f"SELECT {issued} FROM effects WHERE system = ? AND {where}",  # noqa: S608  # ours
+            params,
+        )
+        return {str(r[0]) for r in rows}
+
+    async def keep_case(
+        self, system: str, key: str, case_no: str, state: Mapping[str, Any]
+    ) -> None:
+        """Store (or replace) a simulator's case as it stands, under its key and number."""
+        await self._thread.run(
+            self._run,
+            "INSERT OR REPLACE INTO cases (system, key, case_no, state) VALUES (?, ?, ?, ?)",
+            (system, key, case_no, json.dumps(state, ensure_ascii=False, sort_keys=True)),
+        )
+
+    async def case(
+        self, system: str, *, key: str | None = None, case_no: str | None = None
+    ) -> dict[str, Any] | None:
+        """A case kept by ``keep_case``, by its key or else by its number."""
+        column, value = ("key", key) if key is not None else ("case_no", case_no)
+        rows = await self._thread.run(
+            self._run,
+            f"SELECT state FROM cases WHERE system = ? AND {column} = ? LIMIT 1",  # noqa: S608  # a column name of ours
+            (system, value),
+        )
+        if not rows:
+            return None
+        state: dict[str, Any] = json.loads(rows[0][0])
+        return state
 
     async def effects(self, application_id: str | None = None) -> list[Effect]:
         sql = (

@@ -13,6 +13,10 @@ issues the numbers its item schema lists under ``x-provides``; that effect is ap
 ``EffectLedger`` once per idempotency key, and every ``POST /cases`` is recorded there as a
 delivery. Each decision is sent as a signed ``CaseEvent`` to the request's ``callback_url``
 (else the simulator's), retried with backoff.
+
+A decided case is written to the ledger (``keep_case``) before its callback, and only the
+newest ``retain`` decided cases stay in memory too (``Retention``): a repeated ``POST`` or a
+``GET`` of an older case is answered from the ledger, and memory stays flat.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from gateway.errors import ConfigurationError
 from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, application_of, names_in
 from gateway.simulators.ledger import EffectLedger
+from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
 SYSTEM = "provincial"
 CLIENT_ID, PLATFORM_ID, HEADER_CLIENT = "gateway", "provincial", "X-Client-Id"
@@ -191,6 +196,7 @@ class ProvincialSimulator:
         *,
         callback_attempts: int = 5,
         callback_backoff_seconds: float = 0.2,
+        retain: int = DEFAULT_RETAIN,
     ) -> None:
         if config.url is None or config.secret is None:
             raise ConfigurationError("[systems.provincial] needs url and secret")
@@ -201,6 +207,7 @@ class ProvincialSimulator:
         self._attempts, self._backoff = callback_attempts, callback_backoff_seconds
         self._by_key: dict[str, Case] = {}
         self._by_no: dict[str, Case] = {}
+        self._retention = Retention(retain)  # decided cases also held in memory
         self._nonces: OrderedDict[str, float] = OrderedDict()  # nonce → expiry, oldest first
         self._serial = itertools.count(random.randrange(900_000))  # noqa: S311  # not crypto
         self._runner: web.AppRunner | None = None
@@ -236,7 +243,7 @@ class ProvincialSimulator:
             await self._runner.cleanup()
 
     def case(self, case_no: str) -> dict[str, Any] | None:
-        """A copy of the case as GET shows it (for tests and the demo)."""
+        """A copy of the case as GET shows it (for tests and the demo), if held in memory."""
         found = self._by_no.get(case_no)
         return copy.deepcopy(found.state) if found else None
 
@@ -291,7 +298,7 @@ class ProvincialSimulator:
             return _refuse("malformed-json", "the body is not JSON")
         canonical = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
-        if (known := self._by_key.get(key)) is not None:
+        if (known := self._by_key.get(key) or await self._kept(key=key)) is not None:
             same = known.fingerprint == fingerprint
             await self._record(key, "repeat" if same else "conflict")
             if not same:
@@ -326,7 +333,8 @@ class ProvincialSimulator:
             return _refuse("unavailable", "the platform is down; try again later")
         if refused := self._authenticate(request, await request.read()):
             return _refuse("unauthenticated", refused)
-        case = self._by_no.get(request.match_info["case_no"])
+        case_no = request.match_info["case_no"]
+        case = self._by_no.get(case_no) or await self._kept(case_no=case_no)
         if case is None:
             return _refuse("case-not-found", "no such case for this client")
         return web.json_response(case.state)
@@ -351,6 +359,23 @@ class ProvincialSimulator:
         self._by_key[key] = self._by_no[case_no] = case
         case.task = asyncio.create_task(self._decide(case))
         return case
+
+    async def _kept(self, *, key: str | None = None, case_no: str | None = None) -> Case | None:
+        """A decided case no longer in memory, from the ledger."""
+        kept = await self.ledger.case(SYSTEM, key=key, case_no=case_no)
+        if kept is None:
+            return None
+        case = Case(kept["key"], kept["fingerprint"], {}, kept["state"])  # decided: no events
+        self._hold(case)
+        return case
+
+    def _hold(self, case: Case) -> None:
+        """Hold a decided case in memory, dropping the oldest ones beyond the retention."""
+        self._by_key[case.key] = self._by_no[case.state["case_no"]] = case
+        for key in self._retention.decided(case.key):
+            dropped = self._by_key.pop(key, None)
+            if dropped is not None:
+                self._by_no.pop(dropped.state["case_no"], None)
 
     def _number(self, prefix: str) -> str:
         return f"{prefix}{datetime.now(CHINA):%Y%m%d}{next(self._serial) % 1_000_000:06d}"
@@ -384,7 +409,10 @@ class ProvincialSimulator:
             if verdict.reason:
                 new["reason"] = verdict.reason
         case.state = {**case.state, **new}  # one step: a GET never sees half a decision
+        kept = {"key": case.key, "fingerprint": case.fingerprint, "state": case.state}
+        await self.ledger.keep_case(SYSTEM, case.key, case.state["case_no"], kept)
         await self._notify(case)
+        self._hold(case)
 
     async def _notify(self, case: Case) -> None:
         url = case.request.get("callback_url") or self._callback_url
