@@ -1,7 +1,7 @@
 """The internal push: newborn applications through the whole gateway and the simulators.
 
 Every gateway role runs in this process, as in ``gateway demo``, with a fresh store (SQLite
-in a temporary folder, or PostgreSQL in a fresh schema); the four department simulators
+in its scratch folder, or PostgreSQL in a fresh schema); the four department simulators
 (every decision at once) run in a process of their own (``simulators``), so that each side's
 CPU is measured apart and neither takes the other's thread pool or GIL. A watcher binds a
 temporary queue to ``gw.events`` for ``<bench portal>.newborn.application.completed`` and
@@ -22,32 +22,42 @@ same wall clock, so latency is 202 → ``application.completed``.
              rate (target ≥ 0.8)
 
 CPU seconds per application and peak RSS are given per process (``push_figures``): the
-gateway, the simulators, the load generator, and RabbitMQ when it runs on this host. Two
-departments have no callback; their intervals are production-like so that any polling left
-on the critical path shows in p99: hukou is polled every ``HUKOU_POLL_SECONDS`` (30 s; its
-decisions arrive with the receipt, ``poll_on_receipt``), and the hospital's result folder and
-the hospital simulator's in-tray are scanned every ``FOLDER_SCAN_SECONDS`` (1 s; a file's
-arrival wakes them at once, ``connectors/folderwatch.py``); the rows say so.
+gateway, the simulators, the load generator, and RabbitMQ when it runs on this host; so are
+the messages published per application, counted by the gateway and by the broker
+(``observe``). What is sent and how the departments are tuned is ``newborns``; the push's
+files live in a scratch folder of its own (``scratch``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import tempfile
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from connectors.amqp import reply_queue
 from gateway.bench.amqp import AmqpLink, queue_counts, take_back
 from gateway.bench.components import NEWBORN, examples
 from gateway.bench.loadgen import LoadResult, LoadSpec, run_load
+from gateway.bench.newborns import (
+    BIRTH_DAYS,
+    FOLDER_SCAN_SECONDS,
+    HUKOU_POLL_SECONDS,
+    newborn_bodies,
+    tuned,
+)
+from gateway.bench.observe import (
+    CountingGateway,
+    Published,
+    Watcher,
+    broker_received,
+    busy_queues,
+    waiting_messages,
+)
 from gateway.bench.processes import (
     Usage,
     broker_pid,
@@ -68,35 +78,26 @@ from gateway.bench.push_figures import (
     PushResult,
     Steady,
     drain_of,
-    phase_of,
 )
+from gateway.bench.raw import RAW_BODY_BYTES
+from gateway.bench.scratch import scratch_folder
 from gateway.bench.simulators import FleetSpec, SimulatorProcess, running_simulators, system_fields
 from gateway.bench.stores import postgres_schema
-from gateway.broker.messages import Message
-from gateway.broker.topology import DEFAULT_SYSTEMS, EVENTS, WEBHOOKS, build_topology
-from gateway.runtime import Gateway
-from gateway.settings import PortalConfig, Settings, SystemConfig
+from gateway.broker.topology import WEBHOOKS
+from gateway.settings import PortalConfig, Settings
 from gateway.simulators.fleet import free_port, local_systems
 
 __all__ = ["PushPlan", "run_push"]
 
-HUKOU_POLL_SECONDS = 30.0  # production-like: decisions come by poll_on_receipt, not by polling
-FOLDER_SCAN_SECONDS = 1.0  # production-like fallback scan: inotify wakes the folder watchers
-CONCURRENCY = 16  # requests in flight per department system (the default is 4)
-UNTHROTTLED = 100_000.0  # requests/s per department system (the default is 20)
 LEVELS = (0.25, 0.5, 0.75)  # shares of the burst rate offered open loop
 STEADY_SHARE = 0.5
 BURST_CONNECTIONS = 8
 BACKLOG_CONNECTIONS = 16
 COMPLETION_TIMEOUT = 60.0
-# The hukou simulator numbers a child's citizen ID by county and birth date: 500 a day per
-# sex. One newborn sent over and over runs out after about 500 (the rest never complete);
-# the push spreads its newborns over this many birth dates (45,000 IDs: a full push sends
-# about 20,000).
-BIRTH_DAYS = 90
 SETTLE_SECONDS = 15.0  # after the last phase, at most this long for the queues to empty
 SETTLE_QUIET_SECONDS = 1.0
 LEGACY_WEBHOOKS = WEBHOOKS  # the one queue for every portal's events, before per-portal queues
+SCRATCH_ROOT = Path(tempfile.gettempdir()) / "gateway-bench-push"  # without scratch_root
 
 Progress = Callable[[str], None]
 
@@ -111,47 +112,6 @@ class PushPlan:
     backlog: int = 0  # newborns piled up on gw.accepted, then drained (0: none)
 
 
-class _CountingGateway(Gateway):
-    """The gateway, counting what it publishes (confirmed) per exchange."""
-
-    counts: Counter[str]
-
-    async def publish(self, exchange: str, routing_key: str, message: Message) -> None:
-        await super().publish(exchange, routing_key, message)
-        self.counts[exchange or "(default)"] += 1
-
-
-class _Watcher:
-    """Stamps ``application.completed`` events of one portal as they arrive."""
-
-    def __init__(self) -> None:
-        self.completed: dict[str, float] = {}
-        self.changed = asyncio.Event()
-
-    async def start(self, link: AmqpLink, portal_id: str) -> None:
-        channel = await link.channel()
-        frame = await link.call(channel.queue_declare, "", exclusive=True, auto_delete=True)
-        queue = frame.method.queue
-        key = f"{portal_id}.newborn.application.completed"
-        await link.call(channel.queue_bind, queue, EVENTS, routing_key=key)
-        channel.basic_consume(queue, self._on_message, auto_ack=True)
-
-    def _on_message(self, _ch: Any, _method: Any, props: Any, _body: bytes) -> None:
-        if props.correlation_id and props.correlation_id not in self.completed:
-            self.completed[props.correlation_id] = time.time()
-            self.changed.set()
-
-    async def wait_for(self, ids: list[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while any(i not in self.completed for i in ids) and time.monotonic() < deadline:
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 0.5)
-
-    def phase(self, load: LoadResult) -> Phase:
-        return phase_of(load, self.completed)
-
-
 async def run_push(
     base: Settings,
     plan: PushPlan,
@@ -159,23 +119,24 @@ async def run_push(
     postgres_url: str | None = None,
     progress: Progress,
     simulators_log: Path | None = None,
+    scratch_root: Path = SCRATCH_ROOT,
 ) -> PushResult:
     """The push on a fresh SQLite store, or in a fresh schema at ``postgres_url``; the
     simulators' log (warnings and worse) goes to ``simulators_log`` (default: thrown away
-    with the push's temporary folder)."""
+    with the push's scratch folder, made under ``scratch_root``)."""
     store = "postgresql" if postgres_url else "sqlite"
     link = await AmqpLink.open(base.amqp_url, "gateway-bench-push-watch")
     try:
-        busy = await _busy_queues(link)
+        busy = await busy_queues(link)
         if busy:
             reason = f"the gateway's queues are in use on this vhost ({busy})"
             progress(f"push ({store}): skipped — {reason}")
             return PushResult(store=store, skipped=reason)
         legacy = await queue_counts(link, LEGACY_WEBHOOKS)
-        with tempfile.TemporaryDirectory(prefix="gateway-bench-push-") as tmp:
-            async with _database(Path(tmp), postgres_url) as url:
-                run = _Run(base, Path(tmp), url, link, progress, store)
-                log = simulators_log or Path(tmp) / "simulators.log"
+        with scratch_folder(scratch_root) as tmp:
+            async with _database(tmp, postgres_url) as url:
+                run = _Run(base, tmp, url, link, progress, store)
+                log = simulators_log or tmp / "simulators.log"
                 result = await run.all(plan, log)
         if legacy is not None:  # still bound to every event: take the bench's back out
             after = await queue_counts(link, LEGACY_WEBHOOKS)
@@ -226,7 +187,7 @@ class _Run:
                 "http_host": "127.0.0.1",
                 "http_port": free_port(),  # kept across restarts: the simulators call back
                 "systems": {
-                    name: config.model_copy(update=_tuned(config))
+                    name: config.model_copy(update=tuned(config))
                     for name, config in local_systems(
                         tmp / "departments", poll_seconds=HUKOU_POLL_SECONDS
                     ).items()
@@ -240,8 +201,8 @@ class _Run:
         self.link = link
         self.progress = progress
         self.store = store
-        self.watcher = _Watcher()
-        self.counts: Counter[str] = Counter()
+        self.watcher = Watcher()
+        self.published = Published()
         self.result = PushResult(
             store=store,
             portal_id=self.portal_id,
@@ -249,7 +210,7 @@ class _Run:
             scan_seconds=FOLDER_SCAN_SECONDS,
         )
         self.loads: list[LoadResult] = []
-        self.gw: Gateway | None = None
+        self.gw: CountingGateway | None = None
         self.sims: SimulatorProcess | None = None
         self.broker = broker_pid()
 
@@ -265,6 +226,7 @@ class _Run:
 
     async def all(self, plan: PushPlan, log: Path) -> PushResult:
         before, broker_before = self_usage(), _usage(self.broker)
+        received_before = await broker_received()
         peak_reset = reset_peak_rss()  # the gateway's peak from here, not the bench's whole life
         try:
             await self._start_gateway(roles=None)  # declares gw.events before the watcher binds
@@ -278,6 +240,7 @@ class _Run:
         finally:
             await self._stop_gateway()
         after, broker_after = self_usage(), _usage(self.broker)
+        received_after = await broker_received()
         r = self.result
         r.processes = [
             _gateway_cost(after.cpu_seconds - before.cpu_seconds, peak_reset),
@@ -287,7 +250,13 @@ class _Run:
                         "a process per phase; peak of the largest"),
             _broker_cost(broker_before, broker_after),
         ]  # fmt: skip
-        r.published = dict(self.counts)
+        r.published = dict(self.published.by_exchange)
+        replies = {reply_queue(n, c) for n, c in self.settings.systems.items() if c.kind == "amqp"}
+        r.department_published = {q: n for q, n in self.published.delivered.items() if q in replies}
+        r.mean_body_bytes = self.published.mean_body_bytes
+        r.raw_body_bytes = RAW_BODY_BYTES
+        if received_before is not None and received_after is not None:
+            r.broker_received = received_after - received_before
         r.applications = sum(len(load.accepted) for load in self.loads)
         return r
 
@@ -324,7 +293,7 @@ class _Run:
         deadline = time.monotonic() + SETTLE_SECONDS
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
-            if await _waiting_messages(self.link):
+            if await waiting_messages(self.link):
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since >= SETTLE_QUIET_SECONDS:
                 return
@@ -380,8 +349,8 @@ class _Run:
                 self.result.rss_kb.setdefault(name, []).append(kb)
 
     async def _start_gateway(self, roles: list[str] | None) -> None:
-        gw = _CountingGateway(self.settings, roles=roles, name="gateway-bench-push")
-        gw.counts = self.counts
+        gw = CountingGateway(self.settings, roles=roles, name="gateway-bench-push")
+        gw.published = self.published
         self.gw = gw
         await gw.start()
 
@@ -436,27 +405,6 @@ def _gateway_cost(cpu_seconds: float, peak_reset: bool) -> ProcessCost:
                        "be reset: /proc/self/clear_refs not writable)")  # fmt: skip
 
 
-def newborn_bodies(body: str, days: int) -> list[str]:
-    """``body`` (a newborn envelope) and its copies with the child born 1 … ``days`` − 1 days
-    earlier (vaccinations moved with the birth): the hukou simulator has 500 citizen IDs per
-    county, birth date and sex, so the push must not send one child thousands of times."""
-    doc = json.loads(body)
-    child, shots = doc["subjects"]["child"], doc["subjects"].get("vaccination", {})
-    out = []
-    for day in range(days):
-        copy = json.loads(body)
-        copy["subjects"]["child"]["birth_datetime"] = _earlier(child["birth_datetime"], day)
-        for name, at in shots.items():
-            if name.endswith("_at") and isinstance(at, str):
-                copy["subjects"]["vaccination"][name] = _earlier(at, day)
-        out.append(json.dumps(copy, ensure_ascii=False))
-    return out
-
-
-def _earlier(iso: str, days: int) -> str:
-    return (datetime.fromisoformat(iso) - timedelta(days=days)).isoformat()
-
-
 def _simulators_cost(sims: SimulatorProcess, last: Usage | None) -> ProcessCost:
     """The child's own account as it exited; else what ``/proc`` last showed."""
     if sims.exit_usage is not None:
@@ -479,43 +427,9 @@ def _broker_cost(before: Usage | None, after: Usage | None) -> ProcessCost:
                        "since it started")  # fmt: skip
 
 
-def _tuned(config: SystemConfig) -> dict[str, Any]:
-    """More requests in flight and no department throttle (the default ``rate_per_second``,
-    20, would cap the provincial platform's two newborn tasks at 10 applications a second: the
-    bench measures the gateway, not a department's rate limit); polling left production-like:
-    a file drop's result folder scanned every ``FOLDER_SCAN_SECONDS`` (inotify wakes it
-    sooner), a SOAP system polled every ``HUKOU_POLL_SECONDS`` with ``poll_on_receipt``."""
-    update: dict[str, Any] = {"concurrency": CONCURRENCY, "rate_per_second": UNTHROTTLED}
-    if config.kind == "filedrop":
-        update["poll_seconds"] = FOLDER_SCAN_SECONDS
-    if config.kind == "soap":
-        update["poll_seconds"] = HUKOU_POLL_SECONDS
-        update["poll_on_receipt"] = True
-    return update
-
-
 def _usage(pid: int | None) -> Usage | None:
     return None if pid is None else process_usage(pid)
 
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms"
-
-
-async def _waiting_messages(link: AmqpLink) -> int:
-    """Ready messages in the gateway's queues (as its topology declares them)."""
-    total = 0
-    for queue in (q.name for q in build_topology(DEFAULT_SYSTEMS).queues):
-        counts = await queue_counts(link, queue)
-        total += counts[0] if counts is not None else 0
-    return total
-
-
-async def _busy_queues(link: AmqpLink) -> str:
-    """The gateway's queues (as its topology declares them) that hold or hand out messages."""
-    busy = []
-    for queue in (q.name for q in build_topology(DEFAULT_SYSTEMS).queues):
-        counts = await queue_counts(link, queue)
-        if counts is not None and (counts[0] or counts[1]):
-            busy.append(f"{queue}: {counts[0]} messages, {counts[1]} consumers")
-    return "; ".join(busy)

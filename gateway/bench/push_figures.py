@@ -24,6 +24,7 @@ GATEWAY = "gateway (all roles)"
 SIMULATORS = "simulators"
 LOAD_GENERATOR = "load generator"
 BROKER = "RabbitMQ"
+BODY_TOLERANCE = 0.25  # the gateway's mean body may stray this far from the raw baseline's
 FEW_SAMPLES = 100  # latency samples below which a p99 is no better than the maximum
 
 
@@ -97,6 +98,10 @@ class PushResult:
     steady: Steady | None = None
     backlog: Phase | None = None
     published: dict[str, int] = field(default_factory=dict)  # by exchange, whole run
+    department_published: dict[str, int] = field(default_factory=dict)  # by reply queue
+    mean_body_bytes: float | None = None  # of the messages the gateway published
+    raw_body_bytes: int | None = None  # the raw baseline's body size, to compare with
+    broker_received: int | None = None  # the broker's own count, every client (None: unread)
     applications: int = 0  # 202s over the whole run
     processes: list[ProcessCost] = field(default_factory=list)
     rss_kb: dict[str, list[int]] = field(default_factory=dict)  # process → after each phase
@@ -194,12 +199,11 @@ class PushResult:
 
     def _cost_rows(self, section: str) -> list[Row]:
         apps = max(self.applications, 1)
-        total = sum(self.published.values())
-        detail = ", ".join(f"{k} {v / apps:.1f}" for k, v in sorted(self.published.items()))
-        rows = [
-            Row(section, "gateway publishes per application", total / apps, "msg",
-                f"{detail} (department-side queue messages not included)"),
-        ]  # fmt: skip
+        rows = publish_rows(
+            section, self.published, self.department_published, self.broker_received, apps
+        )
+        if self.mean_body_bytes is not None:
+            rows.append(body_row(section, self.mean_body_bytes, self.raw_body_bytes))
         for p in self.processes:
             cpu = None if p.cpu_seconds is None else p.cpu_seconds / apps * 1e3
             note = p.note or f"{apps} applications"
@@ -212,6 +216,52 @@ class PushResult:
                         + " MB; target ≤ 200 MB and flat")  # fmt: skip
             rows.append(Row(section, f"peak RSS: {p.name}", _mb(p.peak_rss_kb), "MB", note))
         return rows
+
+
+def publish_rows(
+    section: str,
+    published: Mapping[str, int],
+    department: Mapping[str, int],
+    broker_received: int | None,
+    apps: int,
+) -> list[Row]:
+    """Messages published per application: the gateway's (its broker client's confirmed
+    publishes, by exchange), the department side's (the first deliveries the gateway took
+    from the departments' reply queues) and the broker's own count (every client's)."""
+    gateway = sum(published.values()) / apps
+    dept = sum(department.values()) / apps
+    by_exchange = ", ".join(f"{k} {v / apps:.1f}" for k, v in sorted(published.items()))
+    by_queue = ", ".join(f"{k} {v / apps:.1f}" for k, v in sorted(department.items()))
+    broker = None if broker_received is None else broker_received / apps
+    if broker is None:
+        note = "not measured: rabbitmqctl could not read the broker's counter (not on this host?)"
+    else:
+        note = (f"RabbitMQ's own count (messages_received_total via rabbitmqctl), broker-wide: "
+                f"{broker - gateway - dept:+,.1f} beyond the gateway's and the departments' "
+                "is other clients' publishes on this broker meanwhile")  # fmt: skip
+    return [
+        Row(section, "gateway publishes per application", gateway, "msg",
+            f"confirmed, by exchange: {by_exchange}; (default) is the cdc connector's "
+            "requests"),
+        Row(section, "department-side publishes per application", dept, "msg",
+            f"the departments' queue replies, counted as the gateway first takes them: "
+            f"{by_queue or 'none'}"),
+        Row(section, "all publishes per application (gateway + department side)",
+            gateway + dept, "msg", "the push's own traffic through the broker"),
+        Row(section, "broker: messages received per application", broker, "msg", note),
+    ]  # fmt: skip
+
+
+def body_row(section: str, mean: float, raw: int | None) -> Row:
+    """The gateway's mean message body against the raw baseline's (issue 6: the same size);
+    more than ``BODY_TOLERANCE`` apart, the note says to update ``raw.RAW_BODY_BYTES``."""
+    note = "of every message the gateway published (count-weighted)"
+    if raw:
+        off = mean / raw - 1
+        note += f"; the raw baseline's bodies: {raw:,} B ({off:+.0%})"
+        if abs(off) > BODY_TOLERANCE:
+            note += f": over {BODY_TOLERANCE:.0%} apart, update raw.RAW_BODY_BYTES"
+    return Row(section, "gateway message body, mean", mean, "B", note)
 
 
 def steady_rows(section: str, steady: Steady) -> list[Row]:

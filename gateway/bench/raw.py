@@ -1,7 +1,8 @@
 """The raw baseline: what pika and RabbitMQ do on this machine, with no gateway in between.
 
 Measured the way DESIGN's "Measured on this machine class" table was: pika's
-``AsyncioConnection`` on the running event loop, 2 KiB persistent messages, one quorum queue
+``AsyncioConnection`` on the running event loop, persistent messages of the gateway's size
+(``RAW_BODY_BYTES``: the mean body of the messages a push publishes), one quorum queue
 of its own (``bench.raw.<random>``, deleted afterwards), publishes kept in flight with a
 confirm window of 1000, consumption with prefetch 300 and one ``multiple`` ack every 64
 deliveries. Three figures:
@@ -28,7 +29,12 @@ from gateway.bench.amqp import AmqpLink
 from gateway.bench.report import Row
 from gateway.bench.stats import DESIGN_CONSUME, DESIGN_PUBLISH, noise_reasons, rate
 
-MESSAGE_BYTES = 2048
+# Issue 6: "same message size and persistence as the gateway's messages". The mean body of
+# the messages the gateway publishes in a push (its exchanges and the cdc connector's
+# requests, weighted by count): 515 B over a burst of 200 newborns, 30 messages each (the
+# largest, on gw.tasks and gw.results, carry the task; the events are small). Each push
+# prints its own mean beside this ("gateway message body, mean") and says when they part.
+RAW_BODY_BYTES = 515
 CONFIRM_WINDOW = 1000
 PREFETCH = 300
 ACK_EVERY = 64
@@ -38,6 +44,7 @@ WARM_UP_SECONDS = 0.5
 @dataclass(frozen=True, slots=True)
 class RawResult:
     messages: int
+    body_bytes: int
     publish_per_second: float
     consume_per_second: float
     hop_seconds: float
@@ -51,7 +58,8 @@ class RawResult:
         return noise_reasons(self.publish_per_second, self.consume_per_second, self.hop_per_second)
 
     def rows(self) -> list[Row]:
-        s = "raw baseline (pika AsyncioConnection, quorum queue)"
+        s = (f"raw baseline (pika AsyncioConnection, quorum queue, persistent "
+             f"{self.body_bytes:,} B bodies: the gateway's mean)")  # fmt: skip
         return [
             Row(s, "publish, confirm window 1000", self.publish_per_second, "msg/s",
                 f"DESIGN ~{DESIGN_PUBLISH:,.0f}"),
@@ -103,16 +111,16 @@ class Confirms:
 
 
 class _Publisher:
-    def __init__(self, link: AmqpLink, channel: Any, queue: str) -> None:
+    def __init__(self, link: AmqpLink, channel: Any, queue: str, body_bytes: int) -> None:
         self.link, self.channel, self.queue = link, channel, queue
         self.confirms = Confirms()
-        self._body = os.urandom(MESSAGE_BYTES)
+        self._body = os.urandom(body_bytes)
         self._props = pika.BasicProperties(delivery_mode=2, content_type="application/octet-stream")
 
     @classmethod
-    async def open(cls, link: AmqpLink, queue: str) -> _Publisher:
+    async def open(cls, link: AmqpLink, queue: str, body_bytes: int) -> _Publisher:
         channel = await link.channel()
-        publisher = cls(link, channel, queue)
+        publisher = cls(link, channel, queue, body_bytes)
         await link.call(channel.confirm_delivery, publisher.confirms.on_confirm)
         return publisher
 
@@ -159,7 +167,12 @@ class _Consumer:
 
 
 async def run_raw(
-    amqp_url: str, *, messages: int, hop_seconds: float, progress: Callable[[str], None]
+    amqp_url: str,
+    *,
+    messages: int,
+    hop_seconds: float,
+    progress: Callable[[str], None],
+    body_bytes: int = RAW_BODY_BYTES,
 ) -> RawResult:
     queue = f"bench.raw.{os.urandom(4).hex()}"
     pub_link = await AmqpLink.open(amqp_url, "gateway-bench-raw-publisher")
@@ -169,8 +182,11 @@ async def run_raw(
         await pub_link.call(
             admin.queue_declare, queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
-        publisher = await _Publisher.open(pub_link, queue)
-        progress(f"raw: publishing {messages:,} × 2 KiB persistent to quorum queue {queue}")
+        publisher = await _Publisher.open(pub_link, queue, body_bytes)
+        progress(
+            f"raw: publishing {messages:,} × {body_bytes:,} B persistent (the gateway's mean "
+            f"message body) to quorum queue {queue}"
+        )
         started = time.perf_counter()
         await publisher.run(count=messages)
         publish_rate = rate(messages, time.perf_counter() - started)
@@ -191,6 +207,7 @@ async def run_raw(
         progress(f"raw: one hop {hop:,.0f} msg/s (publisher confirmed {hop_publish:,.0f}/s)")
         return RawResult(
             messages=messages,
+            body_bytes=body_bytes,
             publish_per_second=publish_rate,
             consume_per_second=consume_rate,
             hop_seconds=hop_seconds,

@@ -9,14 +9,15 @@ import pytest
 
 from gateway.bench.components import NEWBORN, examples
 from gateway.bench.loadgen import LoadResult
-from gateway.bench.processes import reset_peak_rss, stat_cpu_seconds, status_kb
-from gateway.bench.push import (
+from gateway.bench.newborns import (
     BIRTH_DAYS,
     FOLDER_SCAN_SECONDS,
     HUKOU_POLL_SECONDS,
-    _tuned,
     newborn_bodies,
+    tuned,
 )
+from gateway.bench.observe import Published
+from gateway.bench.processes import reset_peak_rss, stat_cpu_seconds, status_kb
 from gateway.bench.push_figures import (
     BROKER,
     GATEWAY,
@@ -27,11 +28,14 @@ from gateway.bench.push_figures import (
     ProcessCost,
     PushResult,
     Steady,
+    body_row,
     drain_of,
     growth_means,
     phase_of,
+    publish_rows,
 )
 from gateway.bench.run import push_detail
+from gateway.broker.messages import Message
 from gateway.simulators.fleet import local_systems
 
 # /proc/<pid>/stat of a process whose name holds a space and a parenthesis
@@ -231,7 +235,7 @@ def test_resetting_the_peak_writes_5_to_clear_refs_or_says_it_could_not(tmp_path
 
 def test_the_push_tunes_departments_unthrottled_with_production_polling(tmp_path: Path) -> None:
     systems = {
-        name: config.model_copy(update=_tuned(config))
+        name: config.model_copy(update=tuned(config))
         for name, config in local_systems(tmp_path, poll_seconds=HUKOU_POLL_SECONDS).items()
     }
     assert all(c.rate_per_second >= 10_000 and c.concurrency == 16 for c in systems.values())
@@ -257,3 +261,42 @@ def test_the_push_spreads_its_newborns_over_birth_dates_for_the_hukou_id_space()
     assert len(set(born)) == 3 and born[2].startswith("2026-11-18T06:42")
     assert bodies[2]["subjects"]["vaccination"]["hepb_at"].startswith("2026-11-18T08:10")
     assert BIRTH_DAYS * 500 >= 40_000  # a full push sends some 20,000 newborns
+
+
+def test_publish_rows_add_the_department_side_and_the_broker_count() -> None:
+    gateway, department = {"gw.tasks": 100, "(default)": 20}, {"dept.cdc.replies": 40}
+    rows = {r.name: r for r in publish_rows("s", gateway, department, 900, 20)}
+    assert rows["gateway publishes per application"].value == pytest.approx(6.0)
+    assert "(default) 1.0" in rows["gateway publishes per application"].note
+    assert rows["department-side publishes per application"].value == pytest.approx(2.0)
+    assert "dept.cdc.replies 2.0" in rows["department-side publishes per application"].note
+    both = rows["all publishes per application (gateway + department side)"]
+    assert both.value == pytest.approx(8.0)
+    broker = rows["broker: messages received per application"]
+    assert broker.value == pytest.approx(45.0)
+    assert "+37.0 beyond" in broker.note  # 45 − 6 − 2: other clients on a shared broker
+
+
+def test_without_rabbitmqctl_the_broker_row_says_not_measured() -> None:
+    rows = {r.name: r for r in publish_rows("s", {"gw.tasks": 10}, {}, None, 10)}
+    broker = rows["broker: messages received per application"]
+    assert broker.value is None
+    assert broker.note.startswith("not measured")
+    assert "none" in rows["department-side publishes per application"].note
+
+
+def test_the_body_row_says_when_the_raw_baseline_size_is_off() -> None:
+    assert "update raw.RAW_BODY_BYTES" not in body_row("s", 520.0, 515).note
+    off = body_row("s", 1030.0, 515)
+    assert off.value == pytest.approx(1030.0)
+    assert "(+100%)" in off.note
+    assert "update raw.RAW_BODY_BYTES" in off.note
+
+
+def test_counted_publishes_give_their_mean_body() -> None:
+    published = Published()
+    assert published.mean_body_bytes is None
+    published.add("", Message(body=b"x" * 100))
+    published.add("gw.tasks", Message(body=b"x" * 300))
+    assert published.by_exchange == {"(default)": 1, "gw.tasks": 1}
+    assert published.mean_body_bytes == pytest.approx(200.0)
