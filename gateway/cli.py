@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         default="both",
         help="the store(s) the push runs on (default both)",
     )
+    bench.add_argument("--plan", choices=("smoke",), help=argparse.SUPPRESS)  # the CLI's test
     bench.set_defaults(func=_cmd_bench)
 
     tasks = sub.add_parser("tasks", help="tasks of applications in progress")
@@ -163,6 +164,7 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             json_path=args.json_path,
             postgres_url=args.postgres,
             store=args.store,
+            plan=args.plan,
         )
     )
 

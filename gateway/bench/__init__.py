@@ -21,7 +21,9 @@ The broker is the one of ``settings.amqp_url`` (its default vhost unless the URL
 another). The raw baseline uses a quorum queue of its own, deleted afterwards; intake and
 push use the gateway's fixed queue names and run only when those are idle, and intake takes
 back what it published. The gateway's logs go to ``var/bench-<time>.log`` for the run, so
-that the terminal shows the bench. ``run`` holds the sequence, ``report`` the table.
+that the terminal shows the bench; the last five runs' logs are kept. Each push works in a
+folder of its own under ``var/bench-push/`` (``scratch``). ``run`` holds the sequence,
+``report`` the table.
 
 This module stays light on purpose: the load generator runs as ``python -m
 gateway.bench.loadgen`` and imports this package without the gateway behind it.
@@ -45,6 +47,7 @@ async def run_bench(
     json_path: Path | None,
     postgres_url: str | None = None,
     store: str = "both",
+    plan: str | None = None,
 ) -> int:
     """Run the bench: 0 when every part ran and every phase completed; 1 when a part failed,
     was skipped or a phase did not complete (the table says which); 2 when PostgreSQL is in
@@ -57,10 +60,16 @@ async def run_bench(
     push runs (each in a fresh schema, dropped afterwards); by default
     ``settings.database_url`` when that is PostgreSQL, else the test suite's default URL.
     ``store`` (``sqlite``, ``postgresql`` or ``both``) picks the stores the push runs on;
-    with ``sqlite`` PostgreSQL is not touched.
+    with ``sqlite`` PostgreSQL is not touched. ``plan`` names a plan instead of ``quick``:
+    ``smoke`` runs every part for a second or two (the CLI's test; its figures mean nothing).
     """
     from gateway.bench.run import bench
 
     return await bench(
-        settings, quick=quick, json_path=json_path, postgres_url=postgres_url, store=store
+        settings,
+        quick=quick,
+        json_path=json_path,
+        postgres_url=postgres_url,
+        store=store,
+        plan_name=plan,
     )

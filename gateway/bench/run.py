@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -25,11 +26,24 @@ from gateway.bench.stores import postgres_unreachable, without_password
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 
-__all__ = ["FULL", "QUICK", "STORES", "Plan", "bench", "push_stores"]
+__all__ = [
+    "FULL",
+    "PLANS",
+    "QUICK",
+    "SMOKE",
+    "STORES",
+    "Plan",
+    "bench",
+    "prune_logs",
+    "push_stores",
+]
 
 T = TypeVar("T")
 RATIOS = "ratios"
 DEFAULT_TEST_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+VAR = Path("var")
+KEEP_LOGS = 5  # runs whose logs stay in var/ (the gateway's log of a full run is ~150 MB)
+LOG_NAME = re.compile(r"bench-(\d{8}-\d{6})(\.[\w-]+)?\.log")  # the run's log and its siblings
 
 
 STORES = ("sqlite", "postgresql")
@@ -75,6 +89,22 @@ QUICK = Plan(
     steady_sample_seconds=1.0,
     steady_window_seconds=3.0,
 )
+# The CLI's whole path in well under a minute, for its test (``--plan smoke``, not in --help):
+# no open-loop levels, no steady run, no backlog; figures too short to mean anything.
+SMOKE = Plan(
+    raw_messages=2_000,
+    hop_seconds=1.0,
+    component_target_seconds=0.002,
+    component_runs=1,
+    intake_seconds=1.0,
+    intake_connections=4,
+    push_burst=10,
+    push_level_seconds=0.0,
+    push_backlog=0,
+    steady_seconds=0.0,
+    steady_sample_seconds=1.0,
+    steady_window_seconds=1.0,
+)
 # Issue 6: "a backlog of 50,000 tasks drains at ≥ 0.8 × the steady rate" — a newborn is
 # 5 tasks, so 10,000 newborns; RSS "flat over a 10-minute run", sampled every 10 s.
 FULL = Plan(
@@ -91,6 +121,7 @@ FULL = Plan(
     steady_sample_seconds=10.0,
     steady_window_seconds=60.0,
 )
+PLANS = {"quick": QUICK, "full": FULL, "smoke": SMOKE}
 
 
 async def bench(
@@ -100,9 +131,11 @@ async def bench(
     json_path: Path | None,
     postgres_url: str | None = None,
     store: str = "both",
+    plan_name: str | None = None,
 ) -> int:
     """``gateway.bench.run_bench``, documented there."""
-    plan = QUICK if quick else FULL
+    plan_name = plan_name or ("quick" if quick else "full")
+    plan = PLANS[plan_name]
     stores = push_stores(store)
     pg = (postgres_url or _postgres_url(settings)) if "postgresql" in stores else None
     if pg is not None:  # before the run, not after the SQLite push
@@ -113,8 +146,9 @@ async def bench(
     progress = Progress()
     started = time.time()
     load_before = os.getloadavg()
-    log_path = Path("var") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path = VAR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    pruned = prune_logs(VAR, KEEP_LOGS - 1)
     level = logging.getLogger().level
     failures: list[str] = []
 
@@ -127,7 +161,9 @@ async def bench(
             traceback.print_exc(file=sys.stderr)
             return None
 
-    progress(f"gateway bench ({'quick' if quick else 'full'}); gateway logs → {log_path}")
+    progress(f"gateway bench ({plan_name}); gateway logs → {log_path}")
+    if pruned:
+        progress(f"{len(pruned)} older bench logs deleted: the last {KEEP_LOGS} runs' are kept")
     with log_path.open("w", encoding="utf-8") as log_file:
         configure_logging("json", stream=log_file, level=logging.INFO)
         try:
@@ -157,7 +193,7 @@ async def bench(
     reasons = raw.noise if raw else ["raw baseline not measured"]
     meta = {
         "command": "gateway bench"
-        + (" --quick" if quick else "")
+        + {"quick": " --quick", "full": ""}.get(plan_name, f" --plan {plan_name}")
         + ("" if store == "both" else f" --store {store}"),
         "stores": list(stores),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -191,6 +227,21 @@ def postgres_error(url: str, why: str) -> str:
         "Start it, name another with --postgres URL, or leave PostgreSQL out with "
         "--store sqlite."
     )
+
+
+def prune_logs(folder: Path, keep: int) -> list[Path]:
+    """Delete the logs of all but the newest ``keep`` bench runs in ``folder`` (a run's
+    ``bench-<time>.log`` and its ``bench-<time>.<part>.log`` siblings); return them."""
+    runs: dict[str, list[Path]] = {}
+    for path in folder.glob("bench-*.log"):
+        match = LOG_NAME.fullmatch(path.name)
+        if match:
+            runs.setdefault(match.group(1), []).append(path)
+    old = sorted(runs)[: max(len(runs) - keep, 0)]
+    gone = [path for stamp in old for path in runs[stamp]]
+    for path in gone:
+        path.unlink(missing_ok=True)
+    return gone
 
 
 def push_stores(store: str) -> tuple[str, ...]:
@@ -230,6 +281,7 @@ def _push(
         postgres_url=postgres_url,
         progress=progress,
         simulators_log=simulators_log,
+        scratch_root=VAR / "bench-push",  # a killed run's folder is cleaned by the next
     )
 
 
@@ -309,6 +361,10 @@ def push_detail(p: PushResult) -> dict[str, Any]:
         cpu["gateway_and_simulators"] = gateway + simulators
     detail: dict[str, Any] = {
         "published_by_exchange": p.published,
+        "department_published_by_queue": p.department_published,
+        "broker_received": p.broker_received,
+        "mean_body_bytes": p.mean_body_bytes,
+        "raw_body_bytes": p.raw_body_bytes,
         "applications": p.applications,
         "cpu_seconds": cpu,
         "peak_rss_kb": {key[c.name]: c.peak_rss_kb for c in p.processes},
