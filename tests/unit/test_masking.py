@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 
 import structlog
 
@@ -138,3 +139,44 @@ def test_a_line_under_plain_names_seen_before_is_still_masked_where_it_must_be()
     assert process(event="stored", note="ok", mother_name="刘芳")["mother_name"] == "刘*"
     with masking.personal_data(["欧阳娜娜"]):
         assert process(event="stored", note="for 欧阳娜娜")["note"] == "for 欧***"
+
+
+def test_the_ascii_pre_scan_answers_as_the_pattern_does() -> None:
+    rng = random.Random(6)
+    alphabet = "0123456789" * 3 + " -a.\x00"
+    found = 0
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 24)))
+        expected = masking._MAYBE.search(text) is not None
+        assert masking.could_hold_id_or_phone(text) is expected, repr(text)
+        found += expected
+    assert 1000 < found < 19000  # both answers were put to the test
+    # a UUID with three digits, a dash and four is no reason for the full scan
+    assert not masking.could_hold_id_or_phone("01a22334-0304-7e8c-bd06-904333a31f86")
+    for text in ("刘芳 13907351234", "１３９０７３５１２３４", "刘芳 1390735", "139\u300007351234"):
+        assert masking.could_hold_id_or_phone(text) is (masking._MAYBE.search(text) is not None)
+
+
+def test_the_processor_looks_into_numbers_and_structures_of_a_plain_looking_line() -> None:
+    event = masking.structlog_processor(
+        None,
+        "info",
+        {
+            "event": "stored",
+            "ok": True,
+            "none": None,
+            "ratio": 0.5,
+            "detail": {"mother_name": "刘芳", "note": "call 13907351234"},
+            "items": ("431022199203150421", 7),
+            "level": "info",
+        },
+    )
+    assert event == {
+        "event": "stored",
+        "ok": True,
+        "none": None,
+        "ratio": 0.5,
+        "detail": {"mother_name": "刘*", "note": "call 139****1234"},
+        "items": ["4310**********0421", 7],
+        "level": "info",
+    }
