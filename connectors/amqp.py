@@ -128,7 +128,7 @@ class QueueConnector:
         )
         async with self._limiter.slot():
             await self._broker.publish("", self._queue, message, timeout=self._timeout)
-        log.info(
+        log.debug(  # task_handed_over says it at INFO (same application, task, system)
             "dept_request_published",
             system=self.system,
             task_id=request.task_id,
@@ -207,7 +207,7 @@ class QueueResultSource:
         async with self._in_order(task_id):
             await report(decision)  # raising: the broker client requeues the delivery
         delivery.ack()
-        log.info(
+        (log.info if delivery.redelivered else log.debug)(  # result_applied says it at INFO
             "dept_reply_reported",
             system=self.system,
             task_id=task_id,

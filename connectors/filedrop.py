@@ -108,7 +108,9 @@ class FileDropConnector:
                     system=self.system,
                     code="timeout",
                 ) from None
-        log.info("filedrop_request_sent", system=self.system, task_id=request.task_id, done=done)
+        (log.debug if done == "dropped" else log.info)(  # a plain drop: task_handed_over says it
+            "filedrop_request_sent", system=self.system, task_id=request.task_id, done=done
+        )
         return Receipt()  # no synchronous answer: the ack file brings case number and time
 
     def _drop(self, request: DepartmentRequest, name: str) -> str:
@@ -276,7 +278,7 @@ class FileDropResultSource:
             return
         await report(decision)
         counts.reported += 1
-        log.info(
+        log.debug(  # result_applied says it at INFO (same task, system, outcome)
             "filedrop_answer_reported",
             system=self.system,
             task_id=decision.task_id,
