@@ -84,6 +84,7 @@ from gateway.bench.scratch import scratch_folder
 from gateway.bench.simulators import FleetSpec, SimulatorProcess, running_simulators, system_fields
 from gateway.bench.stores import postgres_schema
 from gateway.broker.topology import WEBHOOKS
+from gateway.runtime import freeze_startup_heap
 from gateway.settings import PortalConfig, Settings
 from gateway.simulators.fleet import free_port, local_systems
 
@@ -230,6 +231,7 @@ class _Run:
         peak_reset = reset_peak_rss()  # the gateway's peak from here, not the bench's whole life
         try:
             await self._start_gateway(roles=None)  # declares gw.events before the watcher binds
+            freeze_startup_heap()  # as `gateway run` does once it has started
             await self.watcher.start(self.link, self.portal_id)
             async with running_simulators(self.fleet_spec(log)) as sims:
                 self.sims = sims
