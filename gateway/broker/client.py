@@ -7,6 +7,10 @@ it reconnects with capped, jittered backoff, re-declares the topology, re-regist
 consumers and resends every publish that was not yet confirmed and whose caller is still
 waiting. Deliveries of a dead channel are never acked (the broker redelivers them).
 
+The publishing side (properties, confirm tags) is in :mod:`gateway.broker.confirms`, the
+consuming side (handlers, acks sent in contiguous runs) in :mod:`gateway.broker.consuming`;
+this module owns the connection, its channels and their recovery.
+
 Before declaring anything it checks that the broker is RabbitMQ 3.10 or newer, and refuses
 to run with a clear message otherwise.
 """
@@ -14,30 +18,28 @@ to run with a clear message otherwise.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
+from gateway.broker.confirms import Confirms, Expired, Pending, expire
+from gateway.broker.consuming import Consumer, Handler, Settler, run_handler
 from gateway.broker.messages import Delivery, Message
 from gateway.broker.topology import Topology
 from gateway.broker.version import check_server
-from gateway.errors import (
-    BrokerTooOld,
-    BrokerUnavailable,
-    ConfigurationError,
-    StoreUnavailable,
-)
+from gateway.errors import BrokerTooOld, BrokerUnavailable, ConfigurationError
 from gateway.logs import get_logger
 
 log = get_logger(__name__)
 
-Handler = Callable[[Delivery], Awaitable[None]]
+__all__ = ["BrokerClient", "Handler"]
+
 # A handler that fails because the store or the broker is briefly away is run again in
 # place, the delivery held unacked, after a capped pause: a requeue would count against the
 # queue's delivery limit (5) and dead-letter a sound message within milliseconds. The hold
@@ -48,31 +50,12 @@ INFRA_HOLD_SECONDS = 120.0
 
 
 @dataclass(slots=True)
-class _Pending:
-    exchange: str
-    routing_key: str
-    message: Message
-    future: asyncio.Future[None]
-
-
-@dataclass(slots=True)
-class _Consumer:
-    queue: str
-    handler: Handler
-    prefetch: int
-    channel: Any = None
-    tag: str | None = None
-
-
-@dataclass(slots=True)
 class _Link:
     """One live connection and its channels; replaced wholesale on reconnect."""
 
     connection: Any
     generation: int
-    publisher: Any = None
-    next_tag: int = 0
-    unconfirmed: dict[int, _Pending] = field(default_factory=dict)
+    confirms: Confirms | None = None  # set once the publisher channel is in confirm mode
 
 
 class BrokerClient:
@@ -97,8 +80,8 @@ class BrokerClient:
         self._reconnect_max = reconnect_max_seconds
         self._infra_pause = infra_pause_seconds
         self._infra_hold = infra_hold_seconds
-        self._consumers: list[_Consumer] = []
-        self._resend: list[_Pending] = []
+        self._consumers: list[Consumer] = []
+        self._resend: list[Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._rpcs: dict[int, set[asyncio.Future[Any]]] = {}
         self._ready = asyncio.Event()
@@ -146,6 +129,9 @@ class BrokerClient:
             await asyncio.wait(list(self._tasks), timeout=drain_seconds)
         for task in list(self._tasks):
             task.cancel()
+        for consumer in self._consumers:
+            if consumer.settler is not None:
+                consumer.settler.flush()  # the last acks go out before the connection closes
         self._ready.clear()
         if link is not None and link.connection.is_open:
             closed = asyncio.get_running_loop().create_future()
@@ -168,19 +154,22 @@ class BrokerClient:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        async with self._window:
-            await self._wait_ready(deadline)
-            pending = _Pending(exchange, routing_key, message, loop.create_future())
+        # acquire/release rather than `async with`: two wrapper calls fewer per publish
+        await self._window.acquire()
+        try:
+            if self._fatal is not None or not self._ready.is_set():
+                await self._wait_ready(deadline)
+            pending = Pending(exchange, routing_key, message, loop.create_future())
             self._send(pending)
             # One timer handle instead of wait_for + shield: the hot path publishes ~30
             # messages per application, and each of those wrappers is a future and a task.
-            expiry = loop.call_at(deadline, _expire, pending.future)
+            expiry = loop.call_at(deadline, expire, pending.future)
             try:
                 await pending.future
             except asyncio.CancelledError:
                 self._forget(pending)  # nobody waits for it: do not resend it after a reconnect
                 raise
-            except _Expired:
+            except Expired:
                 self._forget(pending)
                 raise BrokerUnavailable(
                     f"RabbitMQ at {self._where} did not confirm a publish to {exchange!r} "
@@ -189,6 +178,8 @@ class BrokerClient:
                 ) from None
             finally:
                 expiry.cancel()
+        finally:
+            self._window.release()
 
     async def _wait_ready(self, deadline: float) -> None:
         if self._fatal is not None:
@@ -203,61 +194,18 @@ class BrokerClient:
                 f"not connected to RabbitMQ at {self._where}", code="broker_unreachable"
             ) from None
 
-    def _send(self, pending: _Pending) -> None:
-        link = self._link
-        if link is None or link.publisher is None or not link.publisher.is_open:
+    def _send(self, pending: Pending) -> None:
+        confirms = self._link.confirms if self._link is not None else None
+        if confirms is None or not confirms.is_open:
             self._resend.append(pending)
             return
-        m = pending.message
-        props = pika.BasicProperties(
-            content_type=m.content_type,
-            delivery_mode=2,
-            message_id=m.message_id,
-            correlation_id=m.correlation_id,
-            headers=dict(m.headers),
-            type=m.type,
-        )
-        try:
-            link.publisher.basic_publish(pending.exchange, pending.routing_key, m.body, props)
-        except pika.exceptions.UnsupportedAMQPFieldException:
-            raise ValueError(
-                f"a header of the message to {pending.exchange!r} has a type AMQP cannot "
-                "carry (use str, int, bool, bytes, lists or dicts of these)"
-            ) from None
-        # Encoding happens inside basic_publish: only now is the frame on its way.
-        link.next_tag += 1
-        link.unconfirmed[link.next_tag] = pending
+        confirms.send(pending)
 
-    def _forget(self, pending: _Pending) -> None:
+    def _forget(self, pending: Pending) -> None:
         if pending in self._resend:
             self._resend.remove(pending)
-        if self._link is not None:
-            for tag, entry in list(self._link.unconfirmed.items()):
-                if entry is pending:
-                    del self._link.unconfirmed[tag]
-
-    def _on_confirm(self, link: _Link, frame: Any) -> None:
-        method = frame.method
-        tag: int = method.delivery_tag
-        if method.multiple:  # tags are inserted in increasing order: stop at the first later one
-            tags = list(itertools.takewhile(lambda t: t <= tag, link.unconfirmed))
-        else:
-            tags = [tag]
-        nack = isinstance(method, pika.spec.Basic.Nack)
-        for t in tags:
-            entry = link.unconfirmed.pop(t, None)
-            if entry is None or entry.future.done():
-                continue
-            if nack:
-                entry.future.set_exception(
-                    BrokerUnavailable(
-                        f"RabbitMQ refused a publish to {entry.exchange!r} "
-                        f"(routing key {entry.routing_key!r}); a queue may be full",
-                        code="publish_nacked",
-                    )
-                )
-            else:
-                entry.future.set_result(None)
+        if self._link is not None and self._link.confirms is not None:
+            self._link.confirms.forget(pending)
 
     # -- consuming ---------------------------------------------------------------------
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> None:
@@ -266,93 +214,59 @@ class BrokerClient:
         A handler that raises gets its delivery requeued; the queue's delivery limit
         dead-letters a message that keeps failing.
         """
-        consumer = _Consumer(queue, handler, prefetch)
+        consumer = Consumer(queue, handler, prefetch)
         self._consumers.append(consumer)
         if self._link is not None and self._ready.is_set():
             await self._start_consumer(self._link, consumer)
 
-    async def _start_consumer(self, link: _Link, consumer: _Consumer) -> None:
+    async def _start_consumer(self, link: _Link, consumer: Consumer) -> None:
         channel = await self._open_channel(link)
         await self._call(channel.basic_qos, prefetch_count=consumer.prefetch)
-        consumer.channel = channel
+        settler = Settler(channel, lambda: link is self._link)
+        consumer.channel, consumer.settler = channel, settler
         consumer.tag = channel.basic_consume(
-            consumer.queue,
-            lambda ch, method, props, body: self._on_message(
-                link, consumer, ch, method, props, body
-            ),
+            consumer.queue, partial(self._on_message, consumer, settler)
         )
 
     def _on_message(
-        self, link: _Link, consumer: _Consumer, channel: Any, method: Any, props: Any, body: bytes
+        self,
+        consumer: Consumer,
+        settler: Settler,
+        _channel: Any,
+        method: Any,
+        props: Any,
+        body: bytes,
     ) -> None:
-        tag = method.delivery_tag
-
-        def settle(how: str) -> None:
-            if link is not self._link or not channel.is_open:
-                return  # the channel is gone; the broker will redeliver
-            if how == "ack":
-                channel.basic_ack(tag)
-            else:
-                channel.basic_reject(tag, requeue=(how == "requeue"))
-
+        tag: int = method.delivery_tag
+        settler.received(tag)
+        headers = props.headers
         delivery = Delivery(
-            body=body,
-            exchange=method.exchange,
-            routing_key=method.routing_key,
-            message_id=props.message_id,
-            correlation_id=props.correlation_id,
-            user_id=props.user_id,
-            headers=dict(props.headers or {}),
-            content_type=props.content_type,
-            redelivered=bool(method.redelivered),
-            _settle=settle,
+            body,
+            method.exchange,
+            method.routing_key,
+            props.message_id,
+            props.correlation_id,
+            props.user_id,
+            headers if headers is not None else {},  # pika decodes a fresh dict per message
+            props.content_type,
+            method.redelivered,
+            partial(settler.settle, tag),
         )
         task = asyncio.get_running_loop().create_task(
-            self._handle(consumer, delivery, lambda: link is self._link and channel.is_open)
+            run_handler(
+                consumer,
+                delivery,
+                settler,
+                self._is_closing,
+                self._infra_pause,
+                self._infra_hold,
+            )
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(
-        self, consumer: _Consumer, delivery: Delivery, alive: Callable[[], bool] = lambda: True
-    ) -> None:
-        pause, held = self._infra_pause[0], 0.0
-        while True:
-            try:
-                await consumer.handler(delivery)
-            except (StoreUnavailable, BrokerUnavailable) as exc:
-                if (
-                    delivery.settled is None
-                    and alive()
-                    and not self._closing
-                    and held + pause <= self._infra_hold
-                ):
-                    wait = pause * random.uniform(0.5, 1.0)  # noqa: S311  # jitter
-                    log.warning(
-                        "handler_paused",
-                        queue=consumer.queue,
-                        message_id=delivery.message_id,
-                        error=str(exc),
-                        pause=round(wait, 3),
-                    )
-                    await asyncio.sleep(wait)
-                    held += wait
-                    pause = min(pause * 2, self._infra_pause[1])
-                    continue  # the same delivery, still unacked: no delivery is counted
-                log.warning("handler_failed", queue=consumer.queue, error=str(exc), held=held)
-                if delivery.settled is None:
-                    delivery.reject(requeue=True)
-            except Exception:
-                log.exception(
-                    "handler_failed", queue=consumer.queue, message_id=delivery.message_id
-                )
-                if delivery.settled is None:
-                    delivery.reject(requeue=True)
-            else:
-                if delivery.settled is None:
-                    log.error("handler_left_unsettled", queue=consumer.queue)
-                    delivery.reject(requeue=True)
-            return
+    def _is_closing(self) -> bool:
+        return self._closing
 
     # -- connection management ---------------------------------------------------------
     def _connect(self) -> None:
@@ -377,8 +291,10 @@ class BrokerClient:
         try:
             self.server_version = check_server(link.connection.server_properties)
             await self._declare(link)
-            link.publisher = await self._open_channel(link)
-            await self._call(link.publisher.confirm_delivery, lambda f: self._on_confirm(link, f))
+            publisher = await self._open_channel(link)
+            confirms = Confirms(publisher)
+            await self._call(publisher.confirm_delivery, confirms.on_confirm)
+            link.confirms = confirms
             for consumer in self._consumers:
                 await self._start_consumer(link, consumer)
         except (BrokerTooOld, ConfigurationError) as exc:
@@ -446,8 +362,11 @@ class BrokerClient:
         text = getattr(reason, "reply_text", str(reason))
         self._fail_rpcs(_ChannelClosed(code, text), channel)
         self._rpcs.pop(id(channel), None)
+        for consumer in self._consumers:
+            if consumer.channel is channel and consumer.settler is not None:
+                consumer.settler.drop()  # its unacked deliveries come again
         expected = code in (0, 200) or self._closing
-        setting_up = link.publisher is None  # _setup handles its own failures
+        setting_up = link.confirms is None  # _setup handles its own failures
         if not expected and not setting_up and link is self._link and link.connection.is_open:
             log.warning("broker_channel_closed", code=code, reason=text)
             link.connection.close()  # start over on a fresh connection
@@ -457,9 +376,8 @@ class BrokerClient:
             return
         self._ready.clear()
         link, self._link = self._link, None
-        if link is not None:
-            self._resend.extend(p for p in link.unconfirmed.values() if not p.future.done())
-            link.unconfirmed.clear()
+        if link is not None and link.confirms is not None:
+            self._resend.extend(link.confirms.take_unconfirmed())
         self._fail_rpcs(BrokerUnavailable(f"connection lost: {error!r}"))
         if self._closing:
             return
@@ -515,15 +433,6 @@ class _ChannelClosed(Exception):
         super().__init__(f"{code} {text}")
         self.code = code
         self.text = text
-
-
-class _Expired(Exception):
-    """No confirm came before the publish's deadline."""
-
-
-def _expire(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_exception(_Expired())
 
 
 def _resolve(future: asyncio.Future[Any] | None, value: Any) -> None:
