@@ -3,7 +3,8 @@ became ready, settle the application's status. Pure, like the rest of the planne
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -35,6 +36,34 @@ FINAL_APPLICATION = frozenset(
 
 class NotAllowed(Exception):
     """The event does not fit the application's state (→ 409 for an HTTP caller)."""
+
+
+class Envelope(Mapping[str, Any]):
+    """An application's stored envelope JSON, decoded when first read: most answers
+    dispatch nothing, and only a dispatch reads the envelope."""
+
+    __slots__ = ("_data", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._data: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = dict(json.loads(self._text))
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._decoded()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
 
 
 def advance(

@@ -3,13 +3,12 @@ message was dead-lettered. A duplicate or late answer gives an empty transition.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
 from gateway.catalogue.model import Matter
 from gateway.orchestration import clock, notices
-from gateway.orchestration.advance import FINAL_APPLICATION, advance
+from gateway.orchestration.advance import FINAL_APPLICATION, Envelope, advance
 from gateway.orchestration.messages import ResultMessage
 from gateway.orchestration.records import (
     CLOCK_STOPS,
@@ -35,7 +34,7 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
     if app.status in FINAL_APPLICATION:
         return Transition()
     matter = ctx.catalogue.matter(app.matter)
-    envelope = json.loads(app.envelope_json)
+    envelope = Envelope(app.envelope_json)  # decoded only if a task is dispatched
     provided = dict(state.provided)
     tr = Transition()
     case_number = result.case_number or task.case_number

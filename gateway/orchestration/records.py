@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from connectors.base import DepartmentRequest
 from gateway.broker.messages import Message
 from gateway.calendar import WorkCalendar, default_calendar
 from gateway.catalogue.model import Catalogue
@@ -89,6 +90,9 @@ class Outgoing:
     exchange: str
     routing_key: str
     message: Message
+    # a task message's request as built (its body encodes exactly this), so that the store
+    # reads the disclosed fields without decoding the body again; None when read back
+    request: DepartmentRequest | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,31 @@ ROUND_PUBLISH_TRIES = 4  # a refused delay-queue publish, tried again in place
 POLLED = frozenset(
     {TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUSPENDED, TaskStatus.DISPATCHED}
 )
+ROUTES_KEPT = 8192  # tasks whose matter and step a reporter remembers
+
+
+class TaskRoutes:
+    """Matter and step per task id, as the runner saw them in task messages: a decision
+    names only its task, and its ``gw.results`` routing key needs both. A task's matter and
+    step never change, so a remembered pair is never stale; the oldest are forgotten past
+    ``size``, and a forgotten or never seen task is read from the store."""
+
+    def __init__(self, size: int = ROUTES_KEPT) -> None:
+        self._size = size
+        self._known: dict[str, tuple[str, str]] = {}
+
+    def remember(self, task_id: str, matter: str, step: str) -> None:
+        self._known[task_id] = (matter, step)
+        if len(self._known) > self._size:
+            del self._known[next(iter(self._known))]  # the oldest (dicts keep their order)
+
+    def get(self, task_id: str) -> tuple[str, str] | None:
+        return self._known.get(task_id)
+
+
+# One per process, shared by every reporter: the callback routes' reporters (built by the
+# intake) learn from the tasks the runners of the same process sent.
+SEEN_TASKS = TaskRoutes()
 
 
 class Reporter:
@@ -101,16 +126,21 @@ class Reporter:
     Used by the connector runner and by the intake's callback routes, which need no
     connector of their own."""
 
-    def __init__(self, system: str, cases: CaseStore, publish: Publish) -> None:
+    def __init__(
+        self, system: str, cases: CaseStore, publish: Publish, routes: TaskRoutes = SEEN_TASKS
+    ) -> None:
         self.system = system
         self._cases = cases
         self._publish = publish
+        self.routes = routes
 
     async def report(self, decision: Decision) -> None:
         result = ResultMessage.of_decision(self.system, attempt_of(decision.task_id), decision)
-        task = await self._cases.task(result.task_id)
-        matter, step = (task.matter, task.step) if task else ("unknown", "unknown")
-        await self.publish(matter, step, result)
+        route = self.routes.get(result.task_id)
+        if route is None:
+            task = await self._cases.task(result.task_id)
+            route = (task.matter, task.step) if task else ("unknown", "unknown")
+        await self.publish(*route, result)
 
     async def publish(self, matter: str, step: str, result: ResultMessage) -> None:
         await self._publish(RESULTS, routing_key(self.system, matter, step), result.message())
@@ -162,6 +192,8 @@ class ConnectorRunner:
             application_id=request.application_id, task_id=request.task_id, system=self.system
         )
         task = await self._cases.task(task_of(request.task_id))
+        if task is not None:
+            self._reporter.routes.remember(task.id, task.matter, task.step)
         if task is not None and (task.attempt != request.attempt or task.status in TERMINAL):
             log.info("task_superseded", status=task.status.value, attempt=task.attempt)
             delivery.ack()  # withdrawn, cancelled, or re-dispatched since: do not send it
@@ -374,8 +406,10 @@ class ConnectorRunner:
             await self._block_task(task, f"{self.system} refused the status query: {exc}")
             await self._cases.delete_timer(task.id)
             return
-        if decision is not None:
-            await self.report(decision)
+        if decision is not None:  # the task is at hand: no need to read it again
+            attempt = attempt_of(decision.task_id)
+            result = ResultMessage.of_decision(self.system, attempt, decision)
+            await self._reporter.publish(task.matter, task.step, result)
         if decision is None or decision.outcome in ("in_progress", "suspended"):
             await self._cases.reschedule_timer(task.id, self._clock() + self._poll)
 

@@ -102,4 +102,5 @@ def outgoing_for(
         TASKS,
         routing_key(step.system, task.matter, step.key),
         task_message(request, catalogue_version),
+        request,
     )

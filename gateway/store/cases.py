@@ -53,7 +53,25 @@ class OutboxRow:
     outgoing: Outgoing
 
 
+_STATUS = {s.value: s for s in TaskStatus}  # a dict lookup, cheaper than the enum's call
+
+
 def _task(row: Row) -> TaskRecord:
+    """The record of a task row. A case is read whole on every transition and most of its
+    rows have not changed since the last one: an unchanged row gives back the record it
+    gave before (records are frozen, their mappings never changed in place)."""
+    try:
+        return _known_task(tuple(row))
+    except TypeError:  # a driver's value that cannot be hashed: build it afresh
+        return _new_task(row)
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_task(row: tuple[Any, ...]) -> TaskRecord:
+    return _new_task(row)
+
+
+def _new_task(row: Row) -> TaskRecord:
     return TaskRecord(
         id=row[0],
         application_id=row[1],
@@ -61,7 +79,7 @@ def _task(row: Row) -> TaskRecord:
         step=row[3],
         system=row[4],
         operation=row[5],
-        status=TaskStatus(row[6]),
+        status=_STATUS[row[6]],
         depends_on=tuple(_json_list(row[7])),
         attempt=int(row[8]),
         case_number=row[9],

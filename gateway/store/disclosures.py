@@ -14,11 +14,12 @@ the same marker masking uses), per matter; of what earlier steps provide, the ci
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from connectors.base import DepartmentRequest
 from gateway.broker.topology import TASKS
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from gateway.store.sql import Tx
 
 PERSONAL_PROVIDED = frozenset({"citizen_id"})
+_COLUMNS = "(application_id, task_id, system, operation, attempt, fields_json, at)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,39 +77,56 @@ def personal_fields(matter: str, fields: Mapping[str, Any]) -> tuple[str, ...]:
     """The personal field paths present in a task's ``fields`` (see ``DepartmentRequest``)."""
     personal = personal_paths(matter)
     present: set[str] = set()
-    for path in _leaves(fields, ""):
+    leaves: list[str] = []
+    _leaves(fields, "", leaves)
+    for path in leaves:
         provided = path.startswith("provided.") and path[9:] in PERSONAL_PROVIDED
         if path in personal or provided:
             present.add(path)
     return tuple(sorted(present))
 
 
-def _leaves(value: Any, at: str) -> Iterable[str]:
+def _leaves(value: Any, at: str, into: list[str]) -> None:
+    """The dotted paths of ``value``'s leaves that hold a value, appended to ``into``."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _leaves(item, f"{at}.{key}" if at else str(key))
+            _leaves(item, f"{at}.{key}" if at else str(key), into)
     elif isinstance(value, list):
         for item in value:
-            yield from _leaves(item, f"{at}[]")
+            _leaves(item, f"{at}[]", into)
     elif value is not None:
-        yield at
+        into.append(at)
 
 
 def disclosures_of(outbox: Sequence[Outgoing], now: float) -> list[Disclosure]:
-    """One disclosure per task message in a transition's outbox."""
+    """One disclosure per task message in a transition's outbox: from the request it was
+    built from when it carries one, else from its body."""
     found = []
     for o in outbox:
         if o.exchange != TASKS:
             continue
-        task = json.loads(bytes(o.message.body))
-        found.append(
-            Disclosure(
-                application_id=str(task["application_id"]),
+        r = o.request
+        if r is None:
+            task = json.loads(bytes(o.message.body))
+            fields = task.get("fields") or {}
+            r = DepartmentRequest(
                 task_id=str(task["task_id"]),
+                application_id=str(task["application_id"]),
+                matter=str(task["matter"]),
+                task=str(task.get("task", "")),
                 system=str(task["system"]),
                 operation=str(task["operation"]),
                 attempt=int(task["attempt"]),
-                fields=personal_fields(str(task["matter"]), task.get("fields") or {}),
+                fields=fields,
+            )
+        found.append(
+            Disclosure(
+                application_id=r.application_id,
+                task_id=r.task_id,
+                system=r.system,
+                operation=r.operation,
+                attempt=r.attempt,
+                fields=personal_fields(r.matter, r.fields),
                 at=now,
             )
         )
@@ -115,14 +134,18 @@ def disclosures_of(outbox: Sequence[Outgoing], now: float) -> list[Disclosure]:
 
 
 async def record(tx: Tx, outbox: Sequence[Outgoing], now: float) -> None:
-    """Write the disclosures of a transition's task messages, in its transaction."""
-    for d in disclosures_of(outbox, now):
-        await tx.execute(
-            "INSERT INTO disclosures (application_id, task_id, system, operation, attempt, "
-            "fields_json, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (d.application_id, d.task_id, d.system, d.operation, d.attempt,
-             json.dumps(list(d.fields)), d.at),
-        )  # fmt: skip
+    """Write the disclosures of a transition's task messages, in its transaction, in one
+    statement."""
+    found = disclosures_of(outbox, now)
+    if not found:
+        return
+    values: list[Any] = []
+    for d in found:
+        values += (d.application_id, d.task_id, d.system, d.operation, d.attempt,
+                   json.dumps(list(d.fields)), d.at)  # fmt: skip
+    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(found))  # placeholders only
+    sql = f"INSERT INTO disclosures {_COLUMNS} VALUES {rows}"  # noqa: S608 -- no values
+    await tx.execute(sql, values)
 
 
 async def read(tx: Tx, application_id: str) -> list[Disclosure]:

@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 
+from gateway.broker.topology import TASKS
 from gateway.orchestration import planner
-from gateway.orchestration.records import CaseState
+from gateway.orchestration.records import CaseState, Outgoing
 from gateway.store import Store
-from gateway.store.disclosures import personal_fields
+from gateway.store.disclosures import disclosures_of, personal_fields
 from tests.store.conftest import Query
 from tests.store.test_cases import accepted, birth_certificate_issued, ctx
 from tests.support.portal import example
+from tests.unit.test_planner import new_case
 
 MOTHER = ["subjects.mother.id_number", "subjects.mother.name"]
 
@@ -97,3 +99,15 @@ def test_personal_fields_follow_the_schema_marker_per_matter(
     matter: str, fields: dict[str, Any], expected: list[str]
 ) -> None:
     assert list(personal_fields(matter, fields)) == expected
+
+
+def test_a_task_message_read_back_discloses_what_its_request_did() -> None:
+    """The dispatching transition reads the fields from the request the message was built
+    from; a message without it (read back from the outbox, an operator's copy) from its
+    body: both give the same disclosure."""
+    tr = planner.start(new_case(), ctx())
+    built = [o for o in tr.outbox if o.exchange == TASKS]
+    assert built and all(o.request is not None for o in built)
+    read_back = [Outgoing(o.exchange, o.routing_key, o.message) for o in built]
+    assert disclosures_of(built, 5.0) == disclosures_of(read_back, 5.0)
+    assert disclosures_of(built, 5.0)[0].fields  # the hospital gets the parents' names

@@ -170,6 +170,27 @@ def test_receipt_starts_the_clock_and_a_poll_timer_for_polled_systems() -> None:
     assert [(t.task_id, t.due_at) for t in tr.timers] == [(hukou.id, NOW + 5 + 60.0)]
 
 
+def test_only_an_answer_that_dispatches_reads_the_envelope() -> None:
+    """The envelope is decoded for a dispatch only: with the stored text broken, an answer
+    that dispatches nothing still applies, and one that dispatches fails on it."""
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    broken = replace(state, application=replace(state.application, envelope_json="{broken"))
+    task = broken.task("birth_certificate")
+    receipt = ResultMessage(task.id, "app1", "hospital", "receipt", 1, case_number="H-1")
+    tr = planner.on_result(broken, ctx(), receipt)
+    assert [t.status for t in tr.tasks] == [TaskStatus.SUBMITTED]
+    done = ResultMessage(
+        task.id, "app1", "hospital", "decision", 1, outcome="completed",
+        provides={"birth_certificate_no": "A1"},
+    )  # fmt: skip
+    with pytest.raises(json.JSONDecodeError):
+        planner.on_result(apply(broken, tr), ctx(), done)
+    assert set(dispatched(planner.on_result(apply(state, tr), ctx(), done))) == {
+        "vaccination",
+        "hukou",
+    }
+
+
 def test_duplicate_late_and_stale_results_change_nothing() -> None:
     state = apply(new_case(), planner.start(new_case(), ctx()))
     state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
