@@ -40,6 +40,7 @@ from yarl import URL
 from connectors.base import Decision, DepartmentRequest, Receipt, Report
 from connectors.limits import Limiter
 from connectors.proxies import env_proxy
+from connectors.schema_inline import NotInlinable, inline_refs
 from gateway import signing
 from gateway.errors import ConfigurationError, GatewayError, Permanent, Retryable
 from gateway.problems import CONTENT_TYPE as PROBLEM_TYPE
@@ -85,7 +86,22 @@ def _registry() -> Registry[Any]:
 
 @cache
 def schema(name: str) -> Any:
-    """A validator for ``contracts/provincial/schemas/<name>.schema.json`` (read once)."""
+    """A validator for ``contracts/provincial/schemas/<name>.schema.json``, made once per
+    process: its ``$ref``s are resolved here (``schema_inline``), not on every answer checked;
+    formats (``date-time``…) are checked as before."""
+    root = {"$ref": f"{SCHEMA_BASE}schemas/{name}.schema.json"}
+    try:
+        return Draft202012Validator(
+            inline_refs(root, _registry()),
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+    except NotInlinable:  # resolved while validating, as jsonschema does by default
+        return referenced_schema(name)
+
+
+def referenced_schema(name: str) -> Any:
+    """The validator that resolves each ``$ref`` through the registry while validating (what
+    ``schema`` falls back to, and what it is held to in the tests)."""
     return Draft202012Validator(
         {"$ref": f"{SCHEMA_BASE}schemas/{name}.schema.json"},
         registry=_registry(),
