@@ -18,6 +18,9 @@ from gateway.broker.topology import HEADER_ATTEMPT, HEADER_TASK_ID, HEADER_TRACE
 
 _NAMESPACE = uuid.UUID("0f6c6a52-8f5e-4c1e-9c4e-3b7f3b1a9d20")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
+# Built once (``json.dumps`` with options builds an encoder per call). Keys in the order
+# written: a JSON object's key order carries no meaning (contracts/asyncapi).
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 EVENT_NAMES = (
     "application.accepted",
@@ -76,7 +79,7 @@ def event_message(
         "data": dict(data),
     }
     return Message(
-        body=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
+        body=_ENCODE(body).encode(),
         correlation_id=application_id,
         type=event,
         headers={

@@ -123,6 +123,7 @@ class Gateway:
             await self.store.close()
             raise
         outbox = Outbox(self.store.cases, self.publish, self.metrics, clock=self.clock)
+        polled = {n: c.poll_seconds for n, c in s.systems.items() if c.kind in POLLED_KINDS}
         orchestrator = Orchestrator(
             self.store,
             outbox,
@@ -130,9 +131,8 @@ class Gateway:
             timezone=tz,
             clock=self.clock,
             calendar=calendar,
-            poll_seconds={
-                n: c.poll_seconds for n, c in s.systems.items() if c.kind in POLLED_KINDS
-            },
+            poll_seconds=polled,
+            timer_systems=polled,
         )
         if "orchestrator" in roles:
             await broker.consume(ACCEPTED, orchestrator.on_accepted, prefetch=32)

@@ -20,6 +20,7 @@ from gateway.orchestration.records import (
     TaskStatus,
     TimelineEntry,
     Transition,
+    drop_timer,
     stale_interim,
 )
 from gateway.store.records import ApplicationStatus
@@ -44,7 +45,7 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
         tasks[task.step] = replace(
             task, status=TaskStatus.DEAD_LETTERED, reason=result.reason, updated_at=ctx.now
         )
-        tr.drop_timers.append(task.id)
+        drop_timer(tr, ctx, task)
         tr.status = ApplicationStatus.BLOCKED
         tr.timeline.append(
             TimelineEntry(ctx.now, "task.dead_lettered", task.id, {"reason": result.reason})
@@ -154,7 +155,7 @@ def _decided(
     if outcome == "completed":
         provided.update(result.provides)
         tr.provided = provided
-        tr.drop_timers.append(task.id)
+        drop_timer(tr, ctx, task)
         new = replace(
             base,
             status=TaskStatus.COMPLETED,
@@ -171,7 +172,7 @@ def _decided(
             {"step": task.step, "case_number": case_number, "certificate": result.certificate},
         )
     elif outcome == "denied":
-        tr.drop_timers.append(task.id)
+        drop_timer(tr, ctx, task)
         new = replace(
             base,
             status=TaskStatus.DENIED,
@@ -180,7 +181,7 @@ def _decided(
         )
         detail["reason"] = new.reason
     elif outcome == "correction_requested":
-        tr.drop_timers.append(task.id)
+        drop_timer(tr, ctx, task)
         new = replace(
             base, status=TaskStatus.CORRECTION_REQUESTED, gaps=result.gaps, reason=result.reason
         )

@@ -16,6 +16,7 @@ from gateway.orchestration.records import (
     TaskStatus,
     TimelineEntry,
     Transition,
+    drop_timer,
 )
 from gateway.store.records import ApplicationStatus
 
@@ -158,7 +159,7 @@ def on_cancel(state: CaseState, ctx: Context, order: CancelOrder) -> Transition:
         updated_at=ctx.now,
     )
     tr = Transition()
-    tr.drop_timers.append(task.id)
+    drop_timer(tr, ctx, task)
     tr.timeline.append(
         TimelineEntry(
             ctx.now,

@@ -42,6 +42,13 @@ _TASK_UPDATE = (
     f"UPDATE tasks SET {', '.join(c + ' = ?' for c in _TASK_COLUMNS.split(', ')[1:])} WHERE id = ?"
 )
 
+_LOAD_JOINED = (
+    f"SELECT {', '.join('a.' + c for c in _APP_COLUMNS.split(', '))}, a.catalogue_version, "
+    f"a.provided_json, {', '.join('t.' + c for c in _TASK_COLUMNS.split(', '))} "
+    "FROM applications a LEFT JOIN tasks t ON t.application_id = a.id WHERE a.id = ? "
+    "ORDER BY t.position"
+)
+
 
 class UnknownApplication(LookupError):
     """No application with this id in this store."""
@@ -163,7 +170,12 @@ class CaseStore:
         return await self._db.run(work)
 
     async def _load(self, tx: Tx, application_id: str, *, lock: bool) -> CaseState | None:
-        suffix = self._db.dialect.lock_rows if lock else ""
+        lock_rows = self._db.dialect.lock_rows
+        if not lock_rows:  # SQLite: the transaction holds the write lock from its BEGIN
+            return await self._load_joined(tx, application_id)
+        # A row lock needs its own statement: the tasks are read once it is held (PostgreSQL
+        # would re-check a joined statement's locked row, not the tasks joined to it).
+        suffix = lock_rows if lock else ""
         row = await tx.fetchone(
             f"SELECT {_APP_COLUMNS}, catalogue_version, provided_json FROM applications "
             f"WHERE id = ?{suffix}",
@@ -180,6 +192,20 @@ class CaseStore:
             catalogue_version=row[12],
             provided=json.loads(row[13]),
             tasks=tuple(_task(t) for t in tasks),
+        )
+
+    async def _load_joined(self, tx: Tx, application_id: str) -> CaseState | None:
+        """The case in one statement: the application's columns on each of its task rows
+        (one row with no task columns before the case starts)."""
+        rows = await tx.fetchall(_LOAD_JOINED, (application_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        return CaseState(
+            application=_application(row),
+            catalogue_version=row[12],
+            provided=json.loads(row[13]),
+            tasks=tuple(_task(r[14:]) for r in rows if r[14] is not None),
         )
 
     async def transition(

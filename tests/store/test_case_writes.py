@@ -106,3 +106,20 @@ async def test_timeline_order_and_outbox_ids_pair_with_their_messages(store: Sto
     assert {r.id: (r.outgoing.routing_key, r.outgoing.message.body) for r in rows} == {
         i: (o.routing_key, o.message.body) for i, o in stored.items()
     }
+
+
+async def test_a_case_is_read_whole_before_and_after_its_start(store: Store) -> None:
+    await accepted(store)
+    cases, db = counted(store)
+    before = await cases.load("app1")
+    assert before is not None and before.tasks == () and before.application.id == "app1"
+    tr, _ = await cases.transition("app1", lambda s: planner.start(s, ctx()), 1.0)
+    after = await cases.load("app1")
+    assert after is not None and after.catalogue_version == tr.catalogue_version
+    assert after.tasks == tuple(tr.tasks)  # every column, in position order
+    assert after.application.version == before.application.version + 1
+    assert await cases.load("nobody") is None
+    # SQLite reads the case in one statement (it holds the write lock from BEGIN); a row
+    # lock (PostgreSQL) reads the tasks in a statement of their own, once the lock is held
+    reads = statements(db, "SELECT")
+    assert reads == (4 if store.dialect == "sqlite" else 7)

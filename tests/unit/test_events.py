@@ -3,11 +3,12 @@ since portals dedupe on them."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 
-from gateway.events import _NAMESPACE, event_id
+from gateway.events import _NAMESPACE, event_id, event_message
 
 
 @pytest.mark.parametrize(
@@ -23,3 +24,26 @@ def test_event_id_is_the_uuid5_of_the_event_and_its_subject(subject: tuple[str, 
 def test_event_id_is_pinned() -> None:
     # a value computed once: a change here changes every event id portals have seen
     assert event_id("application.accepted", "app1") == "078e904f-44ec-5766-9323-20e2d3f7d25f"
+
+
+def test_an_event_body_is_the_json_of_its_fields_unescaped() -> None:
+    message = event_message(
+        "task.completed",
+        portal_id="p1",
+        matter="newborn",
+        subject=("app1.hukou",),
+        application_id="app1",
+        data={"step": "hukou", "certificate": "户口-1", "due_at": 1.5, "gaps": []},
+        occurred_at=1_764_000_000.25,
+    )
+    body = message.body.decode()
+    assert "户口-1" in body  # not \\u-escaped
+    assert json.loads(body) == {
+        "event_id": event_id("task.completed", "app1.hukou"),
+        "event": "task.completed",
+        "portal_id": "p1",
+        "matter": "newborn",
+        "application_id": "app1",
+        "occurred_at": "2025-11-24T16:00:00.250000+00:00",
+        "data": {"step": "hukou", "certificate": "户口-1", "due_at": 1.5, "gaps": []},
+    }

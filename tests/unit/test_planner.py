@@ -607,3 +607,46 @@ def test_the_dispatch_event_says_whether_its_due_time_is_estimated() -> None:
     assert (late["due_estimated"], late["calendar_uncovered_years"]) == (True, [2027])
     known = dispatch_data(planner.start(new_case(), ctx()))
     assert known["due_estimated"] is False and "calendar_uncovered_years" not in known
+
+
+@pytest.mark.parametrize(
+    ("timer_systems", "dropped"),
+    [
+        (None, ["app1.birth_certificate"]),  # not known: every decided task's timer goes
+        (frozenset({"hukou", "provincial"}), []),  # birth_certificate's system holds none
+        (frozenset({"hospital"}), ["app1.birth_certificate"]),
+    ],
+)
+def test_a_decision_deletes_a_poll_timer_only_where_one_may_be(
+    timer_systems: frozenset[str] | None, dropped: list[str]
+) -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    task = state.task("birth_certificate")
+    assert task.system == "hospital"
+    known = replace(ctx(), timer_systems=timer_systems)
+    receipt = ResultMessage(task.id, "app1", task.system, "receipt", 1, case_number="C-1")
+    state = apply(state, planner.on_result(state, known, receipt))
+    decision = ResultMessage(
+        task.id,
+        "app1",
+        task.system,
+        "decision",
+        1,
+        outcome="completed",
+        provides={"birth_certificate_no": "A1"},
+    )
+    tr = planner.on_result(state, known, decision)
+    assert tr.changed and tr.drop_timers == dropped
+
+
+def test_a_polled_systems_decision_deletes_its_timer_when_the_polled_systems_are_known() -> None:
+    state = apply(new_case(), planner.start(new_case(), ctx()))
+    state, _ = answer(state, "birth_certificate", provides={"birth_certificate_no": "A1"})
+    known = replace(ctx(), timer_systems=frozenset({"hukou"}))
+    hukou = state.task("hukou")
+    receipt = ResultMessage(hukou.id, "app1", "hukou", "receipt", 1, case_number="P-1")
+    tr = planner.on_result(state, known, receipt)
+    assert [t.task_id for t in tr.timers] == [hukou.id]
+    state = apply(state, tr)
+    decision = ResultMessage(hukou.id, "app1", "hukou", "decision", 1, outcome="denied")
+    assert planner.on_result(state, known, decision).drop_timers == [hukou.id]
