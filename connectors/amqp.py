@@ -38,6 +38,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # s
 
 from connectors.base import Decision, DepartmentRequest, Receipt, Report
 from connectors.limits import Limiter
+from connectors.schema_compile import SchemaCheck, schema_check
 from gateway.broker.client import BrokerClient
 from gateway.broker.messages import Delivery, Message, header_str, new_traceparent
 from gateway.broker.topology import HEADER_ATTEMPT, HEADER_TASK_ID, HEADER_TRACEPARENT
@@ -86,14 +87,16 @@ def reply_queue(system: str, config: SystemConfig) -> str:
 
 
 @cache
-def reply_validator(resource: str) -> Any:
-    """The Draft 2020-12 validator of a reply schema shipped under ``contracts/``."""
+def reply_validator(resource: str) -> SchemaCheck:
+    """The Draft 2020-12 check of a reply schema shipped under ``contracts/``, made once: its
+    ``$ref``s inlined and compiled to Python (``schema_compile``), else jsonschema's validator.
+    Formats are not checked (they were not before either)."""
     node = resources.files("contracts")
     for part in resource.split("/"):
         node = node / part
     schema = json.loads(node.read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return schema_check(schema)
 
 
 class QueueConnector:
@@ -224,8 +227,8 @@ class QueueResultSource:
                 raise ValueError(f"larger than {MAX_REPLY_BYTES} bytes")
             reply = json.loads(delivery.body)
             problems = [
-                f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.validator}"
-                for error in self._validator.iter_errors(reply)
+                f"{'/'.join(str(p) for p in error.path) or '(root)'}: {error.keyword}"
+                for error in self._validator.errors(reply)
             ]
         except (UnicodeDecodeError, json.JSONDecodeError):
             problems = ["(body): not UTF-8 JSON"]

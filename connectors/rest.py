@@ -40,7 +40,7 @@ from yarl import URL
 from connectors.base import Decision, DepartmentRequest, Receipt, Report
 from connectors.limits import Limiter
 from connectors.proxies import env_proxy
-from connectors.schema_inline import NotInlinable, inline_refs
+from connectors.schema_compile import Interpreted, SchemaCheck, schema_check
 from gateway import signing
 from gateway.errors import ConfigurationError, GatewayError, Permanent, Retryable
 from gateway.problems import CONTENT_TYPE as PROBLEM_TYPE
@@ -85,36 +85,33 @@ def _registry() -> Registry[Any]:
 
 
 @cache
-def schema(name: str) -> Any:
-    """A validator for ``contracts/provincial/schemas/<name>.schema.json``, made once per
-    process: its ``$ref``s are resolved here (``schema_inline``), not on every answer checked;
-    formats (``date-time``…) are checked as before."""
-    root = {"$ref": f"{SCHEMA_BASE}schemas/{name}.schema.json"}
-    try:
-        return Draft202012Validator(
-            inline_refs(root, _registry()),
-            format_checker=Draft202012Validator.FORMAT_CHECKER,
-        )
-    except NotInlinable:  # resolved while validating, as jsonschema does by default
-        return referenced_schema(name)
-
-
-def referenced_schema(name: str) -> Any:
-    """The validator that resolves each ``$ref`` through the registry while validating (what
-    ``schema`` falls back to, and what it is held to in the tests)."""
-    return Draft202012Validator(
+def schema(name: str) -> SchemaCheck:
+    """The check of ``contracts/provincial/schemas/<name>.schema.json``, made once per process:
+    its ``$ref``s resolved (``schema_inline``) and the schema compiled to Python
+    (``schema_compile``); jsonschema interprets what does not compile. Formats
+    (``date-time``…) are checked as jsonschema's format checker checks them."""
+    return schema_check(
         {"$ref": f"{SCHEMA_BASE}schemas/{name}.schema.json"},
-        registry=_registry(),
-        format_checker=Draft202012Validator.FORMAT_CHECKER,
+        _registry(),
+        Draft202012Validator.FORMAT_CHECKER,
     )
 
 
-def contract_errors(validator: Any, instance: object) -> list[str]:
+def referenced_schema(name: str) -> Interpreted:
+    """jsonschema's validator, resolving each ``$ref`` through the registry while validating
+    (what ``schema`` is held to in the tests)."""
+    return Interpreted(
+        Draft202012Validator(
+            {"$ref": f"{SCHEMA_BASE}schemas/{name}.schema.json"},
+            registry=_registry(),
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+    )
+
+
+def contract_errors(check: SchemaCheck, instance: object) -> list[str]:
     """Where ``instance`` breaks the schema: dotted paths only, never the values."""
-    paths = {
-        ".".join(str(p) for p in e.absolute_path) or "(body)"
-        for e in validator.iter_errors(instance)
-    }
+    paths = {".".join(str(p) for p in v.path) or "(body)" for v in check.errors(instance)}
     return sorted(paths)
 
 
@@ -237,12 +234,12 @@ class RestConnector:
             return self._error(Permanent, f"{said}{where}", "invalid_request")
         return self._error(Permanent, said, f"http_{status}")
 
-    def _read(self, answer: bytes, validator: Any, what: str) -> dict[str, Any]:
+    def _read(self, answer: bytes, check: SchemaCheck, what: str) -> dict[str, Any]:
         try:
             data = json.loads(answer)
         except (ValueError, RecursionError):
             data = None
-        errors = contract_errors(validator, data) if isinstance(data, dict) else ["(not JSON)"]
+        errors = contract_errors(check, data) if isinstance(data, dict) else ["(not JSON)"]
         if errors:
             raise self._error(
                 Permanent,

@@ -1,7 +1,8 @@
-"""The REST connector's schema checks: each validator is built once with its ``$ref``s inlined
-(``connectors.schema_inline``), and it finds exactly what the registry-resolving validator finds,
-on every fixture and on every way of breaking one (a field dropped, a value of the wrong type or
-length, a field added)."""
+"""The REST connector's schema checks: each is built once with its ``$ref``s inlined
+(``connectors.schema_inline``) and compiled (``connectors.schema_compile``), and it finds exactly
+what jsonschema's registry-resolving validator finds, on every fixture and on every way of
+breaking one (a field dropped, a value of the wrong type or length, a field added). Random
+changes, random schemas and a compiler broken on purpose: ``test_schema_compile``."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ CHECKED = [
 
 
 @pytest.mark.parametrize(("name", "instances"), CHECKED, ids=[name for name, _ in CHECKED])
-def test_the_inlined_schema_finds_what_the_referencing_one_finds(
+def test_the_compiled_schema_finds_what_the_referencing_one_finds(
     name: str, instances: list[Any]
 ) -> None:
     fast, reference = schema(name), referenced_schema(name)
