@@ -14,7 +14,9 @@ their first character (``张*``). Three nets, because each alone leaks:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -169,10 +171,41 @@ def _mask_value(value: Any, key: str | None, known: Known) -> Any:
         masked = _mask_value(text, key, known)
         return value if masked == text else masked
     if isinstance(value, Mapping):
-        return {k: _mask_value(v, str(k), known) for k, v in value.items()}
+        return {
+            _mask_text(k, known) if isinstance(k, str) else k: _mask_value(v, str(k), known)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_mask_value(v, key, known) for v in value]
-    return value
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, set | frozenset):  # written as its repr: masked as a list if need be
+        items = [_mask_value(v, key, known) for v in value]
+        return value if items == list(value) else items
+    return _mask_written(value, key, known)
+
+
+# Written with fewer than 11 digits in a row (a UUID's groups are separated; a date's too).
+_NO_ROOM = (uuid.UUID, dt.date, dt.time)
+
+
+def _mask_written(value: Any, key: str | None, known: Known) -> Any:
+    """A value the renderers write as text (bytes decoded, a float, an exception or any
+    other object as its ``repr``): that text masked in its place when it holds something to
+    mask, else the value as it is."""
+    if isinstance(value, float) and -1e10 < value < 1e10:
+        return value  # too few digits for a phone or an ID
+    if isinstance(value, _NO_ROOM):
+        return value
+    try:
+        if isinstance(value, bytes | bytearray):
+            text = bytes(value).decode("utf-8", "backslashreplace")
+        else:
+            text = str(value) if isinstance(value, float) else repr(value)
+    except Exception:  # a broken __repr__: the renderer will fail on it as well
+        return value
+    masked = _mask_value(text, key, known)
+    return value if masked == text else masked
 
 
 def current_personal_values() -> frozenset[str]:
