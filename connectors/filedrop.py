@@ -12,7 +12,11 @@ takes only files whose checksum sidecar matches, and reports them: an acknowledg
 ``in_progress`` decision carrying the case number and acceptance time (the task clock starts
 there), a result as the decision. The source scans when a file arrives in the inbox (an inotify
 wake-up, ``connectors.folderwatch``) and at least every ``scan_seconds`` (the fallback: a shared
-folder gives no events). Every file operation runs on the connector's or the source's own
+folder gives no events). A file that arrives while a scan is still reporting (a report waits for
+the store and the broker) is taken by a second scan at once, not after the first ends: up to
+``SCANS_AT_ONCE`` scans overlap, each file is in the hands of one scan at a time, and a task's
+answers are still reported in turn across scans (its acknowledgement before its result). Every
+file operation runs on the connector's or the source's own
 threads (``connectors.filethreads``), never on the event loop's default executor, which SOAP
 sends and other stores share.
 """
@@ -59,6 +63,7 @@ REQUEST_SUFFIX = ".req.xml"
 ANSWER_NAME = re.compile(r"(?P<task>[A-Za-z0-9][A-Za-z0-9._-]{0,199})\.(?P<kind>ack|result)\.xml")
 NOTICE_PREFIX = ".untold-"  # error/.untold-<digest>.json: a set-aside file not yet told
 REPORTS_AT_ONCE = 8  # tasks whose answers one scan reports side by side
+SCANS_AT_ONCE = 2  # a scan starts on a wake-up while the last one still reports
 T = TypeVar("T")
 
 
@@ -213,31 +218,47 @@ class FileDropResultSource:
         self._threads: FileThreads | None = None  # one thread: a scan is one step at a time
         self.on_unreadable: Callable[[Unreadable], Awaitable[None]] | None = None
         self.watch: FolderWatch | None = None  # while running: its wake-ups, for tests
+        self._in_hand: set[str] = set()  # answer files a scan has taken and not let go yet
+        # task → its answers' latest turn in any scan: True once they were all handled
+        self._turns: dict[str, asyncio.Future[bool]] = {}
+        self._telling = asyncio.Lock()  # set-aside files told by one scan at a time
+        self._last_error: str | None = None
 
     async def run(self, report: Report) -> None:
-        """Scan when a file arrives, and every ``scan_seconds`` in any case, until cancelled.
-        A failed scan (the inbox not there yet, a full disk, a report that could not be
+        """Scan when a file arrives, and every ``scan_seconds`` in any case, until cancelled;
+        a wake-up during a scan starts the next one at once (up to ``SCANS_AT_ONCE`` at a
+        time). A failed scan (the inbox not there yet, a full disk, a report that could not be
         recorded) is logged, once per distinct error, and tried again at the next one: the
-        source never stops on its own. Its watch and its threads end with it."""
-        last: str | None = None
+        source never stops on its own. Its watch, its scans and its threads end with it."""
         self.watch = watch = FolderWatch(self._inbox, name=f"filedrop:{self.system}")
+        scans: set[asyncio.Task[None]] = set()
         try:
             watch.start()
             while True:
-                try:
-                    await self._io(self._prepare)
-                    await self.scan(report)
-                    last = None
-                except GatewayError as exc:
-                    if str(exc) != last:
-                        log.warning("filedrop_scan_failed", system=self.system, error=str(exc))
-                    last = str(exc)
-                except Exception:
-                    log.exception("filedrop_scan_failed", system=self.system)
+                if len(scans) >= SCANS_AT_ONCE:
+                    await asyncio.wait(scans, return_when=asyncio.FIRST_COMPLETED)
+                scan = asyncio.create_task(self._scan_logged(report))
+                scans.add(scan)
+                scan.add_done_callback(scans.discard)
                 await watch.wait(self._scan_seconds)
         finally:
+            for scan in scans:
+                scan.cancel()
+            await asyncio.gather(*scans, return_exceptions=True)
             watch.close()
             self.close()
+
+    async def _scan_logged(self, report: Report) -> None:
+        try:
+            await self._io(self._prepare)
+            await self.scan(report)
+            self._last_error = None
+        except GatewayError as exc:
+            if str(exc) != self._last_error:
+                log.warning("filedrop_scan_failed", system=self.system, error=str(exc))
+            self._last_error = str(exc)
+        except Exception:
+            log.exception("filedrop_scan_failed", system=self.system)
 
     def close(self) -> None:
         """Let the source's threads go (a later scan starts new ones)."""
@@ -248,28 +269,50 @@ class FileDropResultSource:
     async def scan(self, report: Report) -> ScanCounts:
         """One pass over the inbox, oldest first: each task's answers in turn (its
         acknowledgement before its result), up to ``REPORTS_AT_ONCE`` tasks' side by side (a
-        report waits for the store and the broker; the file work stays on one thread). A report
-        that fails ends the scan with its error once the others are done."""
+        report waits for the store and the broker; the file work stays on one thread). Files
+        another scan has in hand are left to it; a task whose earlier answer another scan is
+        still reporting waits for that report. A report that fails ends the scan with its
+        error once the others are done."""
         counts = ScanCounts()
         if not self._recovered and self.on_unreadable is not None:
-            # notices a process killed before telling left behind are told first
-            self._set_aside = await self._io(self._untold)
-            self._recovered = True
+            async with self._telling:
+                if not self._recovered:
+                    # notices a process killed before telling left behind are told first
+                    self._set_aside = await self._io(self._untold)
+                    self._recovered = True
         tasks: dict[str, list[_Answer]] = {}
         for answer in await self._io(self._survey, counts):
-            tasks.setdefault(answer.task, []).append(answer)
+            if answer.path.name not in self._in_hand:  # taken by this scan, on the loop
+                self._in_hand.add(answer.path.name)
+                tasks.setdefault(answer.task, []).append(answer)
         gate = asyncio.Semaphore(REPORTS_AT_ONCE)
+        loop = asyncio.get_running_loop()
 
-        async def in_turn(answers: list[_Answer]) -> None:
-            async with gate:
-                for answer in answers:
-                    await self._report(answer, report, counts)
+        async def in_turn(task: str, answers: list[_Answer]) -> None:
+            earlier, mine = self._turns.get(task), loop.create_future()
+            self._turns[task] = mine
+            handled = False
+            try:
+                # An earlier answer of the task that failed to report goes first, next scan.
+                if earlier is None or await asyncio.shield(earlier):
+                    async with gate:
+                        for answer in answers:
+                            await self._report(answer, report, counts)
+                    handled = True
+            finally:
+                self._in_hand.difference_update(a.path.name for a in answers)
+                mine.set_result(handled)
+                if self._turns.get(task) is mine:
+                    del self._turns[task]
 
-        outcomes = await asyncio.gather(*map(in_turn, tasks.values()), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(in_turn(task, answers) for task, answers in tasks.items()), return_exceptions=True
+        )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        await self._tell()
+        async with self._telling:
+            await self._tell()
         return counts
 
     async def _report(self, answer: _Answer, report: Report, counts: ScanCounts) -> None:
@@ -376,9 +419,12 @@ class FileDropResultSource:
     def _survey(self, counts: ScanCounts) -> list[_Answer]:
         now = time.time()
         files: dict[str, os.stat_result] = {}
+        in_hand = set(self._in_hand)  # another scan's: neither read nor judged stale here
         with os.scandir(self._inbox) as entries:
             for entry in entries:
-                if entry.name.startswith("."):
+                if entry.name.startswith(".") or entry.name in in_hand:
+                    continue
+                if entry.name.removesuffix(CHECKSUM_SUFFIX) in in_hand:
                     continue
                 if entry.is_file(follow_symlinks=False):
                     files[entry.name] = entry.stat(follow_symlinks=False)
