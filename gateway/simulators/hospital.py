@@ -320,6 +320,8 @@ class HospitalSimulator:
         kept = await self._ledger.case(SYSTEM, key=task_id)
         if kept is None:
             return None
+        if (held := self._cases.get(task_id)) is not None:  # a file of the same task, taken
+            return held  # side by side, restored or reopened it meanwhile: memory is newer
         case = _Case(**kept)
         self._hold(case)
         return case

@@ -269,6 +269,9 @@ class HukouSimulator:
             )  # fmt: skip  # approved by an older simulator, before cases were kept
         else:
             return None
+        held = self._by_case.get(case.case_no)
+        if held is not None:  # restored (a query does it without the lock) or reopened by a
+            return held  # correction while the ledger was read: memory's copy is the newer
         self._hold(case)
         return case
 
