@@ -21,10 +21,24 @@ HEADER_IDEMPOTENCY_KEY = "Idempotency-Key"
 PREFIX = "sha256="
 
 
+def body_digest(body: bytes) -> str:
+    """``hex(sha256(body))``: the last line of the string to sign (and intake's fingerprint
+    of the body, so that a request's body is hashed once)."""
+    return hashlib.sha256(body).hexdigest()
+
+
 def string_to_sign(
-    timestamp: str, nonce: str, method: str, path_qs: str, key: str, body: bytes
+    timestamp: str,
+    nonce: str,
+    method: str,
+    path_qs: str,
+    key: str,
+    body: bytes,
+    *,
+    digest: str | None = None,
 ) -> bytes:
-    digest = hashlib.sha256(body).hexdigest()
+    """``digest``, when given, is ``body_digest(body)`` computed already."""
+    digest = body_digest(body) if digest is None else digest
     return "\n".join((timestamp, nonce, method.upper(), path_qs, key, digest)).encode()
 
 
@@ -38,10 +52,14 @@ def _signature(secret: str, message: bytes) -> str:
     return PREFIX + hmac.digest(secret.encode(), message, "sha256").hex()  # one C call
 
 
-def matches(signature: str, secrets: Iterable[str], *parts: str, body: bytes) -> bool:
-    """True when ``signature`` was made with any of ``secrets`` (current, then previous)."""
+def matches(
+    signature: str, secrets: Iterable[str], *parts: str, body: bytes, digest: str | None = None
+) -> bool:
+    """True when ``signature`` was made with any of ``secrets`` (current, then previous).
+    ``digest``: ``body_digest(body)`` when the caller has it already."""
     timestamp, nonce, method, path_qs, key = parts
-    message = string_to_sign(timestamp, nonce, method, path_qs, key, body)  # once, not per secret
+    # once, not per secret
+    message = string_to_sign(timestamp, nonce, method, path_qs, key, body, digest=digest)
     given = signature.encode()
     ok = False
     for secret in secrets:

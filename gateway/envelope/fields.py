@@ -78,17 +78,21 @@ TEXT_PATTERN = r"^[^\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]*$"
 _UNPRINTABLE = re.compile(r"[\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]")
 
 
-def _printable(value: str) -> str:
+def unprintable_message(value: str) -> str | None:
+    """What is wrong with a text that ``TEXT_PATTERN`` refuses (None when it is printable).
+
+    pydantic-core checks the pattern (no Python call per text field); ``parse_envelope``
+    turns its refusal into this message."""
     found = _UNPRINTABLE.search(value)
-    if found is not None:
-        raise ValueError(
-            f"must not contain control or direction-override characters "
-            f"(found U+{ord(found.group()):04X} at position {found.start()})"
-        )
-    return value
+    if found is None:
+        return None
+    return (
+        f"must not contain control or direction-override characters "
+        f"(found U+{ord(found.group()):04X} at position {found.start()})"
+    )
 
 
-_PRINTABLE = AfterValidator(_printable)
+_PRINTABLE = Field(pattern=TEXT_PATTERN)
 _PRINTABLE_SCHEMA = SchemaExtra(pattern=TEXT_PATTERN)
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Final, Literal, Self
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from gateway.envelope import validators
-from gateway.envelope.fields import Instant
+from gateway.envelope.fields import TEXT_PATTERN, Instant, unprintable_message
 from gateway.envelope.fields import personal_values as personal_values  # re-exported
 from gateway.envelope.parts import (
     Applicant,
@@ -203,7 +203,16 @@ def _dotted(error: Any) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _unprintable(error: Any) -> bool:
+    """A free text refused by ``TEXT_PATTERN`` (pydantic-core checks it, not a validator)."""
+    return bool(
+        error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] == TEXT_PATTERN
+    )
+
+
 def _message(error: Any) -> str:
+    if _unprintable(error):  # says which character, where; never the text itself
+        return unprintable_message(error["input"]) or str(error["msg"])
     if error["type"] == "literal_error" and tuple(error["loc"])[-1:] == ("schema_version",):
         return f"unsupported schema version; this gateway accepts {', '.join(ACCEPTED_VERSIONS)}"
     if error["type"] == "union_tag_invalid":  # pydantic's text quotes the input tag
@@ -214,6 +223,8 @@ def _message(error: Any) -> str:
 
 
 def _type(error: Any) -> str:
+    if _unprintable(error):
+        return "value_error"  # as when a Python validator said it
     return "missing" if error["type"] == "union_tag_not_found" else str(error["type"])
 
 
@@ -225,13 +236,14 @@ def dump_envelope(envelope: Envelope) -> str:
 
 
 def parse_envelope(body: bytes) -> Envelope:
-    """Validate JSON bytes; raise ``InvalidEnvelope`` listing every error (values left out)."""
+    """Validate JSON bytes; raise ``InvalidEnvelope`` listing every error (values left out:
+    the inputs are read only to say where a text holds a control character)."""
     try:
         return ENVELOPE_ADAPTER.validate_json(body, strict=True)
     except ValidationError as exc:
         errors = [
             FieldError(loc=_dotted(e), msg=_message(e), type=_type(e))
-            for e in exc.errors(include_url=False, include_input=False)
+            for e in exc.errors(include_url=False, include_input=True)
         ]
     # Raised outside the except block so that no traceback carries pydantic's own message,
     # which quotes the input values.

@@ -215,17 +215,29 @@ def birth_certificate_no(value: str) -> str:
 # --- electronic licence identifier ---------------------------------------------------------
 
 
+def _mod37_36_steps() -> dict[str, tuple[int, ...]]:
+    """For each character, the next ``product`` of ISO 7064 MOD 37,36 for every current one
+    (``product`` is 1..36): the loop below then does one look-up per character."""
+    m = len(MOD37_36_ALPHABET)
+    return {
+        c: tuple(((((p + digit) % m) or m) * 2) % (m + 1) for p in range(m + 1))
+        for c, digit in _MOD37_36_VALUES.items()
+    }
+
+
+_MOD37_36_STEPS = _mod37_36_steps()
+
+
 def mod37_36_check_char(s: str) -> str:
     """ISO 7064 MOD 37,36 (hybrid system, alphabet 0-9A-Z) check character for ``s``."""
     m = len(MOD37_36_ALPHABET)
     product = m
-    values = _MOD37_36_VALUES
+    steps = _MOD37_36_STEPS
     for c in s:
-        digit = values.get(c)
-        if digit is None:
+        step = steps.get(c)
+        if step is None:
             raise ValueError("MOD 37,36 input may only use 0-9 and A-Z")
-        total = (product + digit) % m
-        product = ((total or m) * 2) % (m + 1)
+        product = step[product]
     return MOD37_36_ALPHABET[(m + 1 - product) % m]
 
 

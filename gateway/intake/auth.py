@@ -23,6 +23,12 @@ from gateway.store import Store
 from gateway.store.base import Nonce
 
 MAX_NONCE_LENGTH = 128
+_REQUIRED = (
+    signing.HEADER_PORTAL,
+    signing.HEADER_TIMESTAMP,
+    signing.HEADER_NONCE,
+    signing.HEADER_SIGNATURE,
+)
 NONCE_REUSED = "X-Nonce was already used; send a fresh nonce with every request"
 
 
@@ -57,27 +63,27 @@ class PortalAuth:
         return portal_id
 
     def check(
-        self, headers: Mapping[str, str], method: str, path_qs: str, body: bytes
+        self,
+        headers: Mapping[str, str],
+        method: str,
+        path_qs: str,
+        body: bytes,
+        *,
+        digest: str | None = None,
     ) -> tuple[str, Nonce]:
         """Every check but the nonce's reuse: the portal id and the nonce still to record,
-        or ``AuthError``."""
-        missing = [
-            h
-            for h in (
-                signing.HEADER_PORTAL,
-                signing.HEADER_TIMESTAMP,
-                signing.HEADER_NONCE,
-                signing.HEADER_SIGNATURE,
-            )
-            if not headers.get(h)
-        ]
-        if missing:
+        or ``AuthError``. ``digest``: ``signing.body_digest(body)`` if computed already."""
+        portal_id = headers.get(signing.HEADER_PORTAL, "")
+        timestamp = headers.get(signing.HEADER_TIMESTAMP, "")
+        nonce = headers.get(signing.HEADER_NONCE, "")
+        signature = headers.get(signing.HEADER_SIGNATURE, "")
+        if not (portal_id and timestamp and nonce and signature):
+            given = (portal_id, timestamp, nonce, signature)
+            missing = [h for h, v in zip(_REQUIRED, given, strict=True) if not v]
             raise AuthError(f"missing header(s): {', '.join(missing)}")
-        portal_id = headers[signing.HEADER_PORTAL]
         portal = self._portals.get(portal_id)
         if portal is None:
             raise AuthError(f"unknown portal {portal_id[:64]!r}")
-        timestamp = headers[signing.HEADER_TIMESTAMP]
         if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
             raise AuthError("X-Timestamp must be unix seconds (digits only)")
         now = self._clock()
@@ -86,16 +92,14 @@ class PortalAuth:
                 f"X-Timestamp is more than {self._skew} s away from the gateway's clock; "
                 "check the portal's clock (NTP)"
             )
-        nonce = headers[signing.HEADER_NONCE]
         if len(nonce) > MAX_NONCE_LENGTH:
             raise AuthError(f"X-Nonce longer than {MAX_NONCE_LENGTH} characters")
         secrets = [portal.secret.get_secret_value()]
         if portal.previous_secret is not None:
             secrets.append(portal.previous_secret.get_secret_value())
         key = headers.get(signing.HEADER_IDEMPOTENCY_KEY, "")
-        signature = headers[signing.HEADER_SIGNATURE]
         if not signing.matches(
-            signature, secrets, timestamp, nonce, method, path_qs, key, body=body
+            signature, secrets, timestamp, nonce, method, path_qs, key, body=body, digest=digest
         ):
             raise AuthError(
                 "X-Signature does not match: sign timestamp, nonce, method, path with query, "

@@ -17,7 +17,7 @@ from gateway.intake.service import IntakeService, Outcome
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.problems import Problem
-from gateway.signing import HEADER_IDEMPOTENCY_KEY
+from gateway.signing import HEADER_IDEMPOTENCY_KEY, body_digest
 from gateway.store import Store
 from gateway.store.base import NonceReused
 
@@ -114,7 +114,10 @@ class IntakeApi:
                 )
             )
         body = await request.read()
-        portal_id, nonce = self._auth.check(request.headers, request.method, request.raw_path, body)
+        digest = body_digest(body)  # hashed once: for the signature and the fingerprint
+        portal_id, nonce = self._auth.check(
+            request.headers, request.method, request.raw_path, body, digest=digest
+        )
         structlog.contextvars.bind_contextvars(portal_id=portal_id)
         key = request.headers.get(HEADER_IDEMPOTENCY_KEY, "")
         if (refusal := _refusal(body, key)) is not None:
@@ -128,6 +131,7 @@ class IntakeApi:
                 channel="http",
                 traceparent=request.headers.get("traceparent"),
                 nonce=nonce,
+                digest=digest,
             )
         except NonceReused:
             raise AuthError(NONCE_REUSED) from None

@@ -218,6 +218,44 @@ def test_tag_errors_do_not_echo_the_input() -> None:
     assert "刘芳" not in json.dumps(_errors(kinds).as_dicts(), ensure_ascii=False)
 
 
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [("a\u0000b", "U+0000 at position 1"), ("\u202egnaw", "U+202E at position 0"),
+     ("ok\x7f", "U+007F at position 2"), ("王\u2066芳", "U+2066 at position 1"),
+     ("x\u009fy\u0001", "U+009F at position 1")],
+)  # fmt: skip
+def test_an_unprintable_text_names_the_character_and_where_not_the_text(
+    text: str, found: str
+) -> None:
+    doc = copy.deepcopy(NEWBORN)
+    doc["applicant"]["name"] = text  # PersonName
+    doc["subjects"]["hospital"]["name"] = text  # Text100
+    doc["subjects"]["insured_address"]["detail"] = text  # Text200
+    doc["materials"][0]["title"] = text  # Text100 in a material
+    errors = _errors(_dump(doc)).as_dicts()
+    message = f"must not contain control or direction-override characters (found {found})"
+    assert errors == [
+        {"loc": loc, "msg": message, "type": "value_error"}
+        for loc in (
+            "applicant.name",
+            "subjects.hospital.name",
+            "subjects.insured_address.detail",
+            "materials.0.title",
+        )
+    ]
+
+
+def test_a_long_or_empty_text_says_so_before_its_characters() -> None:
+    doc = copy.deepcopy(NEWBORN)
+    doc["applicant"]["name"] = "\u0000" * 51
+    doc["subjects"]["hospital"]["name"] = ""
+    errors = _errors(_dump(doc)).as_dicts()
+    assert [(e["loc"], e["type"]) for e in errors] == [
+        ("applicant.name", "string_too_long"),
+        ("subjects.hospital.name", "string_too_short"),
+    ]
+
+
 def test_personal_values_lists_names_ids_and_phones() -> None:
     env = parse_envelope(_dump(NEWBORN))
     found = personal_values(env)

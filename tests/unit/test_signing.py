@@ -41,3 +41,15 @@ def test_signed_headers_carry_what_the_gateway_checks() -> None:
         ),
     }
     assert "Idempotency-Key" in signing.signed_headers("w", "s", "POST", "/", b"", "k1")
+
+
+def test_a_given_body_digest_is_what_the_signature_covers() -> None:
+    parts = ("1764300000", "n-1", "POST", "/v1/applications", "key-1")
+    body = b'{"matter":"newborn"}'
+    signature = signing.sign("secret-1", *parts, body)
+    digest = signing.body_digest(body)
+    assert digest == hashlib.sha256(body).hexdigest()
+    assert signing.matches(signature, ["secret-1"], *parts, body=body, digest=digest)
+    # the digest given is used instead of hashing the body again: a wrong one fails
+    wrong = signing.body_digest(b"{}")
+    assert not signing.matches(signature, ["secret-1"], *parts, body=body, digest=wrong)
