@@ -47,6 +47,7 @@ from gateway.errors import BrokerUnavailable, ConfigurationError
 from gateway.logs import get_logger
 from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, Verdict, application_of, names_in
+from gateway.simulators.jsonchecks import Prechecked
 from gateway.simulators.ledger import EffectLedger
 from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
@@ -63,7 +64,8 @@ _KEPT = ("task_id", "application_id", "task", "case_no", "received_at", "fingerp
 
 def _request_validator() -> Any:
     text = (resources.files("contracts") / "cdc" / "request.schema.json").read_text("utf-8")
-    return Draft202012Validator(json.loads(text))
+    schema = json.loads(text)
+    return Prechecked(Draft202012Validator(schema), schema)  # valid: jsonschema not run
 
 
 @dataclass

@@ -47,6 +47,7 @@ from gateway.envelope.validators import citizen_id_check_char
 from gateway.errors import ConfigurationError
 from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, application_of, names_in
+from gateway.simulators.jsonchecks import Prechecked
 from gateway.simulators.ledger import EffectLedger
 from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
@@ -168,9 +169,10 @@ def load_contract() -> tuple[Any, dict[str, Item]]:
     )
 
     def validator(uri: str) -> Any:
-        return Draft202012Validator(
-            {"$ref": uri}, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER
-        )
+        formats = Draft202012Validator.FORMAT_CHECKER
+        schema = {"$ref": uri}
+        interpreted = Draft202012Validator(schema, registry=registry, format_checker=formats)
+        return Prechecked(interpreted, schema, registry, formats)  # valid: jsonschema not run
 
     items = {
         d["x-item-code"]: Item(
