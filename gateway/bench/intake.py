@@ -30,7 +30,7 @@ from gateway.bench.loadgen import LoadResult, LoadSpec, run_load
 from gateway.bench.report import Row
 from gateway.bench.stats import intake_efficiency, percentile
 from gateway.broker.topology import ACCEPTED, HEADER_PORTAL
-from gateway.runtime import Gateway
+from gateway.runtime import Gateway, freeze_startup_heap
 from gateway.settings import PortalConfig, Settings
 
 LOADGEN_BOUND = 0.9  # load generator CPU ÷ its wall time from which it is the bottleneck
@@ -174,6 +174,7 @@ async def _gateway(base: Settings, body: str, seconds: float, connections: int) 
         )
         async with Gateway(settings, roles=["intake"], name="gateway-bench-intake") as gw:
             url = f"http://127.0.0.1:{gw.http_port}"
+            freeze_startup_heap()  # as `gateway run` does once it has started
             side = await _timed(LoadSpec(url, portal_id, secret, body, connections, seconds))
     return side, portal_id
 
