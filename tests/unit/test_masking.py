@@ -180,3 +180,34 @@ def test_the_processor_looks_into_numbers_and_structures_of_a_plain_looking_line
         "items": ["4310**********0421", 7],
         "level": "info",
     }
+
+
+def test_a_phone_written_with_dots_is_masked() -> None:
+    # 138.1234.5678 is how many people write a mobile number; +86 with a dot too
+    for text, hidden in {
+        "call 138.1234.5678 now": "1234",
+        "call +86.139.0735.1234": "0735",
+        "mixed 139.0735-1234": "0735",
+    }.items():
+        out = masking.mask_text(text)
+        assert hidden not in out, out
+        assert masking.could_hold_id_or_phone(text), text
+        event = masking.structlog_processor(None, "info", {"event": text, "n": 1})
+        assert event["event"] == out
+    assert masking.mask_text("call 138.1234.5678 now") == "call 138******5678 now"
+    # a version, an address or a decimal number with one dot is still no phone
+    for text in ("v1.3.9 at 10.0.0.1", "took 138.12345678 s", "x 1381234.5678"):
+        assert masking.mask_text(text) == text
+
+
+def test_every_phone_or_id_match_holds_a_pre_scan_match() -> None:
+    rng = random.Random(11)
+    alphabet = "0123456789" * 4 + " -.+8"
+    checked = 0
+    for _ in range(30000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(10, 26)))
+        if masking._EITHER.search(text) is not None:
+            checked += 1
+            assert masking.could_hold_id_or_phone(text), repr(text)
+            assert masking._MAYBE.search(text) is not None, repr(text)
+    assert checked > 500
