@@ -177,3 +177,43 @@ async def test_a_result_whose_ack_failed_to_report_is_left_for_a_later_scan(
     )
     await source.scan(report)  # both again, in turn
     assert reports == ["in_progress", "completed"]
+
+
+async def test_two_scans_started_at_once_report_each_answer_once(
+    source: FileDropResultSource, inbox: Path
+) -> None:
+    # both surveys run before either scan has taken its files: the later one must still
+    # leave to the first what the first took (else each reports it, the archive aside)
+    tasks = [_task(n) for n in range(10, 16)]
+    for task_id in tasks:
+        _ack(inbox, task_id)
+        _result(inbox, task_id)
+    reports = HeldReports()
+    first, second = await asyncio.gather(source.scan(reports), source.scan(reports))
+    assert first.reported + second.reported == 12
+    for task_id in tasks:
+        assert reports.of(task_id) == ["in_progress", "completed"]
+    assert os.listdir(inbox) == []
+
+
+async def test_old_files_one_scan_holds_are_not_judged_incomplete_by_another(
+    source: FileDropResultSource, inbox: Path
+) -> None:
+    # the gateway back after an outage: every file in the inbox is older than the grace
+    held = _task(20)
+    _result(inbox, held)
+    past = os.stat(inbox).st_mtime - 3600
+    for name in os.listdir(inbox):
+        os.utime(inbox / name, (past, past))
+    reports = HeldReports(held)
+    first = asyncio.create_task(source.scan(reports))
+    assert await eventually(lambda: true(any(d.task_id == held for d in reports.started)))
+    second = await source.scan(reports)  # the file and its sidecar are the first scan's
+    assert (second.parked, second.waiting, second.reported) == (0, 0, 0)
+    reports.let_go(held)
+    assert (await first).reported == 1
+    assert os.listdir(Path(str(source._error))) == []
+    assert sorted(os.listdir(Path(str(source._archive)))) == [
+        f"{held}.result.xml",
+        f"{held}.result.xml.sha256",
+    ]
