@@ -132,7 +132,6 @@ class Gateway:
             clock=self.clock,
             calendar=calendar,
             poll_seconds=polled,
-            timer_systems=polled,
         )
         if "orchestrator" in roles:
             await broker.consume(ACCEPTED, orchestrator.on_accepted, prefetch=32)

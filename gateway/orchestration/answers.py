@@ -20,7 +20,6 @@ from gateway.orchestration.records import (
     TaskStatus,
     TimelineEntry,
     Transition,
-    drop_timer,
     stale_interim,
 )
 from gateway.store.records import ApplicationStatus
@@ -45,7 +44,7 @@ def on_result(state: CaseState, ctx: Context, result: ResultMessage) -> Transiti
         tasks[task.step] = replace(
             task, status=TaskStatus.DEAD_LETTERED, reason=result.reason, updated_at=ctx.now
         )
-        drop_timer(tr, ctx, task)
+        tr.drop_timers.append(task.id)
         tr.status = ApplicationStatus.BLOCKED
         tr.timeline.append(
             TimelineEntry(ctx.now, "task.dead_lettered", task.id, {"reason": result.reason})
@@ -155,7 +154,7 @@ def _decided(
     if outcome == "completed":
         provided.update(result.provides)
         tr.provided = provided
-        drop_timer(tr, ctx, task)
+        tr.drop_timers.append(task.id)
         new = replace(
             base,
             status=TaskStatus.COMPLETED,
@@ -172,7 +171,7 @@ def _decided(
             {"step": task.step, "case_number": case_number, "certificate": result.certificate},
         )
     elif outcome == "denied":
-        drop_timer(tr, ctx, task)
+        tr.drop_timers.append(task.id)
         new = replace(
             base,
             status=TaskStatus.DENIED,
@@ -181,7 +180,7 @@ def _decided(
         )
         detail["reason"] = new.reason
     elif outcome == "correction_requested":
-        drop_timer(tr, ctx, task)
+        tr.drop_timers.append(task.id)
         new = replace(
             base, status=TaskStatus.CORRECTION_REQUESTED, gaps=result.gaps, reason=result.reason
         )

@@ -16,7 +16,6 @@ from gateway.orchestration.records import (
     TaskStatus,
     TimelineEntry,
     Transition,
-    drop_timer,
 )
 from gateway.store.records import ApplicationStatus
 
@@ -159,7 +158,7 @@ def on_cancel(state: CaseState, ctx: Context, order: CancelOrder) -> Transition:
         updated_at=ctx.now,
     )
     tr = Transition()
-    drop_timer(tr, ctx, task)
+    tr.drop_timers.append(task.id)
     tr.timeline.append(
         TimelineEntry(
             ctx.now,

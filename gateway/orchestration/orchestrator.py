@@ -46,10 +46,7 @@ class Orchestrator:
         poll_seconds: Mapping[str, float],
         clock: Callable[[], float] = time.time,
         calendar: WorkCalendar | None = None,
-        timer_systems: Iterable[str] | None = None,
     ) -> None:
-        """``timer_systems``: every system of the configuration that is polled (only their
-        tasks hold poll timers), when known; None deletes any finished task's timer."""
         self._calendar = calendar or default_calendar()
         self._store = store
         self._outbox = outbox
@@ -57,7 +54,6 @@ class Orchestrator:
         self._tz = timezone
         self._poll = dict(poll_seconds)
         self._clock = clock
-        self._timer_systems = None if timer_systems is None else frozenset(timer_systems)
 
     def context(self, state: CaseState) -> Context:
         """The planner's view, with the catalogue version the application was accepted under."""
@@ -67,7 +63,6 @@ class Orchestrator:
             timezone=self._tz,
             poll_seconds=self._poll,
             calendar=self._calendar,
-            timer_systems=self._timer_systems,
         )
 
     async def apply(self, application_id: str, plan: Plan) -> Transition:

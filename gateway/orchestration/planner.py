@@ -36,7 +36,6 @@ from gateway.orchestration.records import (
     TaskStatus,
     TimelineEntry,
     Transition,
-    drop_timer,
 )
 from gateway.orchestration.task_requests import dead_letter_of, synthetic_letter, task_outgoing
 from gateway.store.records import ApplicationStatus
@@ -156,7 +155,7 @@ def on_withdrawal(state: CaseState, ctx: Context, reason: str) -> Transition:
                     updated_at=ctx.now,
                 )
             )
-            drop_timer(tr, ctx, t)
+            tr.drop_timers.append(t.id)
     tr.timeline.append(TimelineEntry(ctx.now, "application.withdrawn", detail={"reason": reason}))
     notices.event(tr, state, ctx, "application.withdrawn", (app.id,), {"reason": reason})
     return tr

@@ -151,17 +151,6 @@ class Context:
     timezone: dt.tzinfo
     poll_seconds: Mapping[str, float]  # systems whose decisions are polled, and how often
     calendar: WorkCalendar = field(default_factory=default_calendar)
-    # systems whose tasks may hold a poll timer row (the whole configuration's polled
-    # systems); None: not known here, so a finished task's timer is always deleted
-    timer_systems: frozenset[str] | None = None
-
-
-def drop_timer(tr: Transition, ctx: Context, task: TaskRecord) -> None:
-    """Delete ``task``'s poll timer with the transition, unless its system has none: only a
-    polled system's receipt writes one (a row a past configuration left is deleted by the
-    poller that claims it, as for any task no longer polled)."""
-    if ctx.timer_systems is None or task.system in ctx.timer_systems:
-        tr.drop_timers.append(task.id)
 
 
 INTERIM_FROM = {
