@@ -97,11 +97,15 @@ class Outgoing:
 
 @dataclass(frozen=True, slots=True)
 class PollTimer:
-    """A timer row: ask ``system`` about ``task_id`` at ``due_at``."""
+    """A timer row: ask ``system`` about ``task_id`` at ``due_at``. ``lease_until`` is the
+    lease a poller's claim wrote (0 for a row the planner writes): the poller deletes or
+    reschedules only the row it claimed, never a fresh one written meanwhile (a receipt
+    after a correction)."""
 
     task_id: str
     system: str
     due_at: float
+    lease_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ from gateway.orchestration.messages import (
     routing_key,
     task_of,
 )
-from gateway.orchestration.records import TERMINAL, TaskRecord, TaskStatus
+from gateway.orchestration.records import TERMINAL, PollTimer, TaskRecord, TaskStatus
 from gateway.orchestration.retries import (
     GiveUp,
     TryAgainLater,
@@ -378,13 +378,14 @@ class ConnectorRunner:
         timers = await self._cases.claim_timers(
             self.system, now, self._poll_lease, self._poll_batch
         )
-        await asyncio.gather(*(self._poll_timer(timer.task_id) for timer in timers))
+        await asyncio.gather(*(self._poll_timer(timer) for timer in timers))
         return len(timers)
 
-    async def _poll_timer(self, task_id: str) -> None:
-        task = await self._cases.task(task_id)
+    async def _poll_timer(self, timer: PollTimer) -> None:
+        lease = timer.lease_until  # only this claimed row: a receipt since writes a new one
+        task = await self._cases.task(timer.task_id)
         if task is None or task.status not in POLLED:
-            await self._cases.delete_timer(task_id)  # nothing left to ask about
+            await self._cases.delete_timer(timer.task_id, lease)  # nothing left to ask about
             return
         request = DepartmentRequest(
             task_id=task.request_id,
@@ -404,14 +405,14 @@ class ConnectorRunner:
         except Permanent as exc:  # asking again cannot help: an operator must look
             log.warning("poll_refused", task_id=task.id, error=str(exc))
             await self._block_task(task, f"{self.system} refused the status query: {exc}")
-            await self._cases.delete_timer(task.id)
+            await self._cases.delete_timer(task.id, lease)
             return
         if decision is not None:  # the task is at hand: no need to read it again
             attempt = attempt_of(decision.task_id)
             result = ResultMessage.of_decision(self.system, attempt, decision)
             await self._reporter.publish(task.matter, task.step, result)
         if decision is None or decision.outcome in ("in_progress", "suspended"):
-            await self._cases.reschedule_timer(task.id, self._clock() + self._poll)
+            await self._cases.reschedule_timer(task.id, self._clock() + self._poll, lease)
 
     async def _block_task(self, task: TaskRecord, reason: str) -> None:
         """Park the task's message for an operator and tell the orchestrator, which blocks

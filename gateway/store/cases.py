@@ -369,25 +369,28 @@ class CaseStore:
                 "UPDATE timers SET lease_until = ?, polls = polls + 1 WHERE task_id IN ("
                 "SELECT task_id FROM timers WHERE system = ? AND due_at <= ? AND "
                 f"lease_until <= ? ORDER BY due_at LIMIT ?{self._db.dialect.skip_locked}) "
-                "RETURNING task_id, system, due_at",
+                "RETURNING task_id, system, due_at, lease_until",
                 (now + lease_seconds, system, now, now, limit),
             )
 
-        return [PollTimer(r[0], r[1], float(r[2])) for r in await self._db.run(work)]
+        rows = await self._db.run(work)
+        return [PollTimer(r[0], r[1], float(r[2]), float(r[3])) for r in rows]
 
-    async def delete_timer(self, task_id: str) -> None:
-        async def work(tx: Tx) -> None:
-            await tx.execute("DELETE FROM timers WHERE task_id = ?", (task_id,))
+    async def delete_timer(self, task_id: str, lease_until: float | None = None) -> None:
+        """Drop the task's timer; with ``lease_until``, only the row that claim leased (a
+        row written since, by a new receipt, stays)."""
+        sql, params = _timer_row("DELETE FROM timers", task_id, lease_until)
+        await self._db.run(lambda tx: tx.execute(sql, params))
 
-        await self._db.run(work)
-
-    async def reschedule_timer(self, task_id: str, due_at: float) -> None:
-        async def work(tx: Tx) -> None:
-            await tx.execute(
-                "UPDATE timers SET due_at = ?, lease_until = 0 WHERE task_id = ?", (due_at, task_id)
-            )
-
-        await self._db.run(work)
+    async def reschedule_timer(
+        self, task_id: str, due_at: float, lease_until: float | None = None
+    ) -> None:
+        """Ask again at ``due_at``; with ``lease_until``, only if the row is still the one
+        that claim leased."""
+        sql, params = _timer_row(
+            "UPDATE timers SET due_at = ?, lease_until = 0", task_id, lease_until
+        )
+        await self._db.run(lambda tx: tx.execute(sql, (due_at, *params)))
 
     # -- deadlines ---------------------------------------------------------------------
     async def deadline_tasks(
@@ -461,3 +464,11 @@ def _outbox(row: Row) -> OutboxRow:
         headers=json.loads(row[7]),
     )
     return OutboxRow(int(row[0]), Outgoing(row[1], row[2], message))
+
+
+def _timer_row(
+    statement: str, task_id: str, lease_until: float | None
+) -> tuple[str, tuple[Any, ...]]:
+    if lease_until is None:
+        return f"{statement} WHERE task_id = ?", (task_id,)
+    return f"{statement} WHERE task_id = ? AND lease_until = ?", (task_id, lease_until)

@@ -160,3 +160,27 @@ async def test_poll_timers_are_claimed_once_and_rescheduled(store: Store) -> Non
     await store.cases.reschedule_timer("app1.hukou", now + 100)
     assert await store.cases.claim_timers("hukou", now + 50, 60, 10) == []
     assert len(await store.cases.claim_timers("hukou", now + 101, 60, 10)) == 1
+
+
+async def test_a_poller_drops_or_moves_only_the_timer_row_it_claimed(store: Store) -> None:
+    """Between a poller's claim and its delete (or reschedule), a receipt after a
+    correction may write the task's timer anew: that row must outlive the stale poll."""
+    await accepted(store)
+    await birth_certificate_issued(store)
+    await store.cases.transition(
+        "app1",
+        lambda s: planner.on_result(
+            s, ctx(), ResultMessage("app1.hukou", "app1", "hukou", "receipt", 1, case_number="P-1")
+        ),
+        3.0,
+    )
+    now = time.time() + 1
+    [claimed] = await store.cases.claim_timers("hukou", now, 60, 10)
+    assert claimed.lease_until == now + 60
+    await store.cases.reschedule_timer("app1.hukou", now + 5)  # the new receipt's timer
+    await store.cases.delete_timer("app1.hukou", claimed.lease_until)  # the stale poll
+    await store.cases.reschedule_timer("app1.hukou", now + 999, claimed.lease_until)
+    [fresh] = await store.cases.claim_timers("hukou", now + 6, 60, 10)
+    assert (fresh.task_id, fresh.due_at) == ("app1.hukou", now + 5)
+    await store.cases.delete_timer("app1.hukou", fresh.lease_until)  # its own claim: gone
+    assert await store.cases.claim_timers("hukou", 1e12, 60, 10) == []

@@ -38,10 +38,12 @@ class Cases:
     async def task(self, task_id: str) -> TaskRecord:
         return submitted(task_id)
 
-    async def reschedule_timer(self, task_id: str, due_at: float) -> None:
+    async def reschedule_timer(
+        self, task_id: str, due_at: float, lease_until: float | None = None
+    ) -> None:
         self.rescheduled.append(task_id)
 
-    async def delete_timer(self, task_id: str) -> None:
+    async def delete_timer(self, task_id: str, lease_until: float | None = None) -> None:
         raise AssertionError("a submitted task's timer is kept")
 
 
