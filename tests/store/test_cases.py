@@ -140,7 +140,8 @@ async def test_outbox_rows_go_to_one_relay_after_their_lease(store: Store) -> No
     assert await store.cases.claim_outbox(1e12, 30, 10) == []
 
 
-async def test_poll_timers_are_claimed_once_and_rescheduled(store: Store) -> None:
+async def hukou_receipt(store: Store) -> None:
+    """The hukou task submitted (its receipt writes a poll timer)."""
     await accepted(store)
     await birth_certificate_issued(store)
     await store.cases.transition(
@@ -150,6 +151,10 @@ async def test_poll_timers_are_claimed_once_and_rescheduled(store: Store) -> Non
         ),
         3.0,
     )
+
+
+async def test_poll_timers_are_claimed_once_and_rescheduled(store: Store) -> None:
+    await hukou_receipt(store)
     now = time.time() + 1
     a, b = await asyncio.gather(
         store.cases.claim_timers("hukou", now, 60, 10),
@@ -165,15 +170,7 @@ async def test_poll_timers_are_claimed_once_and_rescheduled(store: Store) -> Non
 async def test_a_poller_drops_or_moves_only_the_timer_row_it_claimed(store: Store) -> None:
     """Between a poller's claim and its delete (or reschedule), a receipt after a
     correction may write the task's timer anew: that row must outlive the stale poll."""
-    await accepted(store)
-    await birth_certificate_issued(store)
-    await store.cases.transition(
-        "app1",
-        lambda s: planner.on_result(
-            s, ctx(), ResultMessage("app1.hukou", "app1", "hukou", "receipt", 1, case_number="P-1")
-        ),
-        3.0,
-    )
+    await hukou_receipt(store)
     now = time.time() + 1
     [claimed] = await store.cases.claim_timers("hukou", now, 60, 10)
     assert claimed.lease_until == now + 60
