@@ -211,7 +211,7 @@ async def serve(spec: FleetSpec, stdin: asyncio.StreamReader) -> ChildUsage:
     systems = {name: SystemConfig(**fields) for name, fields in spec.systems.items()}
     settings = Settings(amqp_url=spec.amqp_url, systems=systems)
     ledger = EffectLedger(Path(spec.ledger_path))
-    fleet = Fleet(settings, ledger, callback_base_url=spec.callback_base_url)
+    fleet = Fleet(settings, ledger, callback_base_url=spec.callback_base_url, own_process=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -33,6 +33,7 @@ class Fleet:
     settings: Settings
     ledger: EffectLedger
     callback_base_url: str | None = None  # where the gateway takes callbacks
+    own_process: bool = False  # True: no gateway shares this event loop (``gateway simulate``)
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     running: dict[str, Simulator] = field(default_factory=dict)
 
@@ -52,7 +53,7 @@ class Fleet:
         if config.kind == "soap":
             from gateway.simulators.hukou import HukouSimulator
 
-            return HukouSimulator(config, behaviour, self.ledger)
+            return HukouSimulator(config, behaviour, self.ledger, own_process=self.own_process)
         if config.kind == "rest":
             from gateway.simulators.provincial import ProvincialSimulator
 
@@ -128,7 +129,7 @@ async def serve_fleet(
     ledger_path.parent.mkdir(parents=True, exist_ok=True)
     ledger = EffectLedger(ledger_path)
     base = settings.public_base_url or f"http://{settings.http_host}:{settings.http_port}"
-    fleet = Fleet(settings, ledger, callback_base_url=base)
+    fleet = Fleet(settings, ledger, callback_base_url=base, own_process=True)
     for name in systems:
         fleet.behaviour(name).decision_delay_seconds = delay
     stop = asyncio.Event()

@@ -34,9 +34,10 @@ import asyncio
 import hashlib
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -47,12 +48,13 @@ from gateway.logs import get_logger
 from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, application_of
 from gateway.simulators.hukou_soap import NS, Contract, SoapFault, envelope, fault, short, tree
-from gateway.simulators.ledger import EffectLedger
+from gateway.simulators.ledger import EffectLedger, LedgerCalls
 from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
 __all__ = ["HukouSimulator"]
 
 log = get_logger(__name__)
+T = TypeVar("T")
 CHINA: Final = timezone(timedelta(hours=8), "CST")
 OPERATIONS: Final = {  # request element → (operation, result number prefix)
     "SubmitBirthRegistrationRequest": ("birth_registration", "CS"),
@@ -113,6 +115,7 @@ class HukouSimulator:
         system: str = "hukou",
         tick_seconds: float = 0.05,
         retain: int = DEFAULT_RETAIN,
+        own_process: bool = False,
     ) -> None:
         parts = urlsplit(config.url or "http://127.0.0.1:8081/hukou")
         self._host = parts.hostname or "127.0.0.1"
@@ -121,6 +124,9 @@ class HukouSimulator:
         self.system, self.behaviour, self.ledger = system, behaviour, ledger
         self.received: deque[bytes] = deque(maxlen=1000)  # raw request bodies, newest last
         self._tick_seconds = tick_seconds
+        # Beside the gateway (the demo, the tests) parsing and validating go to a thread, off
+        # the loop they share; in a process of its own the hop would cost more than it frees.
+        self._own_process = own_process
         self._by_request: dict[str, _Case] = {}
         self._by_case: dict[str, _Case] = {}
         self._retention = Retention(retain)  # decided cases also held in memory
@@ -183,16 +189,19 @@ class HukouSimulator:
                 raise SoapFault("Server", "SERVICE_UNAVAILABLE", "服务暂不可用，请稍后重试")
             if request.content_type != "text/xml":
                 raise SoapFault("Client", "UNSUPPORTED_MEDIA_TYPE", "SOAP 1.1 needs text/xml")
-            name, element = await asyncio.to_thread(self.contract.parse, body)
+            name, element = await self._blocking(self.contract.parse, body)
             if name == "QueryCaseRequest":
                 answer = await self._query(element)
             else:
                 answer = await self._submit(name, element)
-            await asyncio.to_thread(self.contract.check_answer, answer)
+            await self._blocking(self.contract.check_answer, answer)
             status, reply = 200, envelope(answer)
         except SoapFault as error:
             status, reply = 500, fault(error)
         return web.Response(body=reply, status=status, content_type="text/xml", charset="utf-8")
+
+    async def _blocking(self, fn: Callable[[Any], T], arg: Any) -> T:
+        return fn(arg) if self._own_process else await asyncio.to_thread(fn, arg)
 
     # --- operations -------------------------------------------------------------------
     async def _submit(self, name: str, element: Any) -> Any:
@@ -307,28 +316,15 @@ class HukouSimulator:
                     await self._decide(case)
 
     async def _decide(self, case: _Case) -> None:
+        """Decide ``case`` (the caller holds the lock); what goes to the ledger (the citizen IDs
+        given out looked up, the effect applied, the decided case kept) goes in one hop."""
         verdict = self.behaviour.verdict(case.application_id, case.names())
         outcome, reason, gaps = verdict.outcome, verdict.reason, list(verdict.gaps)
         if outcome == "completed" and (checks := _officer_checks(case)):
             outcome, gaps = "correction_requested", checks
         case.decided_at = datetime.now(CHINA).replace(microsecond=0)
         if outcome == "completed":
-            result: dict[str, Any] = {
-                "case_no": case.case_no,
-                "operation": case.operation,
-                "fingerprint": case.fingerprint,
-                "accepted_at": case.accepted_at.isoformat(),
-                "decided_at": case.decided_at.isoformat(),
-                "result_no": RESULT_PREFIX[case.operation] + case.case_no[2:],
-            }
-            if case.operation == "birth_registration":
-                result["citizen_id"] = await self._new_citizen_id(case)
-            stored = await self.ledger.apply(
-                self.system, case.application_id, case.task, case.request_id, result
-            )
-            case.status, case.result_no = "APPROVED", stored["result_no"]
-            case.citizen_id = stored.get("citizen_id")
-            case.decided_at = datetime.fromisoformat(stored["decided_at"])
+            await self._approve(case)  # applied and kept
         elif outcome == "denied":
             case.status, case.reason = "REJECTED", reason or "不符合登记条件"
         elif outcome == "suspended":
@@ -337,25 +333,70 @@ class HukouSimulator:
             case.status, case.reason = "CORRECTION", reason
             case.gaps = gaps or [("", reason or "请补正材料")]
         if case.status not in OPEN:  # decided: on disk, and in memory while among the newest
-            await self.ledger.keep_case(self.system, case.request_id, case.case_no, case.state())
+            if outcome != "completed":
+                await self.ledger.keep_case(
+                    self.system, case.request_id, case.case_no, case.state()
+                )
             self._hold(case)
         log.info("simulator_decided", system=self.system, case=case.case_no, status=case.status)
 
-    async def _new_citizen_id(self, case: _Case) -> str:
-        """GB 11643: the household address's county, the child's birth date (Beijing time),
-        a free sequence whose last digit is odd for a boy and even for a girl, the check.
-        Free: not in an effect of the ledger (the caller holds the lock until it applies)."""
-        region = (case.text("Household/AddressDivision") or "")[:6]
-        born = datetime.fromisoformat(case.text("Child/BirthDateTime") or "")
-        born = born if born.tzinfo else born.replace(tzinfo=CHINA)
-        parity = 1 if case.text("Child/Sex") == "1" else 0
-        prefix = region + born.astimezone(CHINA).strftime("%Y%m%d")
-        issued = {number[:17] for number in await self.ledger.citizen_ids(self.system, prefix)}
-        for sequence in range(1, 1000):
-            body = f"{prefix}{sequence:03d}"
-            if sequence % 2 == parity and body not in issued:
-                return body + citizen_id_check_char(body)
-        raise RuntimeError("no free citizen ID sequence for this county and birth date")
+    async def _approve(self, case: _Case) -> None:
+        """Apply the approval's effect once per RequestId and keep the case approved, in one
+        call on the ledger's thread; then ``case`` says what stands."""
+        assert case.decided_at is not None
+        result: dict[str, Any] = {
+            "case_no": case.case_no,
+            "operation": case.operation,
+            "fingerprint": case.fingerprint,
+            "accepted_at": case.accepted_at.isoformat(),
+            "decided_at": case.decided_at.isoformat(),
+            "result_no": RESULT_PREFIX[case.operation] + case.case_no[2:],
+        }
+        birth = _birth_of(case) if case.operation == "birth_registration" else None
+
+        def approve(calls: LedgerCalls) -> dict[str, Any]:
+            if birth is not None:  # free: under the lock, looked up and applied in this call
+                prefix, parity = birth
+                result["citizen_id"] = _free_citizen_id(
+                    prefix, parity, calls.citizen_ids(self.system, prefix)
+                )
+            stored = calls.apply(
+                self.system, case.application_id, case.task, case.request_id, result
+            )
+            approved = replace(
+                case,
+                status="APPROVED",
+                result_no=stored["result_no"],
+                citizen_id=stored.get("citizen_id"),
+                decided_at=datetime.fromisoformat(stored["decided_at"]),
+            )  # a copy: the loop's case changes once the call is back
+            calls.keep_case(self.system, case.request_id, case.case_no, approved.state())
+            return stored
+
+        stored = await self.ledger.run(approve)
+        case.status, case.result_no = "APPROVED", stored["result_no"]
+        case.citizen_id = stored.get("citizen_id")
+        case.decided_at = datetime.fromisoformat(stored["decided_at"])
+
+
+def _birth_of(case: _Case) -> tuple[str, int]:
+    """GB 11643's first 14 characters for the child (the household address's county, the
+    birth date in Beijing time) and the parity of the sequence (odd: a boy)."""
+    region = (case.text("Household/AddressDivision") or "")[:6]
+    born = datetime.fromisoformat(case.text("Child/BirthDateTime") or "")
+    born = born if born.tzinfo else born.replace(tzinfo=CHINA)
+    parity = 1 if case.text("Child/Sex") == "1" else 0
+    return region + born.astimezone(CHINA).strftime("%Y%m%d"), parity
+
+
+def _free_citizen_id(prefix: str, parity: int, given: set[str]) -> str:
+    """GB 11643: ``prefix``, the first free sequence of the right parity, the check."""
+    issued = {number[:17] for number in given}
+    for sequence in range(1, 1000):
+        body = f"{prefix}{sequence:03d}"
+        if sequence % 2 == parity and body not in issued:
+            return body + citizen_id_check_char(body)
+    raise RuntimeError("no free citizen ID sequence for this county and birth date")
 
 
 def _officer_checks(case: _Case) -> list[tuple[str, str]]:

@@ -19,15 +19,18 @@ ones from here: its memory stays flat however long it runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from connectors.filethreads import FileThreads
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -64,14 +67,86 @@ class Effect:
     result: dict[str, Any]
 
 
+class LedgerCalls:
+    """The ledger's calls that a simulator combines, as plain functions on the ledger's thread:
+    ``EffectLedger.run(work)`` hands them to ``work`` so that several (look up the citizen IDs
+    given out, apply, keep the case) cost one hop to that thread instead of one each."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def applied(self, system: str, key: str) -> dict[str, Any] | None:
+        """The result of the effect applied under this idempotency key, if any."""
+        row = self._conn.execute(
+            "SELECT result FROM effects WHERE system = ? AND idempotency_key = ?", (system, key)
+        ).fetchone()
+        return None if row is None else cast(dict[str, Any], json.loads(row[0]))
+
+    def apply(
+        self, system: str, application_id: str, task: str, key: str, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Apply the effect once per idempotency key; return the result that stands."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO effects (system, application_id, task, "
+            "idempotency_key, applied_at, result) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                system,
+                application_id,
+                task,
+                key,
+                time.time(),
+                json.dumps(result, ensure_ascii=False, sort_keys=True),
+            ),
+        )
+        stored = self.applied(system, key)
+        assert stored is not None  # inserted now or before
+        return stored
+
+    def citizen_ids(self, system: str, prefix: str) -> set[str]:
+        """The citizen IDs applied by ``system`` that start with ``prefix``: found through an
+        index (for the 14 characters of county and birth date) instead of held in memory."""
+        issued = "json_extract(result, '$.citizen_id')"
+        where, params = f"substr({issued}, 1, 14) = ?", (system, prefix)  # the indexed one
+        if len(prefix) != 14:
+            where, params = f"substr({issued}, 1, {len(prefix):d}) = ?", (system, prefix)
+        rows = self._conn.execute(
+            f"SELECT {issued} FROM effects WHERE system = ? AND {where}",  # noqa: S608  # ours
+            params,
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def keep_case(self, system: str, key: str, case_no: str, state: Mapping[str, Any]) -> None:
+        """Store (or replace) a simulator's case as it stands, under its key and number."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO cases (system, key, case_no, state) VALUES (?, ?, ?, ?)",
+            (system, key, case_no, json.dumps(state, ensure_ascii=False, sort_keys=True)),
+        )
+
+    def case(
+        self, system: str, *, key: str | None = None, case_no: str | None = None
+    ) -> dict[str, Any] | None:
+        """A case kept by ``keep_case``, by its key or else by its number."""
+        column, value = ("key", key) if key is not None else ("case_no", case_no)
+        row = self._conn.execute(
+            f"SELECT state FROM cases WHERE system = ? AND {column} = ? LIMIT 1",  # noqa: S608  # a column name of ours
+            (system, value),
+        ).fetchone()
+        return None if row is None else cast(dict[str, Any], json.loads(row[0]))
+
+
 class EffectLedger:
     def __init__(self, path: Path | str = ":memory:") -> None:
         self._thread = FileThreads(1, name="effect-ledger")
         self._conn = self._thread.call(_connect, str(path))
+        self._calls = LedgerCalls(self._conn)
         self._closed = False
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, params).fetchall()
+
+    async def run(self, work: Callable[[LedgerCalls], T]) -> T:
+        """``work`` on the ledger's thread, given the calls it may combine (one hop for all)."""
+        return await self._thread.run(work, self._calls)
 
     async def record_delivery(
         self, system: str, application_id: str, task: str, key: str, detail: str = ""
@@ -85,39 +160,13 @@ class EffectLedger:
 
     async def applied(self, system: str, key: str) -> dict[str, Any] | None:
         """The result of the effect applied under this idempotency key, if any."""
-        rows = await self._thread.run(
-            self._run,
-            "SELECT result FROM effects WHERE system = ? AND idempotency_key = ?",
-            (system, key),
-        )
-        return json.loads(rows[0][0]) if rows else None
+        return await self._thread.run(self._calls.applied, system, key)
 
     async def apply(
         self, system: str, application_id: str, task: str, key: str, result: dict[str, Any]
     ) -> dict[str, Any]:
         """Apply the effect once per idempotency key; return the result that stands."""
-
-        def go() -> dict[str, Any]:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO effects (system, application_id, task, "
-                "idempotency_key, applied_at, result) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    system,
-                    application_id,
-                    task,
-                    key,
-                    time.time(),
-                    json.dumps(result, ensure_ascii=False, sort_keys=True),
-                ),
-            )
-            row = self._conn.execute(
-                "SELECT result FROM effects WHERE system = ? AND idempotency_key = ?",
-                (system, key),
-            ).fetchone()
-            stored: dict[str, Any] = json.loads(row[0])
-            return stored
-
-        return await self._thread.run(go)
+        return await self._thread.run(self._calls.apply, system, application_id, task, key, result)
 
     async def effect_count(self, system: str) -> int:
         rows = await self._thread.run(
@@ -126,43 +175,22 @@ class EffectLedger:
         return int(rows[0][0])
 
     async def citizen_ids(self, system: str, prefix: str) -> set[str]:
-        """The citizen IDs applied by ``system`` that start with ``prefix``: found through an
-        index (for the 14 characters of county and birth date) instead of held in memory."""
-        issued = "json_extract(result, '$.citizen_id')"
-        where, params = f"substr({issued}, 1, 14) = ?", (system, prefix)  # the indexed one
-        if len(prefix) != 14:
-            where, params = f"substr({issued}, 1, {len(prefix):d}) = ?", (system, prefix)
-        rows = await self._thread.run(
-            self._run,
-            f"SELECT {issued} FROM effects WHERE system = ? AND {where}",  # noqa: S608  # ours
-            params,
-        )
-        return {str(r[0]) for r in rows}
+        """The citizen IDs applied by ``system`` that start with ``prefix`` (an index lookup)."""
+        return await self._thread.run(self._calls.citizen_ids, system, prefix)
 
     async def keep_case(
         self, system: str, key: str, case_no: str, state: Mapping[str, Any]
     ) -> None:
         """Store (or replace) a simulator's case as it stands, under its key and number."""
-        await self._thread.run(
-            self._run,
-            "INSERT OR REPLACE INTO cases (system, key, case_no, state) VALUES (?, ?, ?, ?)",
-            (system, key, case_no, json.dumps(state, ensure_ascii=False, sort_keys=True)),
-        )
+        await self._thread.run(self._calls.keep_case, system, key, case_no, state)
 
     async def case(
         self, system: str, *, key: str | None = None, case_no: str | None = None
     ) -> dict[str, Any] | None:
         """A case kept by ``keep_case``, by its key or else by its number."""
-        column, value = ("key", key) if key is not None else ("case_no", case_no)
-        rows = await self._thread.run(
-            self._run,
-            f"SELECT state FROM cases WHERE system = ? AND {column} = ? LIMIT 1",  # noqa: S608  # a column name of ours
-            (system, value),
+        return await self._thread.run(
+            functools.partial(self._calls.case, system, key=key, case_no=case_no)
         )
-        if not rows:
-            return None
-        state: dict[str, Any] = json.loads(rows[0][0])
-        return state
 
     async def effects(self, application_id: str | None = None) -> list[Effect]:
         sql = (
