@@ -29,7 +29,9 @@ It scans when a file arrives in its in-tray (an inotify wake-up, ``connectors.fo
 every ``scan_seconds`` in any case (decisions fall due with time, not with files). The files of
 one scan are taken, and the cases due decided, up to ``parallel`` at a time, their file work on
 the simulator's own threads: a real hospital's fsyncs do not wait in line behind each other or
-behind the gateway's other work.
+behind the gateway's other work. A case already due when its file is taken (no decision delay)
+is decided right after its acknowledgement is written, before its file is moved to
+``processed/`` and without waiting for the scan's other files.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from gateway.errors import ConfigurationError
 from gateway.logs import get_logger
 from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, Verdict, application_of
-from gateway.simulators.ledger import EffectLedger
+from gateway.simulators.ledger import EffectLedger, LedgerCalls
 from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
 log = get_logger(__name__)
@@ -237,7 +239,12 @@ class HospitalSimulator:
         except _Rejected as rejected:
             await self._reject(name, stem, rejected)
         else:
-            await self._accept(root, data)
+            case = await self._accept(root, data)
+            if case.final is None and self._due(case) and not self._in_outage():
+                try:  # due already: its result follows its ack now, not after the scan's takes
+                    await self._decide(case)
+                except Exception:  # undecided: the scan's deciding tries it again
+                    log.exception("hospital_simulator_file_failed")
         await self._io(self._file_away, path)
 
     def _check(self, data: bytes, stem: str) -> Any:
@@ -270,14 +277,15 @@ class HospitalSimulator:
         await self._write(f"{stem}.result.xml", doc)
         log.info("hospital_request_rejected", file=name, code=rejected.code)
 
-    async def _accept(self, root: Any, data: bytes) -> None:
+    async def _accept(self, root: Any, data: bytes) -> _Case:
         task_id = str(root.findtext(_q("TaskId")))
         application_id, task = _business_key(task_id)
         fingerprint = hashlib.sha256(data).hexdigest()
-        case = self._cases.get(task_id) or await self._kept(task_id)
+        case, stored = self._cases.get(task_id), None
+        if case is None:
+            case, stored = await self._kept(task_id)
         detail = "duplicate"
         if case is None:
-            stored = await self._ledger.applied(SYSTEM, task_id)
             case = self._open(root, task_id, fingerprint, stored)
             detail = "accepted" if stored is None else "duplicate"
         elif (
@@ -289,6 +297,7 @@ class HospitalSimulator:
         await self._write(f"{task_id}.ack.xml", self._ack(case))
         if case.final is not None:
             await self._write(f"{task_id}.result.xml", self._result(case.final))
+        return case
 
     def _open(
         self, root: Any, task_id: str, fingerprint: str, stored: dict[str, Any] | None
@@ -315,16 +324,22 @@ class HospitalSimulator:
             self._hold(case)
         return case
 
-    async def _kept(self, task_id: str) -> _Case | None:
-        """A decided case no longer in memory, from the ledger."""
-        kept = await self._ledger.case(SYSTEM, key=task_id)
+    async def _kept(self, task_id: str) -> tuple[_Case | None, dict[str, Any] | None]:
+        """A decided case no longer in memory, from the ledger; else the effect applied under
+        its task id, if any (an older simulator's). One hop to the ledger's thread for both."""
+
+        def look_up(calls: LedgerCalls) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+            kept = calls.case(SYSTEM, key=task_id)
+            return (kept, None) if kept is not None else (None, calls.applied(SYSTEM, task_id))
+
+        kept, stored = await self._ledger.run(look_up)
         if kept is None:
-            return None
+            return None, stored
         if (held := self._cases.get(task_id)) is not None:  # a file of the same task, taken
-            return held  # side by side, restored or reopened it meanwhile: memory is newer
+            return held, None  # side by side, restored or reopened it meanwhile: memory is newer
         case = _Case(**kept)
         self._hold(case)
-        return case
+        return case, None
 
     def _hold(self, case: _Case) -> None:
         """Hold a decided case in memory, dropping the oldest ones beyond the retention."""
@@ -343,9 +358,20 @@ class HospitalSimulator:
     # -- deciding ----------------------------------------------------------------------------
     async def _decide(self, case: _Case) -> None:
         verdict = self._behaviour.verdict(case.application_id, case.names)
-        result = await self._final(case, verdict)
+        decided = await self._final(case, verdict)
+
+        def settle(calls: LedgerCalls) -> dict[str, Any]:
+            """Apply a certificate once per task id (the one that stands, if another process
+            issued it first) and keep the case decided: one hop to the ledger's thread."""
+            result = decided
+            if verdict.outcome == "completed":
+                result = calls.apply(SYSTEM, case.application_id, case.task, case.task_id, decided)
+            state = dataclasses.asdict(dataclasses.replace(case, final=result))
+            calls.keep_case(SYSTEM, case.task_id, case.case_no, state)
+            return result
+
+        result = await self._ledger.run(settle)
         case.final = result
-        await self._ledger.keep_case(SYSTEM, case.task_id, case.case_no, dataclasses.asdict(case))
         if self._cases.get(case.task_id) is case:  # not replaced by a correction meanwhile
             self._hold(case)
         await self._write(f"{case.task_id}.result.xml", self._result(result))
@@ -358,10 +384,8 @@ class HospitalSimulator:
             "accepted_at": case.accepted_at,
         }  # fmt: skip
         if verdict.outcome == "completed":
-            result["certificate_no"] = await self._certificate_no(case)
-            return await self._ledger.apply(
-                SYSTEM, case.application_id, case.task, case.task_id, result
-            )  # the certificate that stands, if another process issued it first
+            result["certificate_no"] = await self._certificate_no(case)  # applied by _decide
+            return result
         if verdict.outcome == "correction_requested":
             result["gaps"] = [list(g) for g in verdict.gaps] or [["Materials", "请补正材料"]]
             result["reason"] = verdict.reason
