@@ -48,7 +48,7 @@ from gateway.logs import get_logger
 from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, Verdict, application_of, names_in
 from gateway.simulators.jsonchecks import Prechecked
-from gateway.simulators.ledger import EffectLedger
+from gateway.simulators.ledger import EffectLedger, LedgerCalls
 from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
 log = get_logger(__name__)
@@ -262,25 +262,34 @@ class CdcSimulator:
         if delay > 0:
             await asyncio.sleep(delay)
         verdict = self._behaviour.verdict(case.application_id, names_in(body))
-        final = await self._final(case, verdict)
+        reply, result = await self._final(case, verdict)
+
+        def settle(calls: LedgerCalls) -> dict[str, Any]:
+            """A record applied once per task id (the one that stands) and the case kept, in
+            one hop to the ledger's thread."""
+            final = reply
+            if result is not None:
+                stored = calls.apply(SYSTEM, case.application_id, case.task, case.task_id, result)
+                final = stored["reply"]  # the record that stands
+            kept = {name: getattr(case, name) for name in _KEPT if name != "final"}
+            calls.keep_case(SYSTEM, case.task_id, case.case_no, {**kept, "final": final})
+            return final
+
+        final = await self._ledger.run(settle)
         case.final = final
-        kept = {name: getattr(case, name) for name in _KEPT}
-        await self._ledger.keep_case(SYSTEM, case.task_id, case.case_no, kept)
         self._hold(case)
         await self._publish(final, retry=True)
 
-    async def _final(self, case: _Case, verdict: Verdict) -> dict[str, Any]:
+    async def _final(
+        self, case: _Case, verdict: Verdict
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The reply and, for a record issued, the effect for the ledger to apply."""
         reply = self._reply(case.task_id, case.case_no)
         if verdict.outcome == "completed":
             serial = await self._next_serial()
             record_no = f"JZ{self._county}{self._now():%Y}{serial:06d}"
             reply.update(status="completed", record_no=record_no)
-            result = {"case_no": case.case_no, "received_at": case.received_at, "reply": reply}
-            stored = await self._ledger.apply(
-                SYSTEM, case.application_id, case.task, case.task_id, result
-            )
-            final: dict[str, Any] = stored["reply"]  # the record that stands
-            return final
+            return reply, {"case_no": case.case_no, "received_at": case.received_at, "reply": reply}
         if verdict.outcome == "denied":
             reason = verdict.reason or "the child is not eligible for a record at this CDC"
             reply.update(status="refused", error_code="not_eligible", reason=reason)
@@ -293,7 +302,7 @@ class CdcSimulator:
         else:
             reason = verdict.reason or "awaiting a medical assessment"
             reply.update(status="suspended", reason=reason)
-        return reply
+        return reply, None
 
     async def _next_serial(self) -> int:
         if self._serial is None:

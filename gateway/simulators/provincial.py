@@ -48,7 +48,7 @@ from gateway.errors import ConfigurationError
 from gateway.settings import SystemConfig
 from gateway.simulators.behaviour import Behaviour, application_of, names_in
 from gateway.simulators.jsonchecks import Prechecked
-from gateway.simulators.ledger import EffectLedger
+from gateway.simulators.ledger import EffectLedger, LedgerCalls
 from gateway.simulators.retention import DEFAULT_RETAIN, Retention
 
 SYSTEM = "provincial"
@@ -389,14 +389,14 @@ class ProvincialSimulator:
         application, task = _business_key(case.key)
         verdict = self.behaviour.verdict(application, names_in(case.request))
         new: dict[str, Any] = {"status": _FINAL[verdict.outcome]}
+        result: dict[str, Any] | None = None
         if verdict.outcome == "completed":
             item = self._items[case.request["item_code"]]
             issued = {name: self._number(prefix) for name, prefix in item.provides.items()}
-            result: dict[str, Any] = {"provides": issued}
+            result = {"provides": issued}
             if item.certificate:
                 result["certificate_no"] = issued[item.certificate]
-            result = await self.ledger.apply(SYSTEM, application, task, case.key, result)
-            new.update(done_result="0", decided_at=_now(), result=result)
+            new.update(done_result="0", decided_at=_now())
         elif verdict.outcome == "denied":
             new.update(
                 done_result="1", decided_at=_now(), reason=verdict.reason or "不符合办理条件"
@@ -410,11 +410,23 @@ class ProvincialSimulator:
             )
             if verdict.reason:
                 new["reason"] = verdict.reason
+
+        def settle(calls: LedgerCalls) -> None:
+            """The effect applied once per key (the result that stands) and the case kept, in
+            one hop to the ledger's thread."""
+            if result is not None:
+                new["result"] = calls.apply(SYSTEM, application, task, case.key, result)
+            kept = {
+                "key": case.key,
+                "fingerprint": case.fingerprint,
+                "state": {**case.state, **new},
+            }
+            calls.keep_case(SYSTEM, case.key, case.state["case_no"], kept)
+
+        await self.ledger.run(settle)
         case.state = {**case.state, **new}  # one step: a GET never sees half a decision
-        kept = {"key": case.key, "fingerprint": case.fingerprint, "state": case.state}
-        await self.ledger.keep_case(SYSTEM, case.key, case.state["case_no"], kept)
+        self._hold(case)  # kept: in memory while among the newest, before anyone is told
         await self._notify(case)
-        self._hold(case)
 
     async def _notify(self, case: Case) -> None:
         url = case.request.get("callback_url") or self._callback_url
