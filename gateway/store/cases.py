@@ -243,7 +243,8 @@ class CaseStore:
             for timer in tr.timers:
                 await tx.execute(
                     "INSERT INTO timers (task_id, system, due_at, lease_until) VALUES (?, ?, ?, 0)"
-                    " ON CONFLICT (task_id) DO UPDATE SET due_at = excluded.due_at",
+                    " ON CONFLICT (task_id) DO UPDATE SET due_at = excluded.due_at,"
+                    " lease_until = 0",  # a timer written anew: no poller's claim is on it
                     (timer.task_id, timer.system, timer.due_at),
                 )
             await disclosure_log.record(tx, tr.outbox, now)  # who gets which personal fields
@@ -364,17 +365,22 @@ class CaseStore:
         self, system: str, now: float, lease_seconds: float, limit: int
     ) -> list[PollTimer]:
 
+        # The lease as sent, not as read back: PostgreSQL's text output of a float is exact
+        # only with extra_float_digits >= 1 (the default since 12), and a lease read back
+        # rounded would never match its row again (``delete_timer``, ``reschedule_timer``).
+        lease_until = float(now + lease_seconds)
+
         async def work(tx: Tx) -> list[Row]:
             return await tx.fetchall(
                 "UPDATE timers SET lease_until = ?, polls = polls + 1 WHERE task_id IN ("
                 "SELECT task_id FROM timers WHERE system = ? AND due_at <= ? AND "
                 f"lease_until <= ? ORDER BY due_at LIMIT ?{self._db.dialect.skip_locked}) "
-                "RETURNING task_id, system, due_at, lease_until",
-                (now + lease_seconds, system, now, now, limit),
+                "RETURNING task_id, system, due_at",
+                (lease_until, system, now, now, limit),
             )
 
         rows = await self._db.run(work)
-        return [PollTimer(r[0], r[1], float(r[2]), float(r[3])) for r in rows]
+        return [PollTimer(r[0], r[1], float(r[2]), lease_until) for r in rows]
 
     async def delete_timer(self, task_id: str, lease_until: float | None = None) -> None:
         """Drop the task's timer; with ``lease_until``, only the row that claim leased (a
