@@ -145,8 +145,22 @@ class EffectLedger:
         return self._conn.execute(sql, params).fetchall()
 
     async def run(self, work: Callable[[LedgerCalls], T]) -> T:
-        """``work`` on the ledger's thread, given the calls it may combine (one hop for all)."""
-        return await self._thread.run(work, self._calls)
+        """``work`` on the ledger's thread, given the calls it may combine (one hop for all),
+        in one transaction: what it writes stands only if it returns (an effect applied and
+        its case not kept, a keep that failed, leaves nothing behind)."""
+        return await self._thread.run(self._atomic, work)
+
+    def _atomic(self, work: Callable[[LedgerCalls], T]) -> T:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer in between
+        try:
+            done = work(self._calls)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return done
 
     async def record_delivery(
         self, system: str, application_id: str, task: str, key: str, detail: str = ""
