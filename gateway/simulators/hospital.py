@@ -21,7 +21,8 @@ the contract says:
 
 Every delivery and every issued certificate goes into the ledger under (hospital, application,
 task). Undecided cases live in memory: a simulator stopped before deciding does not decide.
-A decided case is written to the ledger (``keep_case``) before its result file, and only the
+A decided case is written to the ledger (``keep_case``) before its result file (a result file
+that could not be written is written at the next deciding step: the same decision), and only the
 newest ``retain`` decided cases stay in memory too (``Retention``): a request file sent again
 for an older one is answered from the ledger, and memory stays flat.
 
@@ -136,6 +137,7 @@ class HospitalSimulator:
         xsd = (resources.files("contracts") / "hospital" / "request.xsd").read_bytes()
         self._schema = etree.XMLSchema(etree.fromstring(xsd, self._parser))
         self._cases: dict[str, _Case] = {}  # open ones, and the newest decided ones
+        self._unanswered: dict[str, _Case] = {}  # decided and kept, its result file not written
         self._retention = Retention(retain)
         self._serial: int | None = None
         self._serial_lock = asyncio.Lock()
@@ -187,7 +189,7 @@ class HospitalSimulator:
         await self._each(self._take, taken)
         if not self._in_outage():
             due = [c for c in self._cases.values() if c.final is None and self._due(c)]
-            await self._each(self._decide, due)
+            await self._each(self._decide, [*due, *self._unanswered.values()])
 
     async def _each(self, work: Callable[[T], Awaitable[None]], items: Iterable[T]) -> None:
         """``work`` on every item, ``parallel`` at a time; one that fails is logged and the
@@ -296,7 +298,7 @@ class HospitalSimulator:
         await self._ledger.record_delivery(SYSTEM, application_id, task, task_id, detail)
         await self._write(f"{task_id}.ack.xml", self._ack(case))
         if case.final is not None:
-            await self._write(f"{task_id}.result.xml", self._result(case.final))
+            await self._answer(case)
         return case
 
     def _open(
@@ -307,6 +309,7 @@ class HospitalSimulator:
         body, kind = (birth, "BIRTH") if birth is not None else (root.find(_q("Death")), "DEATH")
         place = body.findtext(f"{_q('Child')}/{_q('BirthPlace')}") or body.findtext(
             f"{_q('Deceased')}/{_q('PlaceOfDeath')}")  # fmt: skip
+        self._unanswered.pop(task_id, None)  # what this request replaces was never told
         case = _Case(
             task_id, application_id, task, kind,
             case_no="H" + hashlib.sha256(task_id.encode()).hexdigest()[:12].upper(),
@@ -357,6 +360,24 @@ class HospitalSimulator:
 
     # -- deciding ----------------------------------------------------------------------------
     async def _decide(self, case: _Case) -> None:
+        """Decide ``case`` and write its result; a case decided already whose result could not
+        be written (``_unanswered``) gets that decision's result, not a new decision."""
+        if case.final is None:
+            await self._settle(case)
+        await self._answer(case)
+        log.info(
+            "hospital_decided", task_id=case.task_id, status=case.final and case.final["status"]
+        )
+
+    async def _answer(self, case: _Case) -> None:
+        """Write the decided ``case``'s result file: then it is owed no more."""
+        assert case.final is not None
+        await self._write(f"{case.task_id}.result.xml", self._result(case.final))
+        if self._unanswered.get(case.task_id) is case:
+            del self._unanswered[case.task_id]
+
+    async def _settle(self, case: _Case) -> None:
+        """Decide ``case``: its result kept in the ledger (and owed until its file is written)."""
         verdict = self._behaviour.verdict(case.application_id, case.names)
         decided = await self._final(case, verdict)
 
@@ -370,12 +391,10 @@ class HospitalSimulator:
             calls.keep_case(SYSTEM, case.task_id, case.case_no, state)
             return result
 
-        result = await self._ledger.run(settle)
-        case.final = result
+        case.final = await self._ledger.run(settle)
         if self._cases.get(case.task_id) is case:  # not replaced by a correction meanwhile
             self._hold(case)
-        await self._write(f"{case.task_id}.result.xml", self._result(result))
-        log.info("hospital_decided", task_id=case.task_id, status=result["status"])
+            self._unanswered[case.task_id] = case  # until its result file is written
 
     async def _final(self, case: _Case, verdict: Verdict) -> dict[str, Any]:
         result: dict[str, Any] = {
