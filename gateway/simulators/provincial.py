@@ -209,6 +209,7 @@ class ProvincialSimulator:
         self._attempts, self._backoff = callback_attempts, callback_backoff_seconds
         self._by_key: dict[str, Case] = {}
         self._by_no: dict[str, Case] = {}
+        self._deciding: set[asyncio.Task[None]] = set()  # until decided and called back
         self._retention = Retention(retain)  # decided cases also held in memory
         self._nonces: OrderedDict[str, float] = OrderedDict()  # nonce → expiry, oldest first
         self._serial = itertools.count(random.randrange(900_000))  # noqa: S311  # not crypto
@@ -235,7 +236,7 @@ class ProvincialSimulator:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     async def stop(self) -> None:
-        tasks = [c.task for c in self._by_key.values() if c.task and not c.task.done()]
+        tasks = list(self._deciding)  # also a case's whose callback outlived its place in memory
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -360,6 +361,8 @@ class ProvincialSimulator:
         case = Case(key, fingerprint, payload, state)
         self._by_key[key] = self._by_no[case_no] = case
         case.task = asyncio.create_task(self._decide(case))
+        self._deciding.add(case.task)
+        case.task.add_done_callback(self._deciding.discard)
         return case
 
     async def _kept(self, *, key: str | None = None, case_no: str | None = None) -> Case | None:
