@@ -19,6 +19,10 @@ answers are still reported in turn across scans (its acknowledgement before its 
 file operation runs on the connector's or the source's own
 threads (``connectors.filethreads``), never on the event loop's default executor, which SOAP
 sends and other stores share.
+
+Past the house's 500 lines (529) since the overlapping scans: the result source (its scans,
+turns and archive moves) is the seam to move into a module of its own; left for a session
+with time to re-run the crash and ordering tests around it (issue 6's note).
 """
 
 from __future__ import annotations
