@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import tempfile
@@ -76,10 +77,30 @@ class Fleet:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free now on 127.0.0.1, for a simulator to listen on later. Taken below the
+    kernel's ephemeral range where possible: between this check and the bind, an outgoing
+    connection (the gateway's own, to RabbitMQ or PostgreSQL) may be given any ephemeral
+    port, and one was (a simulator failed with "address already in use")."""
+    low = _ephemeral_low()
+    for port in random.sample(range(10_000, low), min(64, max(low - 10_000, 0))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # nothing free below the range: any port the kernel picks
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 10_000  # unknown: leave the choice to the kernel
 
 
 def local_systems(

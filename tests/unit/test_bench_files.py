@@ -69,3 +69,14 @@ def test_a_scratch_folder_is_locked_while_in_use_and_deleted_after(tmp_path: Pat
         assert clean_stale(tmp_path / "root") == []  # its lock is held
         assert folder.is_dir()
     assert not folder.exists()
+
+
+def test_free_ports_are_taken_below_the_ephemeral_range() -> None:
+    """Outgoing connections take ephemeral ports; a port chosen there could be taken before
+    the simulator binds it."""
+    from gateway.simulators.fleet import _ephemeral_low, free_port
+
+    low = _ephemeral_low()
+    assert low > 10_000  # Linux: /proc/sys/net/ipv4/ip_local_port_range is read
+    ports = [free_port() for _ in range(20)]
+    assert all(10_000 <= port < low for port in ports)
